@@ -1,0 +1,86 @@
+"""mem0-routed: a local-first LLM and embedding router for mem0.
+
+``import mem0_routed`` registers the provider ``"routed"`` with mem0 for both ``llm`` and
+``embedder``; import it before ``Memory.from_config``. Everything public is re-exported here.
+"""
+
+from __future__ import annotations
+
+from ._classify import classify_messages, classify_query, classify_text, estimate_tokens
+from ._config import RouterConfig
+from ._errors import (
+    AuthenticationError,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    BudgetExceeded,
+    ConfigError,
+    ContextOverflow,
+    EmbeddingDimensionMismatch,
+    Mem0RoutedError,
+    ModelNotFound,
+    RegistrationError,
+    RoutingError,
+)
+from ._execute import ChatOutcome
+from ._router import Mem0LLMRouter, Router, get_router, router_for
+from ._types import CallKind, Classification, QueryMetrics, QueryType, RoutingDecision
+from ._usage import UsageRecord
+
+
+def route_query(text: str, query_type: QueryType | str | None = None, *, force_local: bool = False) -> RoutingDecision:
+    """Decide where ``text`` would go with the process-wide router (no model is called)."""
+    return get_router().route_query(text, query_type, force_local=force_local)
+
+
+async def execute_query(text: str, force_local: bool = False, query_type: QueryType | str | None = None) -> dict:
+    """Route and run ``text`` with the process-wide router."""
+    return await get_router().execute_query(text, force_local=force_local, query_type=query_type)
+
+
+def get_metrics() -> dict:
+    """Metrics of the process-wide router."""
+    return get_router().get_metrics()
+
+
+async def health_check() -> dict:
+    """Health of the process-wide router's backends."""
+    return await get_router().health_check()
+
+
+__all__ = [
+    "AuthenticationError",
+    "BackendError",
+    "BackendTimeout",
+    "BackendUnavailable",
+    "BudgetExceeded",
+    "CallKind",
+    "ChatOutcome",
+    "Classification",
+    "ConfigError",
+    "ContextOverflow",
+    "EmbeddingDimensionMismatch",
+    "Mem0LLMRouter",
+    "Mem0RoutedError",
+    "ModelNotFound",
+    "QueryMetrics",
+    "QueryType",
+    "RegistrationError",
+    "Router",
+    "RouterConfig",
+    "RoutingDecision",
+    "RoutingError",
+    "UsageRecord",
+    "classify_messages",
+    "classify_query",
+    "classify_text",
+    "estimate_tokens",
+    "execute_query",
+    "get_metrics",
+    "get_router",
+    "health_check",
+    "route_query",
+    "router_for",
+]
+
+__version__ = "0.1.0"

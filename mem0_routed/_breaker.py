@@ -1,0 +1,107 @@
+"""A small circuit breaker per backend (and per Ollama host).
+
+After ``failures`` consecutive failures it opens: calls skip the backend at once (no connect, no
+timeout). After ``cooldown_s`` exactly one caller gets to probe; the others keep skipping until the
+probe ends. So a hanging host costs at most one timeout per cool-down window, not one per call.
+
+Hand-written (≈60 lines) because pybreaker is sync-only and purgatory async-only, and the router
+needs one breaker shared by threads and event loops; it holds its lock only for bookkeeping.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Literal
+
+State = Literal["closed", "open", "half-open"]
+
+
+class CircuitBreaker:
+    def __init__(self, name: str, *, failures: int = 3, cooldown_s: float = 30.0, clock=time.monotonic) -> None:
+        self.name = name
+        self.failures = max(1, failures)
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._consecutive = 0
+        self._opened_at: float | None = None
+        self._probing = False
+        self.times_opened = 0
+        self.last_error: str | None = None
+        self.last_fix: str | None = None
+
+    @property
+    def state(self) -> State:
+        with self._lock:
+            return self._state_locked()
+
+    def _state_locked(self) -> State:
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at >= self.cooldown_s:
+            return "half-open"
+        return "open"
+
+    def allow(self) -> bool:
+        """May a call go through now? In half-open state only the first asker gets ``True``."""
+        with self._lock:
+            state = self._state_locked()
+            if state == "closed":
+                return True
+            if state == "half-open" and not self._probing:
+                self._probing = True
+                return True
+            return False
+
+    def success(self) -> None:
+        with self._lock:
+            self._consecutive = 0
+            self._opened_at = None
+            self._probing = False
+
+    def failure(self, error: str = "", fix: str | None = None) -> None:
+        with self._lock:
+            self.last_error = error or self.last_error
+            self.last_fix = fix or self.last_fix
+            self._consecutive += 1
+            if self._probing or self._consecutive >= self.failures:
+                if self._opened_at is None:
+                    self.times_opened += 1
+                self._opened_at = self._clock()
+            self._probing = False
+
+    def release(self) -> None:
+        """The call ended neither in success nor in a failure that counts (e.g. a bad answer)."""
+        with self._lock:
+            self._probing = False
+
+    def retry_in(self) -> float:
+        with self._lock:
+            if self._opened_at is None:
+                return 0.0
+            return max(0.0, self.cooldown_s - (self._clock() - self._opened_at))
+
+
+class BreakerBoard:
+    """Process-wide breakers keyed by backend name, so routers that share a host share its breaker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def get(self, name: str, *, failures: int, cooldown_s: float) -> CircuitBreaker:
+        with self._lock:
+            br = self._breakers.get(name)
+            if br is None:
+                br = self._breakers[name] = CircuitBreaker(name, failures=failures, cooldown_s=cooldown_s)
+            return br
+
+    def snapshot(self) -> dict[str, State]:
+        with self._lock:
+            items = list(self._breakers.items())
+        return {name: br.state for name, br in items}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._breakers.clear()

@@ -1,0 +1,430 @@
+"""Query classification: what kind of work a call is, how hard, and how big.
+
+It runs on every call, so it is pure CPU, precompiled, and bounded: free text is scanned for
+signals in at most ``_SCAN_CHARS`` characters from each end, and mem0's ~34k-char system prompts
+are recognised by counting distinctive markers (never by an exact compare or a hash, since mem0
+rewords its prompts between releases). That analysis is memoised per system-prompt string; the
+memo only saves time, the answer is the same without it.
+
+Seed table: simple < 500 words (1-3); summarization 500-2000 words (2-4); extraction (2); code (3);
+medium 2k-4k tokens or complexity 4-6; complex > 4k tokens or complexity > 6.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+from ._types import CallKind, Classification, QueryType
+
+__all__ = ["classify_messages", "classify_query", "classify_text", "estimate_tokens"]
+
+_SCAN_CHARS = 3000  # signals are looked for in the first and last 3000 chars of the ask
+_MSG_OVERHEAD = 4  # chat-template tokens per message
+_IMAGE_TOKENS = 768  # what one image costs a local vision model (llava: 576, gpt-4o tile: 765)
+_SIMPLE_WORDS, _SUMMARY_WORDS = 500, 2000
+_MEDIUM_TOKENS, _COMPLEX_TOKENS = 2000, 4000
+_JSON_FORMATS = frozenset({"json_object", "json_schema"})
+
+
+def estimate_tokens(text: str) -> int:
+    """About what a BPE tokenizer (o200k, cl100k, llama3, qwen) counts, a little on the high side.
+
+    ASCII prose is ~4 chars/token; quotes mark JSON and code, which tokenize denser. Non-ASCII
+    letters cost more than one byte each (Cyrillic ~0.5 token/char, CJK ~1), so each extra UTF-8
+    byte adds 0.3 token. Within ~15% of o200k on mem0's prompts, code and JSON.
+    """
+    if type(text) is not str:
+        _check_text(text)
+    n = len(text)
+    if not n:
+        return 0
+    extra = 0 if text.isascii() else len(text.encode("utf-8", "surrogatepass")) - n
+    return (10 * (n + text.count('"')) + 12 * extra) // 40 + 1
+
+
+def classify_query(text: str, context_length: int | None = None) -> tuple[QueryType, int]:
+    """The seed's API: ``(query_type, complexity)``."""
+    c = classify_text(text, context_length)
+    return c.query_type, c.complexity
+
+
+def classify_text(text: str, context_length: int | None = None) -> Classification:
+    """Classify one free-form text; ``context_length`` (tokens) replaces the estimate when given."""
+    _check_text(text)
+    if context_length is None:
+        tokens = estimate_tokens(text)
+    elif type(context_length) is int and context_length >= 0:
+        tokens = context_length
+    else:
+        raise ValueError(
+            f"context_length must be a non-negative int (a token count) or None, got {context_length!r}"
+        )
+    qtype, complexity, reasons = _decide(text, tokens, False)
+    return Classification(qtype, complexity, tokens, reasons=reasons)
+
+
+def classify_messages(
+    messages: Sequence[Mapping[str, Any]], response_format: Mapping[str, Any] | None = None
+) -> Classification:
+    """Classify a chat call as mem0 sends it to ``generate_response``.
+
+    mem0's own calls are recognised and sized by what varies in them; ``estimated_tokens`` is
+    still the whole prompt, since the context window must hold all of it.
+    """
+    wants_json = _wants_json(response_format)
+    if not isinstance(messages, (list, tuple)):
+        raise TypeError(f"messages must be a list of {{'role', 'content'}} dicts, got {type(messages).__name__}")
+    if not messages:
+        raise ValueError("messages is empty; pass at least one {'role': 'user', 'content': ...} dict")
+    texts: list[str] = []
+    images = 0
+    last_user = -1
+    sys_info: _SystemInfo | None = None
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
+            what = type(m).__name__ if not isinstance(m, Mapping) else f"dict with keys {sorted(map(str, m))}"
+            raise ValueError(f"messages[{i}] must be a dict with 'role' and 'content', got {what}")
+        role, content = m["role"], m["content"]
+        if not isinstance(role, str):
+            raise TypeError(f"messages[{i}]['role'] must be a str, got {type(role).__name__}")
+        if isinstance(content, str):
+            texts.append(content)
+        elif content is None:
+            texts.append("")
+        elif isinstance(content, list):
+            parts, n_img = _content_parts(content, i)
+            texts.append(parts)
+            images += n_img
+        else:
+            raise TypeError(
+                f"messages[{i}]['content'] must be a str, a list of content parts or None, "
+                f"got {type(content).__name__}"
+            )
+        if role == "user":
+            last_user = i
+        elif role == "system" and sys_info is None:
+            sys_info = _system_info(texts[-1])
+
+    tokens_each = [
+        sys_info.tokens if (sys_info is not None and i == 0 and messages[0]["role"] == "system")
+        else estimate_tokens(t)
+        for i, t in enumerate(texts)
+    ]
+    total = sum(tokens_each) + _MSG_OVERHEAD * len(texts) + _IMAGE_TOKENS * images
+    sys_tokens = tokens_each[0] if messages[0]["role"] == "system" else 0
+    variable = total - sys_tokens
+    ask = texts[last_user] if last_user >= 0 else texts[-1]
+
+    if sys_info is not None and not images:
+        kind = _mem0_kind(sys_info, ask, wants_json, len(texts))
+        if kind is not None:
+            return _mem0_classification(kind, total, variable, wants_json)
+
+    qtype, complexity, reasons = _decide(ask, total, wants_json)
+    if qtype is not QueryType.CODE and any(
+        "```" in t for j, t in enumerate(texts) if j != last_user and messages[j]["role"] != "system"
+    ):
+        qtype, complexity = (qtype, complexity) if complexity > 6 else (QueryType.CODE, max(3, complexity))
+        reasons = (*reasons, "code earlier in conversation")
+    if images:
+        reasons = (f"{images} image(s)", *reasons)
+        return Classification(qtype, complexity, total, CallKind.MEM0_VISION, variable, reasons, wants_json, True)
+    return Classification(qtype, complexity, total, CallKind.QUERY, None, reasons, wants_json)
+
+
+# --- validation and message plumbing ---------------------------------------------------------
+
+
+def _check_text(text: object) -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}; decode bytes or str() the value first")
+
+
+def _wants_json(response_format: object) -> bool:
+    if response_format is None:
+        return False
+    if not isinstance(response_format, Mapping):
+        raise TypeError(
+            "response_format must be a dict like {'type': 'json_object'} or None, "
+            f"got {type(response_format).__name__}"
+        )
+    return response_format.get("type") in _JSON_FORMATS
+
+
+def _content_parts(content: list[Any], index: int) -> tuple[str, int]:
+    """Text of an OpenAI-style content list, and how many images it carries."""
+    texts: list[str] = []
+    images = 0
+    for j, part in enumerate(content):
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        if not isinstance(part, Mapping):
+            raise TypeError(f"messages[{index}]['content'][{j}] must be a dict or str, got {type(part).__name__}")
+        ptype = part.get("type")
+        if ptype in ("image_url", "input_image", "image") or "image_url" in part:
+            images += 1
+        elif isinstance(part.get("text"), str):
+            texts.append(part["text"])
+    return "\n".join(texts), images
+
+
+# --- mem0 call recognition ---------------------------------------------------------------------
+
+# Each marker is a phrase a rewording is unlikely to drop all of at once; a call is mem0's when
+# enough of them are present, so an edited, reordered or extended prompt is still recognised.
+_EXTRACTION_MARKERS = (
+    "memory extractor", "## new messages", "## existing memories", "## recently extracted memories",
+    "linked_memory_ids", '"memory"', "attributed_to", "deduplication",
+)  # fmt: skip
+_PROCEDURAL_MARKERS = (
+    "memory summarization system", "execution history", "agent action", "action result",
+    "task objective", "progress status", "verbatim", "numbered step",
+)  # fmt: skip
+_RERANKER_MARKERS = (
+    "relevance scoring", "how relevant", "0.0 to 1.0", "numerical score", "query and a document", "relevan",
+)  # fmt: skip
+_EXTRACTION_USER_MARKERS = ("## New Messages", "## Existing Memories", "## Last k Messages", "# Output")
+_GATE = ("memor", "relevan", "score", "summar", "extract")
+
+
+class _SystemInfo(NamedTuple):
+    tokens: int
+    extraction: int  # markers matched per mem0 call kind
+    procedural: int
+    reranker: int
+
+
+@lru_cache(maxsize=32)
+def _system_info(system: str) -> _SystemInfo:
+    """Marker counts and size of one system prompt; memoised because mem0 reuses one string."""
+    tokens = estimate_tokens(system)
+    head = system[:4000].lower()
+    if not any(g in head for g in _GATE):  # cheap reject of most non-mem0 prompts
+        return _SystemInfo(tokens, 0, 0, 0)
+    # mem0's markers sit in the first 8k chars (inputs) and the last 4k (output format).
+    low = (system if len(system) <= 12000 else system[:8000] + "\n" + system[-4000:]).lower()
+    return _SystemInfo(
+        tokens,
+        sum(m in low for m in _EXTRACTION_MARKERS),
+        sum(m in low for m in _PROCEDURAL_MARKERS),
+        sum(m in low for m in _RERANKER_MARKERS),
+    )
+
+
+def _mem0_kind(info: _SystemInfo, ask: str, wants_json: bool, n_messages: int) -> CallKind | None:
+    if info.extraction >= 3:
+        user_hits = sum(m in ask for m in _EXTRACTION_USER_MARKERS)
+        if info.extraction + user_hits + wants_json >= 7:
+            return CallKind.MEM0_EXTRACTION
+    if info.procedural >= 3:
+        closing = "procedural memory" in ask[-200:].lower()
+        if info.procedural + 2 * closing >= 5:
+            return CallKind.MEM0_PROCEDURAL
+    if info.reranker >= 2 and n_messages == 2 and ask.startswith("Query:") and "\n\nDocument:" in ask:
+        return CallKind.MEM0_RERANKER
+    return None
+
+
+def _mem0_classification(kind: CallKind, total: int, variable: int, wants_json: bool) -> Classification:
+    sized = f"sized by {variable} varying tokens"
+    if kind is CallKind.MEM0_RERANKER:
+        c = 1 if variable < 1000 else 2
+        return Classification(QueryType.SIMPLE, c, total, kind, variable, ("mem0 reranker call", sized), wants_json)
+    qtype, label = (
+        (QueryType.EXTRACTION, "mem0 extraction call")
+        if kind is CallKind.MEM0_EXTRACTION
+        else (QueryType.SUMMARIZATION, "mem0 procedural memory call")
+    )
+    return Classification(qtype, _sized(2, variable), total, kind, variable, (label, sized), wants_json)
+
+
+def _sized(base: int, tokens: int) -> int:
+    """Complexity of fixed-format work: ``base``, one step up per doubling past 1k tokens."""
+    for limit in (1000, 2000, 4000, 8000, 16000):
+        if tokens < limit:
+            return base
+        base += 1
+    return min(base, 10)
+
+
+# --- free-text signals -------------------------------------------------------------------------
+# A signal fires on a whole word of ``words``, or — when one of ``gate`` (and, if given, one of
+# ``gate2``) is among the text's words — on a phrase of ``check`` or a match of its pattern. The
+# word-set test is a C-level set intersection, so the proximity regexes run only on texts that
+# contain their words, never scanning every text.
+
+
+class _Signal(NamedTuple):
+    name: str  # each name counts once however many entries fire
+    weight: int  # added to complexity
+    reason: str
+    words: frozenset[str] = frozenset()
+    gate: frozenset[str] = frozenset()
+    gate2: frozenset[str] = frozenset()
+    check: tuple[str, ...] | re.Pattern[str] = ()
+
+
+def _ws(s: str) -> frozenset[str]:
+    return frozenset(s.split())
+
+
+_REASONING = (
+    _Signal("proof", 6, "reasoning: proof", _ws("prove proves proving proof proofs disprove theorem lemma corollary"),
+            _ws("show induction contradiction"), check=("show that", "by induction", "by contradiction")),
+    _Signal("maths", 6, "reasoning: maths", _ws(
+        "integral integrals integrate integration derivative derivatives differentiate antiderivative eigenvalue "
+        "eigenvalues eigenvector eigenvectors determinant logarithm polynomial modulo"),
+        _ws("solve limit expected differential"),
+        check=("solve for", "limit of", "expected value", "differential equation")),
+    _Signal("logic", 6, "reasoning: logic puzzle", _ws("riddle riddles puzzle puzzles brainteaser"),
+            _ws("teaser trick logic"), check=("brain teaser", "trick question", "logic problem")),
+    _Signal("logic", 6, "reasoning: logic puzzle", gate=_ws("each"), gate2=_ws("many much old"),
+            check=re.compile(r"each of (?:them|whom|these|those)\b[^?]{0,200}\bhow (?:many|much|old)\b")),
+    _Signal("wordproblem", 4, "reasoning: word problem", gate=_ws("if"), gate2=_ws("many much long far old"),
+            check=re.compile(r"\bif\b[^?]{10,200}\bhow (?:many|much|long|far|old)\b")),
+    _Signal("plan", 6, "multi-step plan", _ws("multi-step multistep"),
+            _ws("plan roadmap strategy playbook"),
+            _ws("step steps step-by-step phase phases stage stages milestone milestones timeline"),
+            re.compile(r"(?:plan|roadmap|strategy|playbook)\b[^?]{0,120}\b(?:steps?|phases?|stages?|milestones?"
+                       r"|timeline)\b|step[- ]by[- ]step (?:plan|guide|strategy|roadmap)")),
+    _Signal("contrast", 5, "analysis: compare and contrast", gate=_ws("contrast"), check=("compare and contrast",)),
+    _Signal("design", 5, "system design", gate=_ws("design architect"),
+            gate2=_ws("system systems architecture service services platform pipeline"),
+            check=re.compile(r"(?:design|architect)\b[^.?!]{0,40}\b(?:systems?|architecture|services?|platform"
+                             r"|pipeline)\b")),
+    _Signal("tradeoff", 4, "analysis: trade-offs", _ws("trade-off trade-offs tradeoff tradeoffs"),
+            _ws("pros"), check=("pros and cons",)),
+    _Signal("steps", 3, "step-by-step reasoning", _ws("step-by-step"), _ws("step think"),
+            check=("step by step", "think carefully", "think through")),
+    _Signal("algo", 3, "algorithmic", _ws("algorithm algorithms np-hard np-complete big-o"),
+            _ws("complexity dynamic"), check=("time complexity", "space complexity", "dynamic programming")),
+    _Signal("analyse", 2, "analysis", _ws("analyze analyse evaluate critique assess")),
+    _Signal("why", 1, "asks why/how", gate=_ws("why how"),
+            check=("why does", "why do", "why is", "why are", "why did", "how does")),
+)  # fmt: skip
+_SUMMARY = _Signal("summary", 0, "asks to summarize", _ws("summarize summarise summarization tldr recap condense"),
+                   _ws("sum tl key summary"), check=("sum up", "tl;dr", "key points", "summary of"))
+_EXTRACT = _Signal("extract", 0, "asks to extract", _ws("extract extraction"), _ws("json"),
+                   check=re.compile(r"\b(?:as|in|into|return|output) json\b|\blist (?:all|every)\b[^.?!]{0,80}\bjson"))
+_CODE_ASK = _Signal("code", 0, "asks for code", gate=_ws(
+    "write implement fix debug refactor optimize optimise port generate code"), gate2=_ws(
+    "function script class method program code regex query test tests snippet bug endpoint python javascript "
+    "typescript java rust golang c++ c# ruby php kotlin swift bash sql"),
+    check=re.compile(r"\b(?:write|implement|fix|debug|refactor|optimi[sz]e|port|generate|code)\b[^.?!\n]{0,60}"
+                     r"\b(?:function|script|class|method|program|code|regex|query|tests?|snippet|bug|endpoint"
+                     r"|python|javascript|typescript|java|rust|golang|c\+\+|c#|ruby|php|kotlin|swift|bash|sql)"))  # fmt: skip
+
+_REASONING_TRIGGERS = tuple((sig, sig.words | sig.gate) for sig in _REASONING)
+_REASONING_WORDS = frozenset().union(*(t for _, t in _REASONING_TRIGGERS))
+_PUNCT = str.maketrans({c: " " for c in '!"$%&()*,./:;<=>?@[\\]^`{|}~'})
+_POWER_RE = re.compile(r"[a-z0-9)]\s?\^\s?[-(\d]|[a-z]\^[a-z]")
+_CODE_LINE_STARTS = (
+    "def ", "class ", "import ", "from ", "#include", "function", "async ", "export ", "const ", "let ",
+    "var ", "public ", "private ", "fn ", "func ", "package ", "at ", 'File "', "SELECT ", "INSERT ",
+    "CREATE TABLE", "UPDATE ",
+)  # fmt: skip
+_CODE_LINE_RE = re.compile(
+    r"(?P<trace>at [\w$.<>]+\([\w$.]*(?::\d+)?\)|File \"[^\"\n]+\", line \d+)"
+    r"|(?P<kw>(?:def \w+\s*\(|class \w+\s*[:(]|import [\w.]+\s*(?:$|as |,|;)|from [\w.]+ import |#include\s*[<\"]"
+    r"|(?:export )?(?:async )?function\b\s*\w*\s*\(|(?:const|let|var) \w+\s*=|public (?:static |class )"
+    r"|fn \w+\s*\(|func \w+\s*\(|package [\w.]+;?$|SELECT\s|INSERT INTO|CREATE TABLE|UPDATE \w+ SET))"
+)
+_INLINE_CODE_RE = re.compile(r"def \w+\(|SELECT\s+[\w*.,\s]{1,200}?\s+FROM\s+\w")
+
+
+def _fires(sig: _Signal, ws: set[str], low: str) -> bool:
+    if not sig.words.isdisjoint(ws):
+        return True
+    if sig.gate.isdisjoint(ws) or (sig.gate2 and sig.gate2.isdisjoint(ws)):
+        return False
+    check = sig.check
+    if isinstance(check, tuple):
+        for phrase in check:  # a loop, not any(): no generator on the hot path
+            if phrase in low:
+                return True
+        return False
+    return check.search(low) is not None
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= 2 * _SCAN_CHARS else text[:_SCAN_CHARS] + "\n" + text[-_SCAN_CHARS:]
+
+
+def _code_reason(text: str, scan: str, low: str, ws: set[str]) -> str | None:
+    """Cheap substring checks on the whole text; line-start checks and regexes on the scan only."""
+    if "```" in text:
+        return "code fence"
+    if "Traceback (most recent call last)" in text or "Exception in thread" in text:
+        return "stack trace"
+    for line in scan.splitlines():
+        stripped = line.lstrip()
+        if stripped.startswith(_CODE_LINE_STARTS):
+            m = _CODE_LINE_RE.match(stripped)
+            if m is not None:
+                return "stack trace" if m.lastgroup == "trace" else "code keywords"
+    if ("def " in scan or "FROM" in scan) and _INLINE_CODE_RE.search(scan):
+        return "code keywords"
+    return _CODE_ASK.reason if _fires(_CODE_ASK, ws, low) else None
+
+
+def _words(text: str) -> int:
+    words = text.count(" ") + text.count("\n") + 1 if text else 0
+    # Scripts without spaces between words (CJK, Thai): fall back to the token estimate.
+    return words if words * 8 >= len(text) else max(words, estimate_tokens(text) * 3 // 4)
+
+
+def _decide(text: str, tokens: int, wants_json: bool) -> tuple[QueryType, int, tuple[str, ...]]:
+    """The seed table plus what length does not show: reasoning, code and explicit asks."""
+    scan = _bounded(text)
+    low = scan.lower()
+    ws = set(low.translate(_PUNCT).split())
+    words = _words(text)
+    bonus = 0
+    signals: list[str] = []
+    seen: set[str] = set()
+    for sig, triggers in _REASONING_TRIGGERS if not _REASONING_WORDS.isdisjoint(ws) else ():
+        if not triggers.isdisjoint(ws) and sig.name not in seen and _fires(sig, ws, low):
+            seen.add(sig.name)
+            bonus += sig.weight
+            signals.append(sig.reason)
+    if "maths" not in seen and (("^" in low and _POWER_RE.search(low)) or (
+            not low.isascii() and any(c in low for c in "∫∑∏∂√"))):
+        bonus += 6
+        signals.append("reasoning: maths")
+    if low.count("?") >= 3:
+        bonus += 2
+        signals.append("several questions")
+
+    if tokens > _COMPLEX_TOKENS:
+        base, size = min(10, 7 + (tokens - _COMPLEX_TOKENS) // 8000), ">4k tokens"
+    elif _SIMPLE_WORDS <= words < _SUMMARY_WORDS:
+        base, size = 2 + (words - _SIMPLE_WORDS) * 3 // (_SUMMARY_WORDS - _SIMPLE_WORDS), "500-2000 words"
+    elif tokens >= _MEDIUM_TOKENS or words >= _SUMMARY_WORDS:
+        base, size = min(6, 4 + max(0, tokens - _MEDIUM_TOKENS) * 3 // _MEDIUM_TOKENS), "2k-4k tokens"
+    else:
+        base, size = 1 + (words >= 30) + (words >= 150), f"short ({words} words)"
+    complexity = min(10, base + bonus)
+    huge = tokens > _COMPLEX_TOKENS
+
+    code = _code_reason(text, scan, low, ws)
+    if code is not None:
+        complexity = min(10, max(3, base + 1 + bonus // 2))  # reasoning words are common in code asks
+        if complexity <= 6 and not huge:
+            return QueryType.CODE, complexity, (code, *signals)
+        return QueryType.COMPLEX, complexity, (size, code, *signals) if huge else (code, *signals)
+    if complexity <= 6 and (_fires(_EXTRACT, ws, low) or (wants_json and "extract" in low)):
+        return QueryType.EXTRACTION, _sized(2, tokens), ("asks to extract", *signals)
+    if complexity > 6 or huge:
+        return QueryType.COMPLEX, complexity, (size, *signals) if huge else tuple(signals)
+    if _fires(_SUMMARY, ws, low):
+        return QueryType.SUMMARIZATION, min(4, max(2, complexity)), ("asks to summarize", *signals)
+    if size == "500-2000 words":
+        qtype = QueryType.SUMMARIZATION if complexity <= 4 else QueryType.MEDIUM
+        return qtype, complexity, (size, *signals)
+    if complexity >= 4 or size == "2k-4k tokens":
+        return QueryType.MEDIUM, max(4, complexity), (*signals, size) if not size.startswith("short") else tuple(signals)
+    return QueryType.SIMPLE, complexity, (size, *signals)

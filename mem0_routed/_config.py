@@ -1,0 +1,270 @@
+"""The router's configuration: one pydantic model filled from a mem0 ``config`` dict, env vars, or both.
+
+Precedence, highest first: keys given explicitly (mem0 config dict / keyword arguments), the env
+vars named below, the defaults. Every bad value raises ``ConfigError`` naming the key, the value
+and what is allowed; the OpenAI key is a ``SecretStr`` and never appears in a repr, error or log.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ._errors import ConfigError
+from ._types import CallKind, QueryType
+
+DEFAULT_OLLAMA_URL = "http://localhost:11434"
+DEFAULT_EMBEDDING_MODEL = "nomic-embed-text:latest"
+DEFAULT_FALLBACK_MODEL = "gpt-4o-mini"
+
+#: The seed's route table: query type -> local model.
+DEFAULT_MODELS: dict[str, str] = {
+    QueryType.EMBEDDING.value: DEFAULT_EMBEDDING_MODEL,
+    QueryType.CODE.value: "deepseek-coder:6.7b",
+    QueryType.SIMPLE.value: "mistral:7b",
+    QueryType.SUMMARIZATION.value: "mistral:7b",
+    QueryType.EXTRACTION.value: "mistral:7b",
+    QueryType.MEDIUM.value: "codellama:13b",
+    QueryType.COMPLEX.value: "codellama:13b",
+}
+
+#: Routes that ``MEM0_LLM_MODEL`` (the "general" local model) replaces.
+GENERAL_ROUTES = (QueryType.SIMPLE.value, QueryType.SUMMARIZATION.value, QueryType.EXTRACTION.value)
+
+_ROUTE_NAMES = tuple(q.value for q in QueryType)
+_CALL_KINDS = tuple(c.value for c in CallKind)
+_URL_RE = re.compile(r"^https?://[^\s/:]+(:\d{1,5})?(/[^\s]*)?$")
+# Names that are OpenAI's, not a local model's: mem0's llm_reranker injects model="gpt-5-mini".
+# gpt-oss is an open-weight model that Ollama serves, so it is local.
+_EXTERNAL_MODEL_RE = re.compile(r"^(gpt-(?!oss)|o\d|chatgpt-|text-|davinci|openai/)", re.IGNORECASE)
+
+
+def is_external_model_name(name: str) -> bool:
+    """True for names like ``gpt-5-mini`` that can never be an Ollama model."""
+    return bool(_EXTERNAL_MODEL_RE.match(name))
+
+
+class RouterConfig(BaseSettings):
+    """Everything the router needs. Build it with :meth:`from_mapping` to get friendly errors."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEM0_ROUTED_",
+        extra="forbid",
+        populate_by_name=True,
+        validate_default=True,
+        hide_input_in_errors=True,
+        env_ignore_empty=True,
+    )
+
+    ollama_base_url: str | list[str] = Field(
+        default=DEFAULT_OLLAMA_URL, validation_alias=AliasChoices("ollama_base_url", "OLLAMA_URL")
+    )
+    models: dict[str, str] = Field(default_factory=dict)
+    fallback_model: str = DEFAULT_FALLBACK_MODEL
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("openai_api_key", "OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = None
+    local_threshold: float = Field(
+        default=95.0, validation_alias=AliasChoices("local_threshold", "LLM_LOCAL_THRESHOLD")
+    )
+    routing_enabled: bool = Field(
+        default=True, validation_alias=AliasChoices("routing_enabled", "LLM_ROUTING_ENABLED")
+    )
+    monthly_budget_usd: float | None = Field(
+        default=None, validation_alias=AliasChoices("monthly_budget_usd", "MEM0_ROUTED_MONTHLY_BUDGET_USD")
+    )
+    llm_model: str | None = Field(default=None, validation_alias=AliasChoices("llm_model", "MEM0_LLM_MODEL"))
+    embedder_model: str | None = Field(
+        default=None, validation_alias=AliasChoices("embedder_model", "MEM0_EMBEDDER_MODEL")
+    )
+
+    # --- execution -------------------------------------------------------------------------------
+    connect_timeout_s: float = 2.0
+    read_timeout_s: float = 300.0
+    external_timeout_s: float = 60.0
+    max_retries: int = 2
+    breaker_failures: int = 3
+    breaker_cooldown_s: float = 30.0
+    num_ctx_min: int = 4096
+    num_ctx_max: int | None = None
+    compact_extraction: Literal["auto", "always", "never"] = "auto"
+    local_backend: Literal["auto", "ollama", "embedded"] = Field(
+        default="auto", validation_alias=AliasChoices("local_backend", "MEM0_ROUTED_LOCAL_BACKEND")
+    )
+    embedded_models: dict[str, str] = Field(default_factory=dict)
+
+    # --- ledger, privacy ---------------------------------------------------------------------------
+    ledger: str | None = Field(default="memory", validation_alias=AliasChoices("ledger", "MEM0_ROUTED_LEDGER"))
+    share_window_days: float = 30.0
+    keep_local_secrets: bool = True
+    keep_local_pii: bool = True
+    keep_local_patterns: list[str] = Field(default_factory=list)
+    keep_local_call_kinds: list[str] = Field(default_factory=list)
+    log_prompts: bool = False
+    embedding_dims: int | None = None
+    embedding_cache_size: int = 4096
+
+    # --- validators --------------------------------------------------------------------------------
+    @field_validator("ollama_base_url", mode="before")
+    @classmethod
+    def _split_urls(cls, v: Any) -> Any:
+        if isinstance(v, str) and "," in v:  # OLLAMA_URL="http://a:11434,http://b:11434"
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
+
+    @field_validator("ollama_base_url")
+    @classmethod
+    def _check_urls(cls, v: str | list[str]) -> str | list[str]:
+        urls = [v] if isinstance(v, str) else v
+        if not urls:
+            raise ValueError("needs at least one URL, e.g. 'http://localhost:11434'")
+        for url in urls:
+            if not _URL_RE.match(url):
+                raise ValueError(f"{url!r} is not an http(s) URL; write it with a scheme, e.g. 'http://{url}'")
+        return [u.rstrip("/") for u in v] if isinstance(v, list) else v.rstrip("/")
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _check_openai_url(cls, v: str | None) -> str | None:
+        if v is not None and not _URL_RE.match(v):
+            raise ValueError(f"{v!r} is not an http(s) URL, e.g. 'https://api.openai.com/v1'")
+        return v
+
+    @field_validator("models")
+    @classmethod
+    def _check_models(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, model in v.items():
+            if key not in _ROUTE_NAMES:
+                raise ValueError(f"unknown route type {key!r}; allowed: {', '.join(_ROUTE_NAMES)}")
+            if not isinstance(model, str) or not model.strip():
+                raise ValueError(f"models[{key!r}] is an empty model name; give an Ollama model such as 'mistral:7b'")
+        return v
+
+    @field_validator("fallback_model", "llm_model", "embedder_model")
+    @classmethod
+    def _check_name(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("is an empty model name")
+        return v
+
+    @field_validator("local_threshold")
+    @classmethod
+    def _check_threshold(cls, v: float) -> float:
+        if not 0 <= v <= 100:
+            raise ValueError(f"{v} is not a percentage; allowed: 0 to 100 (default 95)")
+        return v
+
+    @field_validator("monthly_budget_usd")
+    @classmethod
+    def _check_budget(cls, v: float | None) -> float | None:
+        if v is not None and v < 0:
+            raise ValueError(f"{v} is negative; allowed: 0 or more US dollars, or unset for no cap")
+        return v
+
+    @field_validator("keep_local_call_kinds")
+    @classmethod
+    def _check_kinds(cls, v: list[str]) -> list[str]:
+        for kind in v:
+            if kind not in _CALL_KINDS:
+                raise ValueError(f"unknown call kind {kind!r}; allowed: {', '.join(_CALL_KINDS)}")
+        return v
+
+    @field_validator(
+        "connect_timeout_s", "read_timeout_s", "external_timeout_s", "breaker_cooldown_s", "share_window_days"
+    )
+    @classmethod
+    def _check_positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(f"{v} must be greater than 0")
+        return v
+
+    @field_validator("max_retries", "breaker_failures", "embedding_cache_size", "num_ctx_min")
+    @classmethod
+    def _check_count(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"{v} must be 0 or more")
+        return v
+
+    @model_validator(mode="after")
+    def _fill_routes(self) -> RouterConfig:
+        # Explicit `models` entries win over MEM0_*_MODEL, which win over the seed's defaults.
+        routes = dict(DEFAULT_MODELS)
+        if self.llm_model:
+            for key in GENERAL_ROUTES:
+                routes[key] = self.llm_model
+        if self.embedder_model:
+            routes[QueryType.EMBEDDING.value] = self.embedder_model
+        routes.update(self.models)
+        self.models = routes
+        return self
+
+    # --- helpers -----------------------------------------------------------------------------------
+    @property
+    def ollama_urls(self) -> list[str]:
+        return [self.ollama_base_url] if isinstance(self.ollama_base_url, str) else list(self.ollama_base_url)
+
+    @property
+    def max_external_share(self) -> float:
+        """The largest external fraction the threshold allows (0.05 for the default 95)."""
+        return (100.0 - self.local_threshold) / 100.0
+
+    def model_for(self, query_type: QueryType | str) -> str:
+        return self.models[str(query_type)]
+
+    def safe_dict(self) -> dict[str, Any]:
+        """A dict for display: the key reported as set or not, never its value."""
+        data = self.model_dump()
+        data["openai_api_key"] = "set" if self.openai_api_key else None
+        return data
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None = None, /, **overrides: Any) -> RouterConfig:
+        """Build from a mem0-style dict plus env vars, turning pydantic's errors into ``ConfigError``."""
+        data = {**(values or {}), **overrides}
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            raise _friendly(exc) from None
+
+
+_ENV_NAMES = {
+    "ollama_base_url": "OLLAMA_URL",
+    "openai_api_key": "OPENAI_API_KEY",
+    "local_threshold": "LLM_LOCAL_THRESHOLD",
+    "routing_enabled": "LLM_ROUTING_ENABLED",
+    "llm_model": "MEM0_LLM_MODEL",
+    "embedder_model": "MEM0_EMBEDDER_MODEL",
+    "monthly_budget_usd": "MEM0_ROUTED_MONTHLY_BUDGET_USD",
+    "ledger": "MEM0_ROUTED_LEDGER",
+    "local_backend": "MEM0_ROUTED_LOCAL_BACKEND",
+}
+_SECRET_KEYS = {"openai_api_key", "OPENAI_API_KEY"}
+
+
+def _friendly(exc: ValidationError) -> ConfigError:
+    """One readable sentence per problem: key (and env var), value, what is allowed."""
+    lines = []
+    first_key = None
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err.get("loc", ()) if not str(p).startswith(("function-", "str", "list["))]
+        key = loc[0] if loc else "?"
+        first_key = first_key or key
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            known = ", ".join(sorted(RouterConfig.model_fields))
+            lines.append(f"unknown key {key!r} for the routed provider; known keys: {known}")
+            continue
+        env = _ENV_NAMES.get(key)
+        where = f"{key} (env {env})" if env else key
+        if key in _SECRET_KEYS:
+            lines.append(f"{where}: {msg} (value hidden)")
+        elif err.get("type", "").endswith(("_parsing", "_type")) and "input" in err:
+            lines.append(f"{where}: {err['input']!r} is invalid: {msg}")
+        else:
+            lines.append(f"{where}: {msg}")
+    return ConfigError("invalid mem0-routed configuration:\n  " + "\n  ".join(lines), key=first_key)

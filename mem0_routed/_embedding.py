@@ -1,0 +1,155 @@
+"""Embeddings: always local, one model for the life of the store, cached, checked for size.
+
+Vectors of another model or size break or silently poison mem0's vector store, so failover goes
+only to another host serving the *same* model, never to another model or to OpenAI.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from ._errors import BackendError, EmbeddingDimensionMismatch, ModelNotFound, RoutingError
+from ._types import Attempt, Candidate, QueryType
+from ._usage import UsageRecord
+
+if TYPE_CHECKING:
+    from ._router import Router
+
+
+class EmbeddingCache:
+    """A bounded LRU keyed by (model, text); counts hits and misses for the metrics."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[str, str]) -> list[float] | None:
+        with self._lock:
+            vec = self._data.get(key)
+            if vec is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return vec
+
+    def put(self, key: tuple[str, str], vec: list[float]) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._data[key] = vec
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            total = self.hits + self.misses
+            return {"hits": self.hits, "misses": self.misses, "size": len(self._data),
+                    "hit_rate": round(self.hits / total, 4) if total else 0.0}
+
+
+class EmbeddingService:
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.cache = EmbeddingCache(router.config.embedding_cache_size)
+        self._checked: set[tuple[str, int]] = set()
+
+    def cache_stats(self) -> dict[str, Any]:
+        return self.cache.stats()
+
+    def model(self) -> str:
+        return self.router.policy(self.router.local_kind()).local_model(QueryType.EMBEDDING)
+
+    def embed(self, texts: list[str], *, model: str | None = None, dims: int | None = None) -> list[list[float]]:
+        if isinstance(texts, str) or not isinstance(texts, list):
+            raise TypeError(f"texts must be a list of str, not {type(texts).__name__}")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{i}] must be a str, not {type(t).__name__}")
+        if not texts:
+            return []
+        model = model or self.model()
+        dims = dims or self.router.config.embedding_dims
+        out: list[list[float] | None] = [self.cache.get((model, t)) for t in texts]
+        missing = [i for i, v in enumerate(out) if v is None]
+        if missing:
+            vectors = self._fetch(model, [texts[i] for i in missing])
+            self._check_dims(model, vectors, dims)
+            for i, vec in zip(missing, vectors):
+                out[i] = vec
+                self.cache.put((model, texts[i]), vec)
+        return out  # type: ignore[return-value]
+
+    def _check_dims(self, model: str, vectors: list[list[float]], dims: int | None) -> None:
+        if not dims or not vectors or (model, dims) in self._checked:
+            return
+        got = len(vectors[0])
+        if got != dims:
+            raise EmbeddingDimensionMismatch(
+                f"embedding model {model!r} returns {got}-dimensional vectors but embedding_dims is {dims}; "
+                f"set embedding_dims: {got} for the embedder and embedding_model_dims: {got} for the vector "
+                f"store (a store created with {dims} dims must be recreated)")
+        self._checked.add((model, dims))
+
+    def _fetch(self, model: str, texts: list[str]) -> list[list[float]]:
+        router = self.router
+        kind = router.local_kind()
+        cand = Candidate(kind, model, True, "embedding")
+        attempts: list[Attempt] = []
+        started = time.perf_counter()
+        backends = router.backends_for(cand)
+        for backend in backends:
+            breaker = router.breaker(backend)
+            if not breaker.allow():
+                attempts.append(Attempt(backend.name, model, "circuit open", fix=breaker.last_fix, kind="skipped"))
+                continue
+            router.begin(backend)
+            try:
+                if backend.has_model(model) is False:
+                    raise ModelNotFound(f"model {model!r} not found on {backend.name}", backend=backend.name,
+                                        model=model, fix=f"ollama pull {model}" if kind == "ollama" else None)
+                vectors = _with_retries(lambda: backend.embed(model, texts), router.config.max_retries)
+            except BackendError as exc:
+                if exc.trips_breaker:
+                    breaker.failure(str(exc), fix=exc.fix)
+                else:
+                    breaker.release()
+                attempts.append(Attempt(backend.name, model, str(exc).splitlines()[0][:240], fix=exc.fix))
+                continue
+            finally:
+                router.end(backend)
+            breaker.success()
+            if len(vectors) != len(texts):
+                raise RoutingError(f"{backend.name} returned {len(vectors)} embeddings for {len(texts)} texts")
+            router.record(UsageRecord(ts=time.time(), call_kind="embedding", query_type="embedding", model=model,
+                                      backend=backend.kind, is_local=True, latency_s=time.perf_counter() - started,
+                                      host=backend.name, tokens_in=sum(len(t) for t in texts) // 4))
+            return vectors
+        if not backends:
+            attempts.append(Attempt(kind, model, "no local backend configured",
+                                    fix="start Ollama (`ollama serve`) or pip install 'mem0-routed[embedded]'"))
+        router.record(UsageRecord(ts=time.time(), call_kind="embedding", query_type="embedding", model=model,
+                                  backend=kind, is_local=True, outcome="error",
+                                  latency_s=time.perf_counter() - started,
+                                  error="; ".join(a.error for a in attempts)[:500]))
+        raise RoutingError(f"could not embed {len(texts)} text(s) with {model!r}", attempts,
+                           blocked_by="embeddings never switch model or leave this machine")
+
+
+def _with_retries(fn: Any, retries: int) -> Any:
+    import stamina
+
+    from ._execute import retry_hook
+
+    for attempt in stamina.retry_context(on=retry_hook, attempts=retries + 1, timeout=None,
+                                         wait_initial=0.05, wait_max=2.0, wait_jitter=0.05):
+        with attempt:
+            return fn()
+    raise AssertionError("unreachable")

@@ -1,0 +1,144 @@
+"""The exception hierarchy. Callers catch ``Mem0RoutedError``; everything raised on purpose is one.
+
+Backend errors are normalised here (httpx's, ollama's and openai's own exceptions never leak past a
+backend), so the router can decide retry / breaker / fallback from the class alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._types import Attempt
+
+
+class Mem0RoutedError(Exception):
+    """Base class of every error mem0-routed raises on purpose."""
+
+
+class ConfigError(Mem0RoutedError, ValueError):
+    """A configuration value is wrong; the message names the key, the value and what is allowed."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class RegistrationError(Mem0RoutedError, RuntimeError):
+    """mem0's internals changed so the "routed" provider could not be registered."""
+
+
+# --- backend errors -----------------------------------------------------------------------------
+
+
+class BackendError(Mem0RoutedError):
+    """A backend call failed. ``transient`` errors are retried; ``trips_breaker`` ones count
+    towards opening the backend's circuit breaker. ``fix`` tells the user what to do."""
+
+    transient: bool = False
+    trips_breaker: bool = True
+    fix: str | None = None
+
+    def __init__(self, message: str, *, backend: str = "", model: str = "", fix: str | None = None) -> None:
+        super().__init__(message)
+        self.backend = backend
+        self.model = model
+        if fix is not None:
+            self.fix = fix
+
+
+class BackendUnavailable(BackendError):
+    """Connection refused / DNS / reset: the server is not there."""
+
+    transient = True
+
+
+class BackendTimeout(BackendError):
+    """Connect or read timed out: the server may be hanging or overloaded."""
+
+    transient = True
+
+
+class ServerError(BackendError):
+    """5xx from the server."""
+
+    transient = True
+
+
+class RateLimited(BackendError):
+    """429; ``retry_after`` (seconds) when the server said so."""
+
+    transient = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class AuthenticationError(BackendError):
+    """401/403: a bad or missing API key. Never retried."""
+
+    trips_breaker = False
+
+
+class ModelNotFound(BackendError):
+    """The server answers but does not have the model (``ollama pull`` needed)."""
+
+    trips_breaker = False
+
+
+class ContextOverflow(BackendError):
+    """The prompt does not fit the model's context window, or the server truncated it."""
+
+    trips_breaker = False
+
+
+class InvalidAnswer(BackendError):
+    """The model answered, but not what the call's contract asks (bad JSON, empty, wrong shape)."""
+
+    trips_breaker = False
+
+
+class BadRequest(BackendError):
+    """4xx other than auth/404/429: the request itself is wrong; retrying will not help."""
+
+    trips_breaker = False
+
+
+class CircuitOpen(BackendError):
+    """Skipped without calling: the backend's breaker is open after repeated failures."""
+
+    trips_breaker = False
+
+
+# --- routing errors -----------------------------------------------------------------------------
+
+
+class RoutingError(Mem0RoutedError, RuntimeError):
+    """Every candidate failed. ``attempts`` lists each (backend, model, error) and the message ends
+    with the fixes, so the user sees "start Ollama" or "ollama pull mistral:7b", not a stack."""
+
+    def __init__(self, message: str, attempts: Sequence[Attempt] = (), *, blocked_by: str | None = None):
+        self.attempts = tuple(attempts)
+        self.blocked_by = blocked_by
+        lines = [message]
+        for a in self.attempts:
+            lines.append(f"  - {a.backend} {a.model}: {a.error}")
+        fixes = []
+        for a in self.attempts:
+            if a.fix and a.fix not in fixes:
+                fixes.append(a.fix)
+        if blocked_by:
+            lines.append(f"  external fallback not used: {blocked_by}")
+        if fixes:
+            lines.append("To fix: " + "; ".join(fixes))
+        super().__init__("\n".join(lines))
+
+
+class BudgetExceeded(RoutingError):
+    """An external call was needed but ``monthly_budget_usd`` is spent."""
+
+
+class EmbeddingDimensionMismatch(Mem0RoutedError, ValueError):
+    """The embedding model returned vectors of another size than ``embedding_dims``."""

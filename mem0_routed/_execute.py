@@ -1,0 +1,295 @@
+"""Executing a decision: the fallback chain, context windows, validation cascade and reservations.
+
+The chain logic is written once, as a generator that *yields* the backend calls it wants made
+(``Call``) and receives their results or exceptions. ``run_sync`` and ``run_async`` drive it, each
+wrapping a call in stamina's retries, so the sync path (mem0's ``Memory``) and the async path
+(``execute_query``) can never drift apart. No lock is held across a network call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._context import looks_truncated, needed_tokens
+from ._errors import (
+    AuthenticationError,
+    BackendError,
+    BackendTimeout,
+    BadRequest,
+    BudgetExceeded,
+    CircuitOpen,
+    ContextOverflow,
+    InvalidAnswer,
+    ModelNotFound,
+    RateLimited,
+    RoutingError,
+)
+from ._types import Attempt, CallKind, Candidate, Classification, RoutingDecision
+from ._usage import Refusal, Reservation, UsageRecord
+from ._validate import ContractViolation, check_answer
+from .backends._base import Backend, ChatRequest, ChatResult
+
+if TYPE_CHECKING:
+    from ._router import Router
+
+log = logging.getLogger("mem0_routed")
+
+#: Longest Retry-After we wait out in place; longer ones fail over instead.
+MAX_RETRY_AFTER_S = 5.0
+
+
+@dataclass(slots=True)
+class Call:
+    """One backend call the generator asks its driver to make (with retries)."""
+
+    backend: Backend
+    request: ChatRequest
+    retries: int
+
+
+@dataclass(slots=True)
+class ChatOutcome:
+    """What a routed chat call produced, and how."""
+
+    text: str
+    model: str
+    backend: str
+    is_local: bool
+    decision: RoutingDecision
+    tool_calls: list[dict[str, Any]] | None = None
+    host: str = ""
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    escalations: list[str] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    compact_prompt: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "response": self.text,
+            "model": self.model,
+            "backend": self.backend,
+            "is_local": self.is_local,
+            "cost": self.cost_usd,
+            "latency_s": self.latency_s,
+            "query_type": self.decision.query_type.value,
+            "call_kind": self.decision.call_kind.value,
+            "complexity": self.decision.complexity,
+            "escalations": list(self.escalations),
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "reasoning": self.decision.reasoning,
+            "host": self.host,
+        }
+
+
+def retry_hook(exc: Exception) -> bool | float:
+    """stamina backoff hook: retry refused/5xx/429, honour a short Retry-After; never a timeout
+    (a hanging host would cost one timeout per retry) and never auth/model/bad-request errors."""
+    if isinstance(exc, RateLimited):
+        if exc.retry_after is None:
+            return True
+        return exc.retry_after if exc.retry_after <= MAX_RETRY_AFTER_S else False
+    return isinstance(exc, BackendError) and exc.transient and not isinstance(exc, BackendTimeout)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:240]
+
+
+@dataclass(slots=True)
+class ChatJob:
+    """Inputs of one chat call, as the router prepared them."""
+
+    messages: list[dict[str, Any]]
+    cls: Classification
+    decision: RoutingDecision
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
+    json_schema: dict[str, Any] | None
+    tools: list[dict[str, Any]] | None
+    tool_choice: str | None
+    external_check: str | None
+    primary_external: bool
+
+
+def execute_chat(router: Router, job: ChatJob) -> Generator[Call, ChatResult, ChatOutcome]:
+    """Walk the decision's chain until one candidate gives an answer that meets its contract."""
+    started = time.perf_counter()
+    attempts: list[Attempt] = []
+    escalations: list[str] = []
+    cls = job.cls
+    for cand in job.decision.chain:
+        reservation: Reservation | None = None
+        if not cand.is_local:
+            got = router.reserve_external(job, primary=(cand is job.decision.chain[0] and job.primary_external))
+            if isinstance(got, Refusal):
+                attempts.append(Attempt("openai", cand.model, got.message, kind="blocked"))
+                escalations.append(f"external refused: {got.reason}")
+                if got.reason == "budget" and cand is job.decision.chain[-1]:
+                    raise BudgetExceeded("no candidate could serve the call", attempts, blocked_by=got.message)
+                continue
+            reservation = got
+        backends = router.backends_for(cand)
+        if not backends:
+            attempts.append(Attempt(cand.backend, cand.model, "no backend configured", fix=_fix_for_missing(cand)))
+        try:
+            for backend in backends:
+                outcome = yield from _try_backend(router, job, cand, backend, attempts, escalations, reservation)
+                if outcome is not None:
+                    outcome.latency_s = time.perf_counter() - started
+                    router.record_chat(job, outcome, reservation=reservation)
+                    reservation = None  # settled by the record
+                    return outcome
+        finally:
+            if reservation is not None:
+                router.ledger.release(reservation)
+        if cand.is_local:
+            escalations.append(f"local {cand.model} failed")
+    router.record_failure(job, attempts, escalations, time.perf_counter() - started)
+    blocked = job.decision.external_blocked_by
+    raise RoutingError(
+        f"every candidate failed for this {cls.call_kind} call ({cls.query_type})", attempts, blocked_by=blocked
+    )
+
+
+def _fix_for_missing(cand: Candidate) -> str:
+    if cand.backend == "openai":
+        return "set OPENAI_API_KEY"
+    if cand.backend == "embedded":
+        return "pip install 'mem0-routed[embedded]'"
+    return "start Ollama (`ollama serve`) or set OLLAMA_URL"
+
+
+def _try_backend(
+    router: Router,
+    job: ChatJob,
+    cand: Candidate,
+    backend: Backend,
+    attempts: list[Attempt],
+    escalations: list[str],
+    reservation: Reservation | None,
+) -> Generator[Call, ChatResult, ChatOutcome | None]:
+    """Up to two tries on one backend (a bad answer or a truncation gets one local retry)."""
+    breaker = router.breaker(backend)
+    if not breaker.allow():
+        attempts.append(Attempt(backend.name, cand.model, f"circuit open (retry in {breaker.retry_in():.0f}s)",
+                                fix=breaker.last_fix, kind="skipped"))
+        return None
+    try:
+        if backend.is_local and backend.has_model(cand.model) is False:
+            raise ModelNotFound(f"model {cand.model!r} not found on {backend.name}",
+                                backend=backend.name, model=cand.model, fix=f"ollama pull {cand.model}"
+                                if backend.kind == "ollama" else None)
+        messages, compact = router.fit_messages(job, cand, backend)
+    except BackendError as exc:
+        _note_failure(breaker, exc, attempts, backend, cand)
+        return None
+    tries = 2
+    for n in range(tries):
+        request = router.build_request(job, cand, backend, messages, compact)
+        router.begin(backend)
+        try:
+            result = yield Call(backend, request, router.config.max_retries)
+        except BackendError as exc:
+            _note_failure(breaker, exc, attempts, backend, cand)
+            return None
+        except Exception as exc:  # a client bug must not escape as a deep traceback
+            err = BackendError(f"unexpected {type(exc).__name__}: {_short(exc)}", backend=backend.name)
+            _note_failure(breaker, err, attempts, backend, cand)
+            return None
+        finally:
+            router.end(backend)
+        breaker.success()
+        if backend.kind == "ollama" and looks_truncated(
+            prompt_eval_count=result.tokens_in, estimated_tokens=router.estimate(messages), num_ctx=request.num_ctx
+        ):
+            escalations.append(f"truncated prompt on {cand.model} (num_ctx {request.num_ctx})")
+            attempts.append(Attempt(backend.name, cand.model, f"prompt truncated at num_ctx {request.num_ctx}",
+                                    kind="truncated"))
+            if router.planner.grow(cand.model, backend.context_window(cand.model)) is None:
+                return None
+            continue
+        if result.done_reason == "length" and not (result.text or "").strip():
+            escalations.append(f"no output within max_tokens on {cand.model}")
+            attempts.append(Attempt(backend.name, cand.model, "answer cut at max_tokens", kind="invalid"))
+            return None
+        try:
+            text = check_answer(result.text, call_kind=job.cls.call_kind, wants_json=job.cls.wants_json,
+                                has_tool_calls=bool(result.tool_calls))
+        except ContractViolation as bad:
+            escalations.append(f"{bad} from {cand.model}")
+            attempts.append(Attempt(backend.name, cand.model, f"answer rejected: {bad}", kind="invalid"))
+            if n + 1 < tries and cand.is_local:
+                continue
+            return None
+        return ChatOutcome(
+            text=text, model=result.model or cand.model, backend=backend.kind, is_local=backend.is_local,
+            decision=job.decision, tool_calls=result.tool_calls, host=result.host or backend.name,
+            tokens_in=result.tokens_in or 0, tokens_out=result.tokens_out or 0,
+            escalations=escalations, attempts=attempts, compact_prompt=compact,
+        )
+    return None
+
+
+def _note_failure(breaker: Any, exc: BackendError, attempts: list[Attempt], backend: Backend, cand: Candidate) -> None:
+    if exc.trips_breaker:
+        breaker.failure(_short(exc), fix=exc.fix)
+    else:
+        breaker.release()
+    kind = "timeout" if isinstance(exc, BackendTimeout) else "skipped" if isinstance(exc, CircuitOpen) else "error"
+    if isinstance(exc, (ModelNotFound, AuthenticationError, ContextOverflow, InvalidAnswer, BadRequest)):
+        kind = type(exc).__name__
+    attempts.append(Attempt(backend.name, cand.model, _short(exc), fix=exc.fix, kind=kind))
+    log.info("mem0-routed: %s %s failed: %s", backend.name, cand.model, _short(exc))
+
+
+# --- drivers ------------------------------------------------------------------------------------
+
+
+def run_sync(gen: Generator[Call, ChatResult, ChatOutcome]) -> ChatOutcome:
+    import stamina
+
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            call = gen.throw(error) if error is not None else gen.send(send)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        send, error = None, None
+        try:
+            for attempt in stamina.retry_context(on=retry_hook, attempts=call.retries + 1, timeout=None,
+                                                 wait_initial=0.05, wait_max=2.0, wait_jitter=0.05):
+                with attempt:
+                    send = call.backend.chat(call.request)
+        except Exception as exc:  # noqa: BLE001 - handed to the generator, which decides
+            error = exc
+
+
+async def run_async(gen: Generator[Call, ChatResult, ChatOutcome]) -> ChatOutcome:
+    import stamina
+
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            call = gen.throw(error) if error is not None else gen.send(send)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        send, error = None, None
+        try:
+            async for attempt in stamina.retry_context(on=retry_hook, attempts=call.retries + 1, timeout=None,
+                                                       wait_initial=0.05, wait_max=2.0, wait_jitter=0.05):
+                with attempt:
+                    send = await call.backend.achat(call.request)
+        except Exception as exc:  # noqa: BLE001
+            error = exc

@@ -1,0 +1,214 @@
+"""Redis ledger: one budget and one local share for many hosts (optional extra ``[redis]``).
+
+Layout (all keys share the hash tag ``{prefix}`` so the Lua scripts also work on Redis Cluster):
+
+- ``{p}seq``     INCR counter giving each record a unique, ordered id
+- ``{p}records`` sorted set, score ts, member ``"<16-digit seq>|<record JSON>"``
+- ``{p}calls``   sorted set of non-embedding record ids by ts (share denominator)
+- ``{p}ext``     sorted set of non-embedding external record ids by ts (share numerator)
+- ``{p}cost``    sorted set of ``"<seq>|<cost>"`` for records that cost money, by ts (budget)
+- ``{p}totals``  hash of running counters (calls, local, external, cost) for quick all-time reads
+- ``{p}resv``    hash id -> ``"amount|created|expires"``: open reservations, purged when expired
+
+The server clock (``TIME``) dates reservations so hosts with skewed clocks agree on expiry.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from ._ledger import EMBEDDING, RESERVATION_TTL_S, check_reservation, mask_url
+from ._usage import Refusal, Reservation, ShareCounts, UsageRecord
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["RedisLedger"]
+
+_PURGE = """
+local now_t = redis.call('TIME')
+local now = tonumber(now_t[1]) + tonumber(now_t[2]) / 1000000
+local open_n, open_amt = 0, 0
+local r = redis.call('HGETALL', KEYS[1])
+for i = 1, #r, 2 do
+  local amt, exp = string.match(r[i + 1], '^([^|]+)|[^|]+|([^|]+)$')
+  if tonumber(exp) <= now then redis.call('HDEL', KEYS[1], r[i])
+  else open_n = open_n + 1; open_amt = open_amt + tonumber(amt) end
+end
+"""
+
+# KEYS: resv, cost, calls, ext   ARGV: amount, budget|'', budget_since, share|'', share_since, ttl, id
+_RESERVE = _PURGE + """
+local spent, total, ext = 0, 0, 0
+if ARGV[2] ~= '' then
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[3], '+inf')) do
+    spent = spent + tonumber(string.match(m, '|(.+)$'))
+  end
+end
+if ARGV[4] ~= '' then
+  total = redis.call('ZCOUNT', KEYS[3], ARGV[5], '+inf')
+  ext = redis.call('ZCOUNT', KEYS[4], ARGV[5], '+inf')
+end
+local amount = tonumber(ARGV[1])
+if ARGV[2] ~= '' and spent + open_amt + amount > tonumber(ARGV[2]) + 1e-9 then
+  return {'budget', tostring(spent), tostring(open_amt), tostring(open_n), total, ext}
+end
+if ARGV[4] ~= '' and (ext + open_n + 1) / (total + open_n + 1) > tonumber(ARGV[4]) + 1e-12 then
+  return {'share', tostring(spent), tostring(open_amt), tostring(open_n), total, ext}
+end
+redis.call('HSET', KEYS[1], ARGV[7], ARGV[1] .. '|' .. string.format('%.6f', now) .. '|' ..
+  string.format('%.6f', now + tonumber(ARGV[6])))
+return {'ok', string.format('%.6f', now)}
+"""
+
+# KEYS: seq, records, calls, ext, cost, totals, resv
+# ARGV: ts, json, counted(0/1), is_local(0/1), cost, reservation id|''
+_RECORD = """
+local seq = string.format('%016d', redis.call('INCR', KEYS[1]))
+redis.call('ZADD', KEYS[2], ARGV[1], seq .. '|' .. ARGV[2])
+if ARGV[3] == '1' then
+  redis.call('ZADD', KEYS[3], ARGV[1], seq)
+  redis.call('HINCRBY', KEYS[6], 'calls', 1)
+  if ARGV[4] == '0' then
+    redis.call('ZADD', KEYS[4], ARGV[1], seq)
+    redis.call('HINCRBY', KEYS[6], 'external', 1)
+  else
+    redis.call('HINCRBY', KEYS[6], 'local', 1)
+  end
+end
+if tonumber(ARGV[5]) ~= 0 then
+  redis.call('ZADD', KEYS[5], ARGV[1], seq .. '|' .. ARGV[5])
+  redis.call('HINCRBYFLOAT', KEYS[6], 'cost', ARGV[5])
+end
+if ARGV[6] ~= '' then redis.call('HDEL', KEYS[7], ARGV[6]) end
+return seq
+"""
+
+# KEYS: resv, calls, ext   ARGV: since
+_COUNTS = _PURGE + """
+return {redis.call('ZCOUNT', KEYS[2], ARGV[1], '+inf'), redis.call('ZCOUNT', KEYS[3], ARGV[1], '+inf'), open_n}
+"""
+
+
+def _import_redis() -> Any:
+    try:
+        import redis
+    except ImportError as exc:
+        raise ImportError(
+            "the Redis ledger needs the redis package: pip install 'mem0-routed[redis]'"
+        ) from exc
+    return redis
+
+
+class RedisLedger:
+    """Usage records and reservations in Redis, shared by every host pointing at the same prefix."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "mem0routed:",
+        reservation_ttl_s: float = RESERVATION_TTL_S,
+        client: redis.Redis | None = None,
+        socket_timeout_s: float = 10.0,
+    ) -> None:
+        self.url = mask_url(url)  # shown in logs and reprs; the real URL stays in the client
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(f"prefix {prefix!r} must not contain braces; they are added as a hash tag")
+        self.prefix = prefix
+        self._ttl = reservation_ttl_s
+        if client is None:
+            client = _import_redis().Redis.from_url(
+                url, decode_responses=True, socket_timeout=socket_timeout_s,
+                socket_connect_timeout=socket_timeout_s,
+            )  # fmt: skip
+        self._r = client
+        k = {n: f"{{{prefix}}}{n}" for n in ("seq", "records", "calls", "ext", "cost", "totals", "resv")}
+        self._k = k
+        self._reserve = client.register_script(_RESERVE)
+        self._record = client.register_script(_RECORD)
+        self._counts = client.register_script(_COUNTS)
+
+    def __repr__(self) -> str:
+        return f"RedisLedger({self.url!r}, prefix={self.prefix!r})"
+
+    def record(self, record: UsageRecord, *, reservation: Reservation | None = None) -> None:
+        k = self._k
+        self._record(
+            keys=[k["seq"], k["records"], k["calls"], k["ext"], k["cost"], k["totals"], k["resv"]],
+            args=[
+                repr(float(record.ts)), json.dumps(record.to_dict(), separators=(",", ":")),
+                "0" if record.call_kind == EMBEDDING else "1", "1" if record.is_local else "0",
+                repr(float(record.cost_usd)), reservation.id if reservation is not None else "",
+            ],
+        )  # fmt: skip
+
+    def reserve_external(
+        self,
+        amount_usd: float,
+        *,
+        budget_usd: float | None,
+        budget_since: float,
+        max_external_share: float | None,
+        share_since: float,
+    ) -> Reservation | Refusal:
+        if not amount_usd >= 0:
+            raise ValueError(f"amount_usd={amount_usd!r} must be a cost in US dollars, 0 or more")
+        k = self._k
+        rid = uuid.uuid4().hex
+        out = self._reserve(
+            keys=[k["resv"], k["cost"], k["calls"], k["ext"]],
+            args=[
+                repr(float(amount_usd)), "" if budget_usd is None else repr(float(budget_usd)),
+                repr(float(budget_since)), "" if max_external_share is None else repr(float(max_external_share)),
+                repr(float(share_since)), repr(float(self._ttl)), rid,
+            ],
+        )  # fmt: skip
+        if out[0] == "ok":
+            return Reservation(rid, float(amount_usd), float(out[1]))
+        # Refused: let the shared rule word the message from the numbers the script saw.
+        _, spent, open_amt, open_n, total, ext = out
+        refusal = check_reservation(
+            amount_usd, spent_usd=float(spent), open_amount=float(open_amt), open_count=int(open_n),
+            budget_usd=budget_usd if out[0] == "budget" else None, budget_since=budget_since,
+            total=int(total), external=int(ext),
+            max_external_share=max_external_share if out[0] == "share" else None, share_since=share_since,
+        )  # fmt: skip
+        return refusal or Refusal(out[0], f"external call refused ({out[0]})")
+
+    def release(self, reservation: Reservation) -> None:
+        self._r.hdel(self._k["resv"], reservation.id)
+
+    def counts(self, since: float | None = None) -> ShareCounts:
+        k = self._k
+        total, ext, n_open = self._counts(
+            keys=[k["resv"], k["calls"], k["ext"]], args=["-inf" if since is None else repr(float(since))]
+        )
+        total, ext, n_open = int(total), int(ext), int(n_open)
+        return ShareCounts(total + n_open, total - ext, ext + n_open)
+
+    def spent_usd(self, since: float | None = None) -> float:
+        """Settled costs only; open reservations are not money spent yet."""
+        if since is None:
+            return float(self._r.hget(self._k["totals"], "cost") or 0.0)
+        members = self._r.zrangebyscore(self._k["cost"], repr(float(since)), "+inf")
+        return sum(float(m.partition("|")[2]) for m in members)
+
+    def records(self, since: float | None = None, limit: int | None = None) -> list[UsageRecord]:
+        lo = "-inf" if since is None else repr(float(since))
+        if limit is None:
+            members = self._r.zrangebyscore(self._k["records"], lo, "+inf")
+        elif limit <= 0:
+            return []
+        else:
+            members = self._r.zrevrangebyscore(self._k["records"], "+inf", lo, start=0, num=int(limit))[::-1]
+        return [UsageRecord(**json.loads(m.partition("|")[2])) for m in members]
+
+    def clear(self) -> None:
+        """Delete every key under this prefix (tests, or a deliberate reset)."""
+        self._r.delete(*self._k.values())
+
+    def close(self) -> None:
+        self._r.close()

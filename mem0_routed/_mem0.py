@@ -1,0 +1,294 @@
+"""The mem0 provider classes: ``RoutedLLM``, ``RoutedEmbedder`` and ``RoutedLlmConfig``.
+
+mem0 builds these itself once :func:`mem0_routed.register` has taught it the name ``"routed"``
+(see ``_registration.py``); a user changes only ``"provider": "routed"`` in their mem0 config::
+
+    import mem0_routed  # registers "routed"; must come before Memory.from_config
+    from mem0 import Memory
+
+    memory = Memory.from_config({
+        "llm": {"provider": "routed", "config": {"model": "mistral:7b"}},
+        "embedder": {"provider": "routed", "config": {"embedding_dims": 768}},
+        "vector_store": {"provider": "qdrant", "config": {"embedding_model_dims": 768}},
+    })
+
+Every key mem0's own configs know keeps its meaning; every other key is a ``RouterConfig`` key
+(e.g. ``ollama_base_url``, ``openai_api_key``, ``local_threshold``). Nothing here touches the
+network: the router is made on the first call and owns retries, fallback, caching and checks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from mem0.configs.embeddings.base import BaseEmbedderConfig
+from mem0.configs.llms.base import BaseLlmConfig
+from mem0.embeddings.base import EmbeddingBase
+from mem0.llms.base import LLMBase
+
+from ._config import RouterConfig, is_external_model_name
+from ._errors import ConfigError
+from ._types import QueryType
+
+if TYPE_CHECKING:
+    from ._router import Router
+
+__all__ = ["RoutedEmbedder", "RoutedLLM", "RoutedLlmConfig", "check_embedder_config", "check_llm_config"]
+
+logger = logging.getLogger("mem0_routed")
+
+#: Keys of mem0's ``BaseLlmConfig``; everything else in a routed LLM config goes to ``RouterConfig``.
+MEM0_LLM_KEYS = (
+    "model",
+    "temperature",
+    "api_key",
+    "max_tokens",
+    "top_p",
+    "top_k",
+    "enable_vision",
+    "vision_details",
+    "reasoning_effort",
+    "http_client_proxies",
+    "is_reasoning_model",
+)
+
+
+def _router_for(config: RouterConfig) -> Router:
+    """Imported late: a config check or a mem0 config build needs no HTTP clients."""
+    from ._router import router_for
+
+    return router_for(config)
+
+
+# --- config translation ------------------------------------------------------------------------------
+
+
+def _llm_router_options(model: Any, api_key: str | None, options: Mapping[str, Any]) -> dict[str, Any]:
+    """mem0's ``model``/``api_key`` -> router keys; explicit router keys win."""
+    out = dict(options)
+    if isinstance(model, str) and model.strip():
+        if is_external_model_name(model):
+            # mem0's llm_reranker injects model="gpt-5-mini"; routing picks the model, not mem0.
+            logger.debug("mem0-routed: ignoring external model name %r; the router picks the model", model)
+        else:
+            out.setdefault("llm_model", model)
+    elif model is not None and not isinstance(model, str):
+        raise ConfigError(
+            f"model: {type(model).__name__} is not a model name; give a string such as 'mistral:7b'", key="model"
+        )
+    if api_key:
+        out.setdefault("openai_api_key", api_key)
+    return out
+
+
+def _embedder_router_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(options)
+    model = out.pop("model", None)
+    if model is not None:
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigError(
+                f"model: {model!r} is not an embedding model name; e.g. 'nomic-embed-text:latest'", key="model"
+            )
+        out.setdefault("embedder_model", model)
+    api_key = out.pop("api_key", None)
+    if api_key:
+        out.setdefault("openai_api_key", api_key)
+    return out
+
+
+def check_llm_config(config: Mapping[str, Any]) -> None:
+    """Raise ``ConfigError`` for a bad routed LLM config; called by mem0's config validation."""
+    options = {k: v for k, v in config.items() if k not in MEM0_LLM_KEYS}
+    RouterConfig.from_mapping(_llm_router_options(config.get("model"), config.get("api_key"), options))
+
+
+def check_embedder_config(config: Mapping[str, Any]) -> None:
+    """Raise ``ConfigError`` for a bad routed embedder config; called by mem0's config validation."""
+    RouterConfig.from_mapping(_embedder_router_options(config))
+
+
+# --- LLM -----------------------------------------------------------------------------------------------
+
+
+class RoutedLlmConfig(BaseLlmConfig):
+    """mem0's LLM config plus every ``RouterConfig`` key.
+
+    ``model``: a local (Ollama) name sets the general local model; an OpenAI name such as mem0's
+    injected ``gpt-5-mini`` is ignored, because the router decides where a call goes.
+    ``api_key``: the OpenAI key for the rare external fallback; kept only as a secret.
+    """
+
+    def __init__(
+        self,
+        model: str | dict[str, Any] | None = None,
+        temperature: float = 0.1,
+        api_key: str | None = None,
+        max_tokens: int = 2000,
+        top_p: float = 0.1,
+        top_k: int = 1,
+        enable_vision: bool = False,
+        vision_details: str | None = "auto",
+        reasoning_effort: str | None = None,
+        http_client_proxies: dict[str, Any] | str | None = None,
+        is_reasoning_model: bool | None = None,
+        **router_options: Any,
+    ) -> None:
+        super().__init__(
+            model=model,
+            temperature=temperature,
+            api_key=None,  # lives in router_config as a SecretStr, never in plain text here
+            max_tokens=max_tokens,
+            top_p=top_p,
+            top_k=top_k,
+            enable_vision=enable_vision,
+            vision_details=vision_details,
+            reasoning_effort=reasoning_effort,
+            http_client_proxies=http_client_proxies,
+            is_reasoning_model=is_reasoning_model,
+        )
+        self.router_config = RouterConfig.from_mapping(_llm_router_options(model, api_key, router_options))
+
+    def __repr__(self) -> str:
+        return (
+            f"RoutedLlmConfig(model={self.model!r}, temperature={self.temperature}, "
+            f"max_tokens={self.max_tokens}, top_p={self.top_p}, router={self.router_config.safe_dict()!r})"
+        )
+
+
+class RoutedLLM(LLMBase):
+    """mem0's LLM interface in front of the local-first router.
+
+    Serves every call mem0 makes (extraction, procedural memory, vision descriptions, the
+    llm_reranker's scoring); AsyncMemory runs these in threads, which the router allows.
+    """
+
+    def __init__(self, config: RoutedLlmConfig | BaseLlmConfig | Mapping[str, Any] | None = None) -> None:
+        if config is None:
+            config = RoutedLlmConfig()
+        elif isinstance(config, Mapping):
+            config = RoutedLlmConfig(**config)
+        elif not isinstance(config, RoutedLlmConfig):
+            config = RoutedLlmConfig(**{k: getattr(config, k) for k in MEM0_LLM_KEYS if hasattr(config, k)})
+        super().__init__(config)
+        self.config: RoutedLlmConfig = config
+        self._router: Router | None = None
+
+    @property
+    def router(self) -> Router:
+        """The process-wide router for this config, made on first use (no network before)."""
+        if self._router is None:
+            self._router = _router_for(self.config.router_config)
+        return self._router
+
+    def generate_response(
+        self,
+        messages: list[dict[str, Any]],
+        response_format: dict[str, Any] | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str = "auto",
+        **kwargs: Any,
+    ) -> str | dict[str, Any]:
+        """Route one chat call. With ``tools``, returns ``{"content", "tool_calls"}`` like mem0's providers."""
+        params: dict[str, Any] = {
+            "temperature": kwargs.pop("temperature", self.config.temperature),
+            "max_tokens": kwargs.pop("max_tokens", self.config.max_tokens),
+            "top_p": kwargs.pop("top_p", self.config.top_p),
+        }
+        force_local = bool(kwargs.pop("force_local", False))
+        if kwargs:
+            logger.debug("mem0-routed: ignoring unsupported generate_response arguments %s", sorted(kwargs))
+        outcome = self.router.chat(
+            messages,
+            response_format=response_format,
+            tools=tools,
+            tool_choice=tool_choice if tools else None,
+            force_local=force_local,
+            **params,
+        )
+        if tools:
+            calls = [
+                {"name": call.get("name"), "arguments": call.get("arguments", {})}
+                for call in outcome.tool_calls or []
+            ]
+            return {"content": outcome.text, "tool_calls": calls}
+        return outcome.text
+
+
+# --- embedder --------------------------------------------------------------------------------------
+
+
+class RoutedEmbedder(EmbeddingBase):
+    """mem0's embedder interface in front of the router's embedding path.
+
+    The model is fixed per config (``model``, else env ``MEM0_EMBEDDER_MODEL``, else
+    ``nomic-embed-text:latest``): vectors of different models must never share a collection, so
+    failover only moves to another Ollama host serving the same model. Unlike mem0's ollama
+    embedder, nothing is listed or pulled at construction.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | BaseEmbedderConfig | None = None,
+        *,
+        vector_config: Any = None,
+    ) -> None:
+        options = _embedder_options(config)
+        self.router_config = RouterConfig.from_mapping(_embedder_router_options(options))
+        self.model = self.router_config.model_for(QueryType.EMBEDDING)
+        store_dims = getattr(vector_config, "embedding_model_dims", None)
+        dims = self.router_config.embedding_dims
+        if dims is not None and isinstance(store_dims, int) and dims != store_dims:
+            raise ConfigError(
+                f"embedder embedding_dims={dims} but vector_store embedding_model_dims={store_dims} "
+                "(qdrant's default is 1536 when unset); set both to the size your embedding model "
+                f"({self.model}) returns, e.g. 768 for nomic-embed-text",
+                key="embedding_dims",
+            )
+        # Without embedding_dims, the store's size is what every vector must have.
+        self.dims: int | None = dims if dims is not None else (store_dims if isinstance(store_dims, int) else None)
+        base = BaseEmbedderConfig(
+            model=self.model,
+            embedding_dims=self.dims,
+            ollama_base_url=self.router_config.ollama_urls[0],
+        )
+        super().__init__(base)
+        self._router: Router | None = None
+
+    @property
+    def router(self) -> Router:
+        """The process-wide router for this config, made on first use (no network before)."""
+        if self._router is None:
+            self._router = _router_for(self.router_config)
+        return self._router
+
+    def embed(self, text: str, memory_action: Literal["add", "search", "update"] | None = None) -> list[float]:
+        """One vector; ``memory_action`` does not change the vector for local models."""
+        return self.router.embed([text], model=self.model, dims=self.dims)[0]
+
+    def embed_batch(self, texts: list[str], memory_action: str = "add") -> list[list[float]]:
+        """Many vectors in one batched call (the router caches by model and text)."""
+        if not texts:
+            return []
+        return self.router.embed(list(texts), model=self.model, dims=self.dims)
+
+
+def _embedder_options(config: Mapping[str, Any] | BaseEmbedderConfig | None) -> dict[str, Any]:
+    """The routed embedder's keys from a dict, or from a BaseEmbedderConfig mem0 built itself."""
+    if config is None:
+        return {}
+    if isinstance(config, Mapping):
+        return dict(config)
+    if isinstance(config, BaseEmbedderConfig):
+        out: dict[str, Any] = {}
+        for key in ("model", "embedding_dims", "ollama_base_url", "api_key", "openai_base_url"):
+            value = getattr(config, key, None)
+            if value is not None:
+                out[key] = value
+        return out
+    raise ConfigError(
+        f"embedder config: {type(config).__name__} is not a dict; give a dict such as "
+        "{'model': 'nomic-embed-text:latest'}",
+        key="config",
+    )

@@ -1,0 +1,144 @@
+"""Routing policy: from a classification to a ``RoutingDecision`` — no I/O, no model calls.
+
+The rules, in order: embeddings and code stay local; simple, summarization, extraction and medium
+go to their local model; complex goes external only while the external share *after* this call
+stays within ``100 - local_threshold`` percent. ``force_local``, ``routing_enabled=False``, a
+keep-local rule, a missing key or a spent budget pin the call to local and say why. A spent
+budget never blocks a local call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ._config import RouterConfig
+from ._types import BackendKind, Candidate, Classification, QueryType, RoutingDecision
+from ._usage import ShareCounts
+
+#: Which other local routes can stand in when a route's model fails (order = preference).
+_STAND_INS: dict[QueryType, tuple[QueryType, ...]] = {
+    QueryType.CODE: (QueryType.MEDIUM, QueryType.SIMPLE),
+    QueryType.SIMPLE: (QueryType.MEDIUM,),
+    QueryType.SUMMARIZATION: (QueryType.MEDIUM, QueryType.SIMPLE),
+    QueryType.EXTRACTION: (QueryType.SIMPLE, QueryType.MEDIUM),
+    QueryType.MEDIUM: (QueryType.SIMPLE, QueryType.COMPLEX),
+    QueryType.COMPLEX: (QueryType.MEDIUM, QueryType.SIMPLE),
+}
+
+#: Expected answer size when the caller does not say; used for cost estimates only.
+DEFAULT_OUTPUT_TOKENS = 300
+
+CostFn = Callable[[str, int, int], float]
+
+
+class Policy:
+    """Pure decision logic; the router feeds it the ledger's counts and spend."""
+
+    def __init__(self, config: RouterConfig, *, local_kind: BackendKind = "ollama", cost_fn: CostFn | None = None):
+        self.config = config
+        self.local_kind: BackendKind = local_kind
+        self._cost_fn = cost_fn
+
+    def local_model(self, query_type: QueryType) -> str:
+        return self.config.model_for(query_type)
+
+    def local_chain(self, query_type: QueryType) -> list[Candidate]:
+        """The route's model, then other distinct local models that can do the job."""
+        kind = self.local_kind
+        first = self.local_model(query_type)
+        chain = [Candidate(kind, first, True, f"{query_type} route")]
+        if query_type is QueryType.EMBEDDING:
+            return chain  # embeddings never switch model: another model's vectors poison the store
+        seen = {first}
+        for other in _STAND_INS.get(query_type, ()):
+            model = self.local_model(other)
+            if model not in seen:
+                seen.add(model)
+                chain.append(Candidate(kind, model, True, f"stand-in from the {other} route"))
+        return chain
+
+    def external_blocked_by(
+        self, query_type: QueryType, *, force_local: bool, keep_local_rule: str | None, spent_usd: float | None
+    ) -> str | None:
+        """Why an external call is not allowed at all (not even as a fallback), or None."""
+        cfg = self.config
+        if query_type is QueryType.EMBEDDING:
+            return "embeddings never switch model"
+        if force_local:
+            return "force_local"
+        if not cfg.routing_enabled:
+            return "routing disabled (LLM_ROUTING_ENABLED=false)"
+        if keep_local_rule:
+            return f"keep-local rule {keep_local_rule}"
+        if cfg.openai_api_key is None:
+            return "OpenAI not configured (set OPENAI_API_KEY)"
+        if cfg.monthly_budget_usd is not None and spent_usd is not None and spent_usd >= cfg.monthly_budget_usd:
+            return f"monthly budget ${cfg.monthly_budget_usd:.2f} spent (${spent_usd:.2f} this month)"
+        return None
+
+    def estimate_cost(self, estimated_tokens: int, max_tokens: int | None = None) -> float:
+        if self._cost_fn is None:
+            return 0.0
+        return self._cost_fn(self.config.fallback_model, estimated_tokens, max_tokens or DEFAULT_OUTPUT_TOKENS)
+
+    def decide(
+        self,
+        cls: Classification,
+        *,
+        query_type: QueryType | None = None,
+        force_local: bool = False,
+        keep_local_rule: str | None = None,
+        counts: ShareCounts | None = None,
+        spent_usd: float | None = None,
+        max_tokens: int | None = None,
+    ) -> RoutingDecision:
+        qt = QueryType(query_type) if query_type is not None else cls.query_type
+        reasons = list(cls.reasons)
+        if query_type is not None and qt is not cls.query_type:
+            reasons.append(f"type set by caller: {qt}")
+        chain = self.local_chain(qt)
+        blocked = self.external_blocked_by(
+            qt, force_local=force_local, keep_local_rule=keep_local_rule, spent_usd=spent_usd
+        )
+        external = Candidate("openai", self.config.fallback_model, False, "external")
+        primary_external = False
+        if qt is QueryType.COMPLEX:
+            if blocked:
+                reasons.append(f"complex, kept local: {blocked}")
+            else:
+                ok, share_note = self._share_allows(counts)
+                reasons.append(share_note)
+                primary_external = ok
+        elif qt is QueryType.EMBEDDING or qt is QueryType.CODE:
+            reasons.append(f"{qt}: always local")
+        if primary_external:
+            chain = [external, *chain]
+        elif blocked is None:
+            chain = [*chain, external]  # availability first: a local failure may still end here
+        first = chain[0]
+        cost = self.estimate_cost(cls.estimated_tokens, max_tokens) if not first.is_local else 0.0
+        return RoutingDecision(
+            model=first.model,
+            backend=first.backend,
+            is_local=first.is_local,
+            query_type=qt,
+            complexity=cls.complexity,
+            estimated_tokens=cls.estimated_tokens,
+            estimated_cost=cost,
+            reasons=tuple(reasons),
+            call_kind=cls.call_kind,
+            chain=tuple(chain),
+            external_fallback=blocked is None,
+            external_blocked_by=blocked,
+        )
+
+    def _share_allows(self, counts: ShareCounts | None) -> tuple[bool, str]:
+        """External share after this call must stay within 100 - threshold percent."""
+        limit = self.config.max_external_share
+        total = counts.total if counts else 0
+        external = counts.external if counts else 0
+        after = (external + 1) / (total + 1)
+        pct, lim = 100.0 * after, 100.0 * limit
+        if after <= limit + 1e-12:
+            return True, f"complex: external share after this call {pct:.1f}% ≤ {lim:.1f}% allowed"
+        return False, f"complex, kept local: external share would be {pct:.1f}% > {lim:.1f}% allowed"

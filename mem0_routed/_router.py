@@ -1,0 +1,528 @@
+"""The router: classify, decide, execute, record. The one object users and the mem0 glue hold.
+
+Thread-safe (mem0's ``AsyncMemory`` calls the LLM from worker threads): shared state sits behind
+short locks that are never held across a network call. Backends, breakers and context plans are
+shared process-wide per host, so two routers that talk to one Ollama agree about its health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import importlib.util
+import itertools
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ._breaker import BreakerBoard, CircuitBreaker
+from ._classify import classify_messages, classify_text, estimate_tokens
+from ._config import RouterConfig
+from ._context import ContextPlanner, needed_tokens
+from ._errors import BadRequest, ContextOverflow, Mem0RoutedError
+from ._execute import ChatJob, ChatOutcome, execute_chat, run_async, run_sync
+from ._health import collect_health
+from ._embedding import EmbeddingService
+from ._policy import Policy
+from ._types import Attempt, BackendKind, CallKind, Candidate, Classification, QueryType, RoutingDecision
+from ._usage import Ledger, Refusal, Reservation, ShareCounts, UsageRecord, utc_month_start
+from .backends._base import Backend, ChatRequest
+
+log = logging.getLogger("mem0_routed")
+
+BREAKERS = BreakerBoard()
+_SHARED: dict[str, Backend] = {}
+_SHARED_LOCK = threading.Lock()
+_PLANNERS: dict[str, ContextPlanner] = {}
+
+EMBEDDED_CHAT_MODEL = "smollm2:135m"
+EMBEDDED_EMBEDDING_MODEL = "all-minilm:l6-v2"
+
+
+def _shared_backend(key: str, factory: Callable[[], Backend]) -> Backend:
+    with _SHARED_LOCK:
+        backend = _SHARED.get(key)
+        if backend is None:
+            backend = _SHARED[key] = factory()
+        return backend
+
+
+def _message_text(messages: Sequence[Mapping[str, Any]], *, skip_system: bool) -> str:
+    parts: list[str] = []
+    for m in messages:
+        if skip_system and m.get("role") == "system":
+            continue
+        content = m.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "\n".join(parts)
+
+
+def to_ollama_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI-style image parts -> Ollama's ``images`` (base64). Remote image URLs cannot be sent
+    to a local model (we never fetch them), so such a call goes on down the chain."""
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if not isinstance(content, list):
+            out.append(m)
+            continue
+        texts, images = [], []
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "text":
+                texts.append(part.get("text", ""))
+            elif part.get("type") == "image_url":
+                url = (part.get("image_url") or {}).get("url", "")
+                if url.startswith("data:") and ";base64," in url:
+                    images.append(url.split(";base64,", 1)[1])
+                else:
+                    raise BadRequest("an image given by URL cannot be sent to a local model", fix=None)
+        msg = {k: v for k, v in m.items() if k != "content"}
+        msg["content"] = "\n".join(texts)
+        if images:
+            msg["images"] = images
+        out.append(msg)
+    return out
+
+
+class Router:
+    """Local-first router. Build it from a ``RouterConfig`` or a mem0-style dict (env vars fill the rest)."""
+
+    def __init__(
+        self,
+        config: RouterConfig | Mapping[str, Any] | None = None,
+        *,
+        backends: Sequence[Backend] | None = None,
+        ledger: Ledger | None = None,
+        hooks: Sequence[Callable[[UsageRecord], None]] = (),
+    ) -> None:
+        self.config = config if isinstance(config, RouterConfig) else RouterConfig.from_mapping(config or {})
+        self._explicit = list(backends) if backends is not None else None
+        self._ledger = ledger
+        self.hooks = list(hooks)
+        self._lock = threading.Lock()
+        self._local_kind: BackendKind | None = None
+        self._policies: dict[str, Policy] = {}
+        self._records: deque[UsageRecord] = deque(maxlen=100_000)
+        self._inflight: dict[str, int] = {}
+        self._rr = itertools.count()
+        self._rules: Any = None
+        self.embeddings = EmbeddingService(self)
+        key = ",".join(self.config.ollama_urls) if self._explicit is None else f"explicit-{id(self)}"
+        with _SHARED_LOCK:
+            self.planner = _PLANNERS.setdefault(
+                key, ContextPlanner(minimum=self.config.num_ctx_min, maximum=self.config.num_ctx_max)
+            )
+
+    def __repr__(self) -> str:
+        return f"Router(ollama={self.config.ollama_urls}, openai={'set' if self.config.openai_api_key else 'unset'})"
+
+    # --- backends ----------------------------------------------------------------------------------
+    def _backends_of(self, kind: str) -> list[Backend]:
+        if self._explicit is not None:
+            return [b for b in self._explicit if b.kind == kind]
+        cfg = self.config
+        if kind == "ollama":
+            from .backends._ollama import OllamaBackend
+
+            return [
+                _shared_backend(f"ollama@{url}", lambda url=url: OllamaBackend(
+                    url, connect_timeout_s=cfg.connect_timeout_s, read_timeout_s=cfg.read_timeout_s))
+                for url in cfg.ollama_urls
+            ]
+        if kind == "openai":
+            if cfg.openai_api_key is None:
+                return []
+            from .backends._openai import OpenAIBackend
+
+            secret = cfg.openai_api_key.get_secret_value()
+            tag = hashlib.sha256(secret.encode()).hexdigest()[:12]
+            return [_shared_backend(f"openai@{cfg.openai_base_url}#{tag}", lambda: OpenAIBackend(
+                cfg.openai_api_key, base_url=cfg.openai_base_url, read_timeout_s=cfg.external_timeout_s))]
+        if kind == "embedded":
+            if importlib.util.find_spec("llama_cpp") is None:
+                return []
+            from .backends._embedded import EmbeddedBackend
+
+            models = dict(cfg.embedded_models) or None
+            return [_shared_backend(f"embedded#{sorted((models or {}).items())}", lambda: EmbeddedBackend(models))]
+        return []
+
+    def backends_for(self, cand: Candidate) -> list[Backend]:
+        """Backends that may serve ``cand``: healthy hosts first, then the least busy, rotating."""
+        found = self._backends_of(cand.backend)
+        if len(found) < 2:
+            return found
+        turn = next(self._rr)
+        with self._lock:
+            inflight = dict(self._inflight)
+
+        def order(item: tuple[int, Backend]) -> tuple[int, int, int]:
+            i, b = item
+            closed = self.breaker(b).state == "closed"
+            return (0 if closed else 1, inflight.get(b.name, 0), (i - turn) % len(found))
+
+        return [b for _, b in sorted(enumerate(found), key=order)]
+
+    def begin(self, backend: Backend) -> None:
+        with self._lock:
+            self._inflight[backend.name] = self._inflight.get(backend.name, 0) + 1
+
+    def end(self, backend: Backend) -> None:
+        with self._lock:
+            self._inflight[backend.name] -= 1
+
+    def breaker(self, backend: Backend) -> CircuitBreaker:
+        return BREAKERS.get(backend.name, failures=self.config.breaker_failures,
+                            cooldown_s=self.config.breaker_cooldown_s)
+
+    def local_kind(self, *, probe: bool = True) -> BackendKind:
+        """Which local tier serves this process: decided once, because embeddings never switch model."""
+        if self._local_kind is not None:
+            return self._local_kind
+        setting = self.config.local_backend
+        if setting != "auto":
+            self._local_kind = setting
+            return setting
+        if not probe:
+            return "ollama"
+        with self._lock:
+            if self._local_kind is None:
+                self._local_kind = self._probe_local_kind()
+        return self._local_kind
+
+    def _probe_local_kind(self) -> BackendKind:
+        if self._explicit is not None:
+            kinds = {b.kind for b in self._explicit if b.is_local}
+            return "ollama" if "ollama" in kinds or not kinds else "embedded"
+        hosts = self._backends_of("ollama")
+        for host in hosts:
+            if host.health(timeout_s=self.config.connect_timeout_s).reachable:
+                return "ollama"
+        if importlib.util.find_spec("llama_cpp") is not None:
+            log.warning("mem0-routed: no Ollama host answered at %s; local calls use the embedded llama.cpp "
+                        "backend for this process", ", ".join(self.config.ollama_urls))
+            return "embedded"
+        return "ollama"
+
+    def policy(self, kind: BackendKind | None = None) -> Policy:
+        kind = kind or self.local_kind(probe=False)
+        pol = self._policies.get(kind)
+        if pol is None:
+            cfg = self.config
+            if kind == "embedded":
+                explicit = {k: v for k, v in cfg.models.items() if cfg.embedded_models.get(v)}
+                routes = {q.value: EMBEDDED_CHAT_MODEL for q in QueryType}
+                routes[QueryType.EMBEDDING.value] = EMBEDDED_EMBEDDING_MODEL
+                routes.update(explicit)
+                cfg = cfg.model_copy(update={"models": routes})
+            from ._prices import external_cost
+
+            pol = self._policies[kind] = Policy(cfg, local_kind=kind, cost_fn=external_cost)
+        return pol
+
+    # --- ledger and rules --------------------------------------------------------------------------
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            from ._ledger import open_ledger
+
+            with self._lock:
+                if self._ledger is None:
+                    self._ledger = open_ledger(self.config.ledger)
+        return self._ledger
+
+    @property
+    def rules(self) -> Any:
+        if self._rules is None:
+            from ._privacy import KeepLocalRules
+
+            cfg = self.config
+            self._rules = KeepLocalRules(detect_secrets=cfg.keep_local_secrets, detect_pii=cfg.keep_local_pii,
+                                         patterns=cfg.keep_local_patterns, call_kinds=cfg.keep_local_call_kinds)
+        return self._rules
+
+    def _share_since(self) -> float:
+        return time.time() - self.config.share_window_days * 86400
+
+    def _spent(self) -> float | None:
+        if self.config.monthly_budget_usd is None:
+            return None
+        return self.ledger.spent_usd(since=utc_month_start())
+
+    # --- decisions ---------------------------------------------------------------------------------
+    def classify_query(self, text: str, context_length: int | None = None) -> tuple[QueryType, int]:
+        cls = classify_text(text, context_length)
+        return cls.query_type, cls.complexity
+
+    def route_query(self, text: str, query_type: QueryType | str | None = None, *,
+                    force_local: bool = False) -> RoutingDecision:
+        """Decide where ``text`` would go, with reasons, without calling any model."""
+        cls = classify_text(text)
+        decision, _ = self._decide(cls, text, query_type, force_local, None, probe=False)
+        return decision
+
+    def _decide(self, cls: Classification, text: str, query_type: QueryType | str | None, force_local: bool,
+                max_tokens: int | None, *, probe: bool = True) -> tuple[RoutingDecision, str | None]:
+        policy = self.policy(self.local_kind(probe=probe))
+        qt = QueryType(query_type) if query_type is not None else cls.query_type
+        spent = self._spent()
+        blocked = policy.external_blocked_by(qt, force_local=force_local, keep_local_rule=None, spent_usd=spent)
+        rule = checked = None
+        if blocked is None:
+            verdict = self.rules.check(text, str(cls.call_kind))
+            checked = verdict.checked
+            rule = verdict.rule if verdict.keep_local else None
+        counts: ShareCounts | None = None
+        if qt is QueryType.COMPLEX and blocked is None and rule is None:
+            counts = self.ledger.counts(since=self._share_since())
+        decision = policy.decide(cls, query_type=qt, force_local=force_local, keep_local_rule=rule,
+                                 counts=counts, spent_usd=spent, max_tokens=max_tokens)
+        return decision, checked
+
+    # --- chat --------------------------------------------------------------------------------------
+    def _job(self, messages: list[dict[str, Any]], response_format: Mapping[str, Any] | None,
+             tools: list[dict[str, Any]] | None, tool_choice: str | None, temperature: float | None,
+             max_tokens: int | None, top_p: float | None, force_local: bool,
+             query_type: QueryType | str | None) -> ChatJob:
+        cls = classify_messages(messages, dict(response_format) if response_format else None)
+        mem0_call = cls.call_kind not in (CallKind.QUERY, CallKind.EMBEDDING)
+        text = _message_text(messages, skip_system=mem0_call)
+        decision, checked = self._decide(cls, text, query_type, force_local, max_tokens)
+        schema = None
+        if response_format and response_format.get("type") == "json_schema":
+            schema = (response_format.get("json_schema") or {}).get("schema")
+        return ChatJob(messages=messages, cls=cls, decision=decision, temperature=temperature, top_p=top_p,
+                       max_tokens=max_tokens, json_schema=schema, tools=tools, tool_choice=tool_choice,
+                       external_check=checked, primary_external=not decision.is_local)
+
+    def chat(self, messages: list[dict[str, Any]], *, response_format: Mapping[str, Any] | None = None,
+             tools: list[dict[str, Any]] | None = None, tool_choice: str | None = None,
+             temperature: float | None = None, max_tokens: int | None = None, top_p: float | None = None,
+             force_local: bool = False, query_type: QueryType | str | None = None) -> ChatOutcome:
+        """Route one chat call and return a validated answer, or raise ``RoutingError``."""
+        job = self._job(messages, response_format, tools, tool_choice, temperature, max_tokens, top_p,
+                        force_local, query_type)
+        return run_sync(execute_chat(self, job))
+
+    async def achat(self, messages: list[dict[str, Any]], **kwargs: Any) -> ChatOutcome:
+        await asyncio.to_thread(self.local_kind)
+        job = await asyncio.to_thread(
+            self._job, messages, kwargs.get("response_format"), kwargs.get("tools"), kwargs.get("tool_choice"),
+            kwargs.get("temperature"), kwargs.get("max_tokens"), kwargs.get("top_p"),
+            kwargs.get("force_local", False), kwargs.get("query_type"))
+        return await run_async(execute_chat(self, job))
+
+    async def execute_query(self, text: str, force_local: bool = False,
+                            query_type: QueryType | str | None = None, **kwargs: Any) -> dict[str, Any]:
+        """The seed's call: route and run one prompt; returns response, model, backend, cost, ..."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, not {type(text).__name__}")
+        out = await self.achat([{"role": "user", "content": text}], force_local=force_local,
+                               query_type=query_type, **kwargs)
+        return out.to_dict()
+
+    def execute_query_sync(self, text: str, force_local: bool = False,
+                           query_type: QueryType | str | None = None, **kwargs: Any) -> dict[str, Any]:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, not {type(text).__name__}")
+        return self.chat([{"role": "user", "content": text}], force_local=force_local,
+                         query_type=query_type, **kwargs).to_dict()
+
+    # --- hooks used by the executor ------------------------------------------------------------------
+    def estimate(self, messages: list[dict[str, Any]]) -> int:
+        return estimate_tokens(_message_text(messages, skip_system=False)) + 4 * len(messages)
+
+    def fit_messages(self, job: ChatJob, cand: Candidate, backend: Backend) -> tuple[list[dict[str, Any]], bool]:
+        """The messages to send to ``backend``: as given, or mem0's compact extraction prompt when
+        the full one does not fit the local model's window. Raises ``ContextOverflow`` if nothing fits."""
+        messages, cfg = job.messages, self.config
+        extraction = job.cls.call_kind is CallKind.MEM0_EXTRACTION and backend.is_local
+        if extraction and cfg.compact_extraction == "always":
+            from ._compact_prompt import compact_extraction_messages
+
+            return compact_extraction_messages(messages), True
+        if not backend.is_local:
+            return messages, False
+        window = backend.context_window(cand.model)
+        caps = [c for c in (window, cfg.num_ctx_max) if c]
+        cap = min(caps) if caps else None
+        need = needed_tokens(job.cls.estimated_tokens, job.max_tokens)
+        if cap is None or need <= cap:
+            return messages, False
+        if extraction and cfg.compact_extraction != "never":
+            from ._compact_prompt import compact_extraction_messages
+
+            small = compact_extraction_messages(messages)
+            if needed_tokens(self.estimate(small), job.max_tokens) <= cap:
+                return small, True
+        raise ContextOverflow(
+            f"prompt needs ~{need} tokens but {cand.model} has a {cap}-token window",
+            backend=backend.name, model=cand.model,
+            fix=f"route this call type to a model with a larger window than {cand.model}")
+
+    def build_request(self, job: ChatJob, cand: Candidate, backend: Backend, messages: list[dict[str, Any]],
+                      compact: bool) -> ChatRequest:
+        cfg = self.config
+        schema = job.json_schema
+        if job.cls.call_kind is CallKind.MEM0_EXTRACTION and backend.is_local:
+            from ._compact_prompt import MEM0_EXTRACTION_SCHEMA
+
+            schema = MEM0_EXTRACTION_SCHEMA
+        num_ctx = None
+        if backend.kind == "ollama":
+            need = needed_tokens(self.estimate(messages), job.max_tokens)
+            num_ctx = self.planner.plan(cand.model, need, backend.context_window(cand.model))
+            messages = to_ollama_messages(messages)
+        return ChatRequest(
+            model=cand.model, messages=messages, temperature=job.temperature, top_p=job.top_p,
+            max_tokens=job.max_tokens, json_mode=job.cls.wants_json and schema is None, json_schema=schema,
+            num_ctx=num_ctx, tools=job.tools, tool_choice=job.tool_choice,
+            timeout_s=cfg.read_timeout_s if backend.is_local else cfg.external_timeout_s)
+
+    def reserve_external(self, job: ChatJob, *, primary: bool) -> Reservation | Refusal:
+        cfg = self.config
+        cost = self.policy().estimate_cost(job.cls.estimated_tokens, job.max_tokens)
+        return self.ledger.reserve_external(
+            cost, budget_usd=cfg.monthly_budget_usd, budget_since=utc_month_start(),
+            max_external_share=cfg.max_external_share if primary else None, share_since=self._share_since())
+
+    def record_chat(self, job: ChatJob, outcome: ChatOutcome, *, reservation: Reservation | None) -> None:
+        if not outcome.is_local:
+            from ._prices import external_cost
+
+            outcome.cost_usd = external_cost(outcome.model, outcome.tokens_in, outcome.tokens_out)
+        first = job.decision.chain[0] if job.decision.chain else None
+        rec = UsageRecord(
+            ts=time.time(), call_kind=str(job.cls.call_kind), query_type=str(job.decision.query_type),
+            model=outcome.model, backend=outcome.backend, is_local=outcome.is_local,
+            tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out, cost_usd=outcome.cost_usd,
+            latency_s=outcome.latency_s, outcome="escalated" if outcome.escalations else "ok",
+            escalations=list(outcome.escalations),
+            fallback=first is not None and (first.model, first.is_local) != (outcome.model, outcome.is_local),
+            external_check=None if outcome.is_local else job.external_check, host=outcome.host,
+            prompt=_message_text(job.messages, skip_system=True) if self.config.log_prompts else None,
+            response=outcome.text if self.config.log_prompts else None)
+        self.record(rec, reservation=reservation)
+
+    def record_failure(self, job: ChatJob, attempts: list[Attempt], escalations: list[str], latency: float) -> None:
+        first = job.decision.chain[0] if job.decision.chain else None
+        self.record(UsageRecord(
+            ts=time.time(), call_kind=str(job.cls.call_kind), query_type=str(job.decision.query_type),
+            model=first.model if first else "", backend=first.backend if first else "",
+            is_local=first.is_local if first else True, latency_s=latency, outcome="error",
+            escalations=list(escalations), error="; ".join(f"{a.backend} {a.model}: {a.error}" for a in attempts)[:500]))
+
+    def record(self, rec: UsageRecord, *, reservation: Reservation | None = None) -> None:
+        """Append to the ledger and the process log, then run hooks. A failing ledger or hook is
+        logged, never turned into a failed call: the answer is already in hand."""
+        self._records.append(rec)
+        try:
+            self.ledger.record(rec, reservation=reservation)
+        except Exception as exc:  # noqa: BLE001
+            log.error("mem0-routed: could not write the usage ledger (%s): %s", self.config.ledger, exc)
+        for hook in self.hooks:
+            try:
+                hook(rec)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("mem0-routed: instrumentation hook %r failed: %s", hook, exc)
+
+    # --- embeddings ----------------------------------------------------------------------------------
+    def embed(self, texts: list[str], *, model: str | None = None, dims: int | None = None) -> list[list[float]]:
+        """Embed with the one embedding model (never switched); cached; fails over across hosts only."""
+        return self.embeddings.embed(texts, model=model, dims=dims)
+
+    async def aembed(self, texts: list[str], *, model: str | None = None,
+                     dims: int | None = None) -> list[list[float]]:
+        return await asyncio.to_thread(self.embed, texts, model=model, dims=dims)
+
+    # --- metrics and health --------------------------------------------------------------------------
+    def get_metrics(self, *, source: str = "process") -> dict[str, Any]:
+        """The seed's metrics plus latency, escalations, fallbacks, errors and cache hit rate.
+        ``source="process"`` covers this process; ``"ledger"`` the ledger's share window."""
+        from ._metrics import compute_metrics
+
+        if source == "process":
+            records = list(self._records)
+        elif source == "ledger":
+            records = self.ledger.records(since=self._share_since())
+        else:
+            raise ValueError(f"source must be 'process' or 'ledger', not {source!r}")
+        metrics = compute_metrics(records, local_threshold=self.config.local_threshold,
+                                  embedding_cache=self.embeddings.cache_stats())
+        metrics["num_ctx"] = self.planner.snapshot()
+        metrics["num_ctx_changes"] = dict(self.planner.changes)
+        metrics["breakers"] = BREAKERS.snapshot()
+        metrics["source"] = source
+        return metrics
+
+    def health_check_sync(self) -> dict[str, Any]:
+        return collect_health(self)
+
+    async def health_check(self) -> dict[str, Any]:
+        """Tells "server down", "model not pulled" and "OpenAI not configured" apart."""
+        return await asyncio.to_thread(collect_health, self)
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+
+
+class Mem0LLMRouter(Router):
+    """The seed design's name for the router; identical to :class:`Router`."""
+
+
+_DEFAULT: Router | None = None
+_BY_CONFIG: dict[str, Router] = {}
+
+
+def get_router() -> Router:
+    """The process-wide router, configured from env vars on first use."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        with _SHARED_LOCK:
+            if _DEFAULT is None:
+                _DEFAULT = Router(RouterConfig.from_mapping())
+    return _DEFAULT
+
+
+def router_for(config: RouterConfig) -> Router:
+    """One cached router per distinct configuration (the key's hash, never the key, is compared)."""
+    data = config.model_dump(mode="json")
+    if config.openai_api_key is not None:
+        data["openai_api_key"] = hashlib.sha256(config.openai_api_key.get_secret_value().encode()).hexdigest()
+    import json
+
+    key = json.dumps(data, sort_keys=True)
+    with _SHARED_LOCK:
+        router = _BY_CONFIG.get(key)
+        if router is None:
+            router = _BY_CONFIG[key] = Router(config)
+        return router
+
+
+def reset_routers() -> None:
+    """Forget cached routers, shared backends, breakers and context plans (for tests)."""
+    global _DEFAULT
+    with _SHARED_LOCK:
+        for b in _SHARED.values():
+            try:
+                b.close()
+            except Exception:  # noqa: BLE001
+                pass
+        _SHARED.clear()
+        _BY_CONFIG.clear()
+        _PLANNERS.clear()
+        _DEFAULT = None
+    BREAKERS.clear()
+
+
+__all__ = ["Mem0LLMRouter", "Router", "get_router", "router_for", "reset_routers", "Mem0RoutedError"]

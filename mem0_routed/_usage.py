@@ -1,0 +1,131 @@
+"""What the ledger stores and the interface every ledger store implements.
+
+Kept apart from the stores so the router and the policy depend on this small file only; the
+SQLite and Redis stores are imported when configured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Outcome = Literal["ok", "escalated", "error", "blocked"]
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    """One routed call. Never the prompt or the answer unless the user opted in; never a key.
+
+    ``ts`` is a POSIX timestamp (UTC seconds). ``escalations`` lists short reasons
+    ("invalid json", "connection refused", ...). ``external_check`` records the keep-local rule
+    check that allowed an external send (so "what left this machine" can be answered).
+    """
+
+    ts: float
+    call_kind: str
+    query_type: str
+    model: str
+    backend: str
+    is_local: bool
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    outcome: Outcome = "ok"
+    escalations: list[str] = field(default_factory=list)
+    fallback: bool = False
+    error: str | None = None
+    external_check: str | None = None
+    host: str = ""
+    prompt: str | None = None
+    response: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ShareCounts:
+    """Call counts over a window; ``external`` includes reservations not yet settled."""
+
+    total: int
+    local: int
+    external: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A claim on one external call (and its estimated cost) made atomically before sending it.
+
+    ``id`` is opaque to callers. Settle it with the real record, or release it if the call failed.
+    """
+
+    id: str
+    amount_usd: float
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why ``reserve_external`` said no: ``"budget"`` or ``"share"``, with a sentence for people."""
+
+    reason: Literal["budget", "share"]
+    message: str
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """Append-only usage log plus atomic reservations for external calls.
+
+    Implementations: in-memory (tests, one process), SQLite (default; several processes on one
+    host), Redis (many hosts sharing one budget and one local share).
+    """
+
+    url: str
+
+    def record(self, record: UsageRecord, *, reservation: Reservation | None = None) -> None:
+        """Append ``record``; when it settles ``reservation``, remove the reservation in the same
+        atomic step so the call is never counted twice nor dropped."""
+        ...
+
+    def reserve_external(
+        self,
+        amount_usd: float,
+        *,
+        budget_usd: float | None,
+        budget_since: float,
+        max_external_share: float | None,
+        share_since: float,
+    ) -> Reservation | Refusal:
+        """Atomically check and claim one external call.
+
+        Refuse with ``"budget"`` if spent (settled costs since ``budget_since`` plus open
+        reservations) + ``amount_usd`` would exceed ``budget_usd``. Refuse with ``"share"`` if
+        ``max_external_share`` (a fraction 0..1) is given and (external + open reservations + 1)
+        / (total + open reservations + 1) over records since ``share_since`` would exceed it.
+        ``None`` disables that check. 32 threads or 4 processes racing must never overspend.
+        """
+        ...
+
+    def release(self, reservation: Reservation) -> None:
+        """Drop a reservation whose call was not made or failed (its cost was not spent)."""
+        ...
+
+    def counts(self, since: float | None = None) -> ShareCounts: ...
+
+    def spent_usd(self, since: float | None = None) -> float: ...
+
+    def records(self, since: float | None = None, limit: int | None = None) -> list[UsageRecord]:
+        """Records in time order (oldest first); ``limit`` keeps the newest ``limit``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def utc_month_start(now: datetime | None = None) -> float:
+    """Start of the current calendar month (UTC) as a POSIX timestamp: the money window."""
+    from datetime import timezone
+
+    now = now or datetime.now(timezone.utc)
+    return datetime(now.year, now.month, 1, tzinfo=timezone.utc).timestamp()

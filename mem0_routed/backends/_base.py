@@ -1,0 +1,103 @@
+"""One interface for every place a model runs (an Ollama host, OpenAI, an in-process model, a fake).
+
+Like httpx's transports: the router holds ``Backend`` objects and never knows which kind it has.
+A backend does one call and translates its client's errors into ``mem0_routed._errors`` classes;
+retries, breakers, fallback and validation belong to the router, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from .._types import BackendKind
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """Everything a backend needs for one chat call, already decided by the router.
+
+    ``json_schema`` (a JSON Schema dict) asks for structured output; ``json_mode`` alone asks for
+    any JSON object. ``num_ctx`` is set by the router for local backends (never silent truncation);
+    remote backends ignore it.
+    """
+
+    model: str
+    messages: list[dict[str, Any]]
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    json_mode: bool = False
+    json_schema: dict[str, Any] | None = None
+    num_ctx: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | None = None
+    timeout_s: float | None = None
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """One model answer. ``tokens_in``/``tokens_out`` come from the server's usage / eval counts."""
+
+    text: str
+    model: str
+    backend: BackendKind
+    host: str = ""
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    done_reason: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    latency_s: float = 0.0
+
+
+@dataclass(slots=True)
+class Health:
+    """What a backend said when asked: reachable or not, which models it has, why not."""
+
+    name: str
+    kind: BackendKind
+    reachable: bool
+    models: list[str] = field(default_factory=list)
+    error: str | None = None
+    latency_s: float | None = None
+    context_windows: dict[str, int] = field(default_factory=dict)
+    configured: bool = True
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The interface. ``name`` is unique per instance (e.g. ``ollama@http://127.0.0.1:11434``)
+    and keys its circuit breaker; ``kind`` says which family it is; ``is_local`` decides cost
+    and the local share."""
+
+    name: str
+    kind: BackendKind
+    is_local: bool
+
+    def chat(self, request: ChatRequest) -> ChatResult: ...
+
+    async def achat(self, request: ChatRequest) -> ChatResult: ...
+
+    def embed(self, model: str, texts: list[str], *, timeout_s: float | None = None) -> list[list[float]]: ...
+
+    async def aembed(
+        self, model: str, texts: list[str], *, timeout_s: float | None = None
+    ) -> list[list[float]]: ...
+
+    def health(self, *, timeout_s: float | None = None) -> Health: ...
+
+    def context_window(self, model: str) -> int | None:
+        """The model's real context window in tokens (cached after the first look-up), or None
+        when the backend cannot tell or has no such limit the router must manage."""
+        ...
+
+    def has_model(self, model: str) -> bool | None:
+        """True/False when the backend knows (from a cached model list), None when unknown."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def normalize_model_name(name: str) -> str:
+    """Ollama treats ``mistral`` and ``mistral:latest`` as the same model."""
+    return name if ":" in name else f"{name}:latest"

@@ -1,0 +1,420 @@
+"""The Ollama backend: one call at a time over the official ``ollama`` client, errors normalised.
+
+``ollama`` and ``httpx`` are imported when a backend is first used, so ``import mem0_routed`` stays
+cheap. One sync client and one async client per running event loop are kept for the backend's life
+(connection pooling comes with them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .._errors import (
+    AuthenticationError,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    BadRequest,
+    ModelNotFound,
+    RateLimited,
+    ServerError,
+)
+from .._types import BackendKind
+from ._base import ChatRequest, ChatResult, Health, normalize_model_name
+
+if TYPE_CHECKING:
+    import httpx
+    import ollama
+
+__all__ = ["OllamaBackend"]
+
+START_OLLAMA = "start Ollama (`ollama serve`) or set OLLAMA_URL to a running host"
+
+
+@dataclass(slots=True)
+class _Call:
+    """Per-call state shared with the httpx hooks: the timeout override, the Retry-After seen."""
+
+    timeout_s: float | None = None
+    connect_s: float = 2.0
+    retry_after: float | None = None
+
+
+_CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("mem0_routed_ollama_call", default=None)
+
+
+def _on_request(request: httpx.Request) -> None:
+    """Apply a per-call timeout: the ollama client has no timeout argument, httpx reads this one."""
+    call = _CALL.get()
+    if call is not None and call.timeout_s is not None:
+        t = call.timeout_s
+        request.extensions["timeout"] = {"connect": min(call.connect_s, t), "read": t, "write": t, "pool": t}
+
+
+def _on_response(response: httpx.Response) -> None:
+    call = _CALL.get()
+    if call is not None and response.status_code == 429:
+        call.retry_after = _parse_retry_after(response.headers.get("retry-after"))
+
+
+async def _aon_request(request: httpx.Request) -> None:
+    _on_request(request)
+
+
+async def _aon_response(response: httpx.Response) -> None:
+    _on_response(response)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: rare from Ollama; the router uses its own backoff
+
+
+class OllamaBackend:
+    """One Ollama host. ``name`` (``ollama@<url>``) keys its circuit breaker in the router.
+
+    ``chat``/``embed`` raise only ``mem0_routed`` errors (``BackendUnavailable``, ``BackendTimeout``,
+    ``ModelNotFound``, ``RateLimited``, ``ServerError``, ``AuthenticationError``, ``BadRequest``).
+    ``ChatRequest.timeout_s`` overrides the read timeout for that call. ``tool_choice`` is ignored:
+    Ollama has no such option.
+    """
+
+    kind: BackendKind = "ollama"
+    is_local: bool = True
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout_s: float = 2.0,
+        read_timeout_s: float = 300.0,
+        models_ttl_s: float = 30.0,
+        keep_alive: str | None = None,
+    ) -> None:
+        if not base_url or not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL such as 'http://localhost:11434', got {base_url!r}")
+        for label, value in (("connect_timeout_s", connect_timeout_s), ("read_timeout_s", read_timeout_s)):
+            if value <= 0:
+                raise ValueError(f"{label} must be > 0 seconds, got {value!r}")
+        self.base_url = base_url.rstrip("/")
+        self.name = f"ollama@{self.base_url}"
+        self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.models_ttl_s = models_ttl_s
+        self.keep_alive = keep_alive
+        self._lock = threading.Lock()
+        self._client: ollama.Client | None = None
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ollama.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._ctx_cache: dict[str, int] = {}
+        self._models: tuple[float, frozenset[str]] | None = None
+
+    def __repr__(self) -> str:
+        return f"OllamaBackend(base_url={self.base_url!r})"
+
+    # --- clients ---------------------------------------------------------------------------------
+
+    def _client_kwargs(self, *, is_async: bool) -> dict[str, Any]:
+        import httpx
+
+        hooks: dict[str, list[Any]] = (
+            {"request": [_aon_request], "response": [_aon_response]}
+            if is_async
+            else {"request": [_on_request], "response": [_on_response]}
+        )
+        return {
+            "host": self.base_url,
+            "timeout": httpx.Timeout(self.read_timeout_s, connect=self.connect_timeout_s),
+            "event_hooks": hooks,
+        }
+
+    def _sync(self) -> ollama.Client:
+        if self._client is None:
+            import ollama
+
+            with self._lock:
+                if self._client is None:
+                    self._client = ollama.Client(**self._client_kwargs(is_async=False))
+        return self._client
+
+    def _async(self) -> ollama.AsyncClient:
+        """The AsyncClient of the running loop: httpx async pools cannot cross event loops."""
+        import ollama
+
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._aclients.get(loop)
+            if client is None:
+                client = ollama.AsyncClient(**self._client_kwargs(is_async=True))
+                self._aclients[loop] = client
+        return client
+
+    def close(self) -> None:
+        """Close the sync client; async clients are dropped (their loops close their sockets)."""
+        with self._lock:
+            client, self._client = self._client, None
+            self._aclients = weakref.WeakKeyDictionary()
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's async client (and the sync one)."""
+        with self._lock:
+            client = self._aclients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client._client.aclose()
+        self.close()
+
+    # --- errors ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _call(self, model: str, timeout_s: float | None = None, what: str = "chat") -> Iterator[_Call]:
+        """Run one client call with its timeout and turn every client error into ours."""
+        state = _Call(timeout_s=timeout_s, connect_s=self.connect_timeout_s)
+        token = _CALL.set(state)
+        try:
+            yield state
+        except BackendError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every client error is translated, none escapes
+            raise self._translate(exc, model, what, state) from exc
+        finally:
+            _CALL.reset(token)
+
+    def _translate(self, exc: Exception, model: str, what: str, state: _Call) -> BackendError:
+        import httpx
+        import ollama
+
+        where = f"Ollama at {self.base_url}"
+        about = f" ({what}, model {model})" if model else f" ({what})"
+        kw: dict[str, Any] = {"backend": self.name, "model": model}
+        if isinstance(exc, ollama.ResponseError):
+            status, detail = exc.status_code, str(exc.error)
+            if status == 404 or "not found" in detail.lower():
+                return ModelNotFound(f"{where} does not have model {model!r}: {detail}", fix=f"ollama pull {model}", **kw)
+            if status == 429:
+                return RateLimited(f"{where} is rate limiting{about}: {detail}", retry_after=state.retry_after, **kw)
+            if status in (401, 403):
+                return AuthenticationError(
+                    f"{where} refused the credentials{about}: {detail}",
+                    fix="check OLLAMA_API_KEY or the proxy in front of Ollama",
+                    **kw,
+                )
+            if status >= 500 or status < 0:
+                return ServerError(f"{where} failed{about}: {detail} (HTTP {status})", **kw)
+            return BadRequest(f"{where} rejected the request{about}: {detail} (HTTP {status})", **kw)
+        if isinstance(exc, httpx.TimeoutException):
+            kind = "connecting" if isinstance(exc, httpx.ConnectTimeout) else "waiting for an answer"
+            return BackendTimeout(f"{where} timed out {kind}{about}", fix=START_OLLAMA if kind == "connecting" else None, **kw)
+        if isinstance(exc, (ConnectionError, httpx.TransportError)):
+            reason = "connection refused" if isinstance(exc, ConnectionError) else type(exc).__name__
+            return BackendUnavailable(f"{where} is not reachable{about}: {reason}", fix=START_OLLAMA, **kw)
+        if isinstance(exc, httpx.InvalidURL):
+            return BackendUnavailable(f"{where}: invalid URL ({exc})", fix="set OLLAMA_URL to e.g. http://localhost:11434", **kw)
+        if isinstance(exc, ollama.RequestError):
+            return BadRequest(f"{where}: bad request{about}: {exc.error}", **kw)
+        # A 200 whose body is not Ollama's JSON (a proxy page, a broken server).
+        return ServerError(f"{where} sent an unreadable answer{about}: {type(exc).__name__}", **kw)
+
+    # --- chat ------------------------------------------------------------------------------------
+
+    def _chat_kwargs(self, request: ChatRequest) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        for key, value in (
+            ("num_ctx", request.num_ctx),
+            ("temperature", request.temperature),
+            ("top_p", request.top_p),
+            ("num_predict", request.max_tokens),
+        ):
+            if value is not None:
+                options[key] = value
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "messages": [_to_ollama_message(m) for m in request.messages],
+            "options": options or None,
+            "keep_alive": self.keep_alive,
+        }
+        if request.json_schema is not None:
+            kwargs["format"] = request.json_schema
+        elif request.json_mode:
+            kwargs["format"] = "json"
+        if request.tools:
+            kwargs["tools"] = request.tools
+        return kwargs
+
+    def _result(self, resp: Any, request: ChatRequest, t0: float) -> ChatResult:
+        msg = resp.message
+        calls = None
+        if msg.tool_calls:
+            calls = [{"name": c.function.name, "arguments": dict(c.function.arguments)} for c in msg.tool_calls]
+        return ChatResult(
+            text=msg.content or "",
+            model=resp.model or request.model,
+            backend="ollama",
+            host=self.base_url,
+            tokens_in=resp.prompt_eval_count,
+            tokens_out=resp.eval_count,
+            done_reason=resp.done_reason,
+            tool_calls=calls,
+            latency_s=time.perf_counter() - t0,
+        )
+
+    def chat(self, request: ChatRequest) -> ChatResult:
+        kwargs = self._chat_kwargs(request)
+        t0 = time.perf_counter()
+        with self._call(request.model, request.timeout_s):
+            resp = self._sync().chat(**kwargs)
+        return self._result(resp, request, t0)
+
+    async def achat(self, request: ChatRequest) -> ChatResult:
+        kwargs = self._chat_kwargs(request)
+        t0 = time.perf_counter()
+        with self._call(request.model, request.timeout_s):
+            resp = await self._async().chat(**kwargs)
+        return self._result(resp, request, t0)
+
+    # --- embeddings ------------------------------------------------------------------------------
+
+    def _vectors(self, resp: Any, model: str, texts: list[str]) -> list[list[float]]:
+        vectors = [[float(x) for x in v] for v in resp.embeddings]
+        if len(vectors) != len(texts):
+            raise ServerError(
+                f"Ollama at {self.base_url} returned {len(vectors)} embeddings for {len(texts)} texts (model {model})",
+                backend=self.name,
+                model=model,
+            )
+        return vectors
+
+    def embed(self, model: str, texts: list[str], *, timeout_s: float | None = None) -> list[list[float]]:
+        """All ``texts`` in one ``/api/embed`` call."""
+        if not texts:
+            return []
+        with self._call(model, timeout_s, "embed"):
+            resp = self._sync().embed(model=model, input=list(texts), keep_alive=self.keep_alive)
+        return self._vectors(resp, model, texts)
+
+    async def aembed(self, model: str, texts: list[str], *, timeout_s: float | None = None) -> list[list[float]]:
+        if not texts:
+            return []
+        with self._call(model, timeout_s, "embed"):
+            resp = await self._async().embed(model=model, input=list(texts), keep_alive=self.keep_alive)
+        return self._vectors(resp, model, texts)
+
+    # --- model facts -----------------------------------------------------------------------------
+
+    def context_window(self, model: str) -> int | None:
+        """``model_info["<arch>.context_length"]`` from ``/api/show``, read once per model.
+
+        Raises the usual backend errors (e.g. ``ModelNotFound``) when it cannot ask; None when
+        Ollama does not report a context length for the model.
+        """
+        key = normalize_model_name(model)
+        if key in self._ctx_cache:
+            return self._ctx_cache[key]
+        with self._call(model, min(self.read_timeout_s, 30.0), "show"):
+            info: Mapping[str, Any] = self._sync().show(model).modelinfo or {}
+        value = _context_length(info)
+        if value is not None:
+            self._ctx_cache[key] = value
+        return value
+
+    def _model_names(self, timeout_s: float | None = None) -> frozenset[str]:
+        with self._call("", timeout_s or self.connect_timeout_s + 5.0, "list models"):
+            listed = self._sync().list().models
+        names = frozenset(normalize_model_name(m.model) for m in listed if m.model)
+        self._models = (time.monotonic(), names)
+        return names
+
+    def has_model(self, model: str) -> bool | None:
+        """From the ``/api/tags`` list cached for ``models_ttl_s``; None when Ollama cannot be asked."""
+        cached = self._models
+        if cached is None or time.monotonic() - cached[0] > self.models_ttl_s:
+            try:
+                names = self._model_names()
+            except BackendError:
+                return None
+        else:
+            names = cached[1]
+        return normalize_model_name(model) in names
+
+    def health(self, *, timeout_s: float | None = None) -> Health:
+        t0 = time.perf_counter()
+        try:
+            names = self._model_names(timeout_s)
+        except BackendError as exc:
+            error = f"{exc} — to fix: {exc.fix}" if exc.fix else str(exc)
+            return Health(self.name, "ollama", reachable=False, error=error, latency_s=time.perf_counter() - t0)
+        return Health(
+            self.name,
+            "ollama",
+            reachable=True,
+            models=sorted(names),
+            latency_s=time.perf_counter() - t0,
+            context_windows=dict(self._ctx_cache),
+        )
+
+
+def _context_length(info: Mapping[str, Any]) -> int | None:
+    arch = info.get("general.architecture")
+    value = info.get(f"{arch}.context_length") if arch else None
+    if value is None:  # unusual metadata: take any "<x>.context_length"
+        value = next((v for k, v in info.items() if k.endswith(".context_length")), None)
+    return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _to_ollama_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    """OpenAI-style messages (mem0's) to Ollama's: text parts joined, data-URL images to base64,
+    tool-call arguments as objects."""
+    out: dict[str, Any] = {"role": message.get("role", "user")}
+    content = message.get("content")
+    if isinstance(content, list):
+        texts, images = [], []
+        for part in content:
+            if not isinstance(part, Mapping):
+                continue
+            if part.get("type") == "text":
+                texts.append(str(part.get("text", "")))
+            elif part.get("type") == "image_url":
+                url = part.get("image_url")
+                url = url.get("url") if isinstance(url, Mapping) else url
+                if isinstance(url, str) and url.startswith("data:") and "," in url:
+                    images.append(url.split(",", 1)[1])
+                else:
+                    raise BadRequest(
+                        "Ollama takes images as base64 data, not URLs",
+                        fix="pass images as data:image/...;base64,... URLs",
+                    )
+        out["content"] = "\n".join(texts)
+        if images:
+            out["images"] = images
+    elif content is not None:
+        out["content"] = str(content)
+    if message.get("images"):
+        out["images"] = list(message["images"])
+    if message.get("tool_calls"):
+        calls = []
+        for call in message["tool_calls"]:
+            fn = call.get("function", call)
+            args = fn.get("arguments") or {}
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args)
+                except ValueError:
+                    args = {"input": args}
+            calls.append({"function": {"name": fn.get("name", ""), "arguments": args}})
+        out["tool_calls"] = calls
+    if message.get("role") == "tool" and message.get("name"):
+        out["tool_name"] = message["name"]
+    return out

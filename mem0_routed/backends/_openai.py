@@ -1,0 +1,372 @@
+"""The OpenAI backend: one call at a time over the official ``openai`` client, errors normalised.
+
+The key never appears in a repr, a log or an error: OpenAI's 401 body echoes a partly masked key
+("Incorrect API key provided: sk-abc***xyz"), so every message is scrubbed of key-like text and
+OpenAI's own exception is not chained (its message would carry the echo).
+``openai`` is imported when the backend is first used; ``max_retries=0`` because the router retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from .._errors import (
+    AuthenticationError,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    BadRequest,
+    ModelNotFound,
+    RateLimited,
+    ServerError,
+)
+from .._types import BackendKind
+from ._base import ChatRequest, ChatResult, Health
+
+if TYPE_CHECKING:
+    import openai
+    from pydantic import SecretStr
+
+__all__ = ["OpenAIBackend", "scrub_secrets"]
+
+SET_KEY = "set OPENAI_API_KEY"
+NOT_CONFIGURED = "OpenAI not configured: set OPENAI_API_KEY"
+_KEY_RE = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-*.]{3,}")
+_SCHEMA_NAME_RE = re.compile(r"[^a-zA-Z0-9_-]")
+
+#: Context windows of the models the router may fall back to (tokens).
+KNOWN_CONTEXT_WINDOWS: dict[str, int] = {
+    "gpt-4o-mini": 128_000,
+    "gpt-4o": 128_000,
+    "gpt-4.1-mini": 1_047_576,
+    "gpt-4.1-nano": 1_047_576,
+    "gpt-4.1": 1_047_576,
+    "gpt-5-mini": 400_000,
+    "gpt-5-nano": 400_000,
+    "gpt-5": 400_000,
+}
+_DATED_RE = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+
+
+def scrub_secrets(text: str, *secrets: str) -> str:
+    """``text`` with every key-like substring (``sk-...``) and each given secret replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return _KEY_RE.sub(lambda m: f"{m.group(1)}-***", text)
+
+
+class _Key:
+    """Holds the key so that ``vars(backend)`` or a debugger shows ``'***'``, not the key."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+class OpenAIBackend:
+    """OpenAI (or an OpenAI-compatible server at ``base_url``). ``name`` keys its circuit breaker.
+
+    Without a key every call raises ``AuthenticationError`` before any HTTP request and ``health()``
+    reports ``configured=False``. The key is taken as given (``None`` means "not configured"); reading
+    ``OPENAI_API_KEY`` is the config's job.
+    """
+
+    kind: BackendKind = "openai"
+    is_local: bool = False
+
+    def __init__(
+        self,
+        api_key: str | SecretStr | None,
+        *,
+        base_url: str | None = None,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 120.0,
+    ) -> None:
+        raw = api_key.get_secret_value() if hasattr(api_key, "get_secret_value") else api_key
+        if raw is not None and not isinstance(raw, str):
+            raise TypeError(f"api_key must be a str, a pydantic SecretStr or None, got {type(raw).__name__}")
+        if base_url is not None and not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL such as 'https://api.openai.com/v1', got {base_url!r}")
+        for label, value in (("connect_timeout_s", connect_timeout_s), ("read_timeout_s", read_timeout_s)):
+            if value <= 0:
+                raise ValueError(f"{label} must be > 0 seconds, got {value!r}")
+        self._key = _Key(raw.strip()) if raw and raw.strip() else None
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.name = f"openai@{self.base_url}" if self.base_url else "openai"
+        self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self._lock = threading.Lock()
+        self._client: openai.OpenAI | None = None
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @property
+    def configured(self) -> bool:
+        """Whether a key was given (not whether it is valid)."""
+        return self._key is not None
+
+    def __repr__(self) -> str:
+        key = "set" if self._key else "missing"
+        url = f", base_url={self.base_url!r}" if self.base_url else ""
+        return f"OpenAIBackend(key={key}{url})"
+
+    # --- clients ---------------------------------------------------------------------------------
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        import openai
+
+        assert self._key is not None
+        kwargs: dict[str, Any] = {
+            "api_key": self._key.get(),
+            "max_retries": 0,
+            "timeout": openai.Timeout(self.read_timeout_s, connect=self.connect_timeout_s),
+        }
+        if self.base_url:
+            kwargs["base_url"] = self.base_url
+        return kwargs
+
+    def _sync(self, model: str) -> openai.OpenAI:
+        self._require_key(model)
+        if self._client is None:
+            import openai
+
+            with self._lock:
+                if self._client is None:
+                    self._client = openai.OpenAI(**self._client_kwargs())
+        return self._client
+
+    def _async(self, model: str) -> openai.AsyncOpenAI:
+        """The AsyncOpenAI of the running loop: async connection pools cannot cross event loops."""
+        self._require_key(model)
+        import openai
+
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._aclients.get(loop)
+            if client is None:
+                client = openai.AsyncOpenAI(**self._client_kwargs())
+                self._aclients[loop] = client
+        return client
+
+    def _require_key(self, model: str) -> None:
+        if self._key is None:
+            raise AuthenticationError(
+                f"{self.name}: no API key configured (model {model or '-'})", backend=self.name, model=model, fix=SET_KEY
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+            self._aclients = weakref.WeakKeyDictionary()
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        with self._lock:
+            client = self._aclients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
+        self.close()
+
+    # --- errors ----------------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        return scrub_secrets(text, self._key.get() if self._key else "")
+
+    @contextmanager
+    def _call(self, model: str, what: str = "chat") -> Iterator[None]:
+        try:
+            yield
+        except BackendError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every client error is translated, none escapes
+            err = self._translate(exc, model, what)
+        else:
+            return
+        raise err from None  # openai's exception text may echo the key: never chain it
+
+    def _translate(self, exc: Exception, model: str, what: str) -> BackendError:
+        import openai
+
+        kw: dict[str, Any] = {"backend": self.name, "model": model}
+        about = f"{what}, model {model}" if model else what
+        if isinstance(exc, openai.APITimeoutError):
+            return BackendTimeout(f"{self.name} timed out ({about})", **kw)
+        if isinstance(exc, openai.APIConnectionError):
+            return BackendUnavailable(
+                f"{self.name} is not reachable ({about}): {self._scrub(str(exc.message))}",
+                fix="check the network connection to OpenAI (or base_url)",
+                **kw,
+            )
+        if isinstance(exc, openai.APIStatusError):
+            body = exc.body if isinstance(exc.body, dict) else {}
+            detail = self._scrub(str(body.get("message") or exc.message))
+            status = exc.status_code
+            msg = f"{self.name} answered HTTP {status} ({about}): {detail}"
+            if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+                return AuthenticationError(msg, fix="set OPENAI_API_KEY to a valid key", **kw)
+            if isinstance(exc, openai.RateLimitError):
+                return RateLimited(msg, retry_after=_retry_after(exc.response.headers), **kw)
+            if isinstance(exc, openai.NotFoundError):
+                return ModelNotFound(msg, fix="use a model your OpenAI account can access, e.g. gpt-4o-mini", **kw)
+            if status >= 500:
+                return ServerError(msg, **kw)
+            return BadRequest(msg, **kw)
+        return ServerError(f"{self.name} failed ({about}): {type(exc).__name__}: {self._scrub(str(exc))}", **kw)
+
+    # --- chat ------------------------------------------------------------------------------------
+
+    def _chat_params(self, request: ChatRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {"model": request.model, "messages": request.messages}
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        if request.top_p is not None:
+            params["top_p"] = request.top_p
+        if request.max_tokens is not None:
+            params["max_completion_tokens"] = request.max_tokens
+        if request.json_schema is not None:
+            name = _SCHEMA_NAME_RE.sub("_", str(request.json_schema.get("title") or "response"))[:64]
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": name, "schema": request.json_schema, "strict": False},
+            }
+        elif request.json_mode:
+            params["response_format"] = {"type": "json_object"}
+        if request.tools:
+            params["tools"] = request.tools
+            if request.tool_choice is not None:
+                params["tool_choice"] = request.tool_choice
+        if request.timeout_s is not None:
+            params["timeout"] = request.timeout_s
+        return params
+
+    def _result(self, resp: Any, request: ChatRequest, t0: float) -> ChatResult:
+        if not resp.choices:
+            raise ServerError(f"{self.name} answered without choices (model {request.model})",
+                              backend=self.name, model=request.model)
+        choice = resp.choices[0]
+        calls = None
+        if choice.message.tool_calls:
+            calls = [
+                {"id": c.id, "name": c.function.name, "arguments": _json_or_text(c.function.arguments)}
+                for c in choice.message.tool_calls
+                if getattr(c, "function", None) is not None
+            ]
+        usage = resp.usage
+        return ChatResult(
+            text=choice.message.content or "",
+            model=resp.model or request.model,
+            backend="openai",
+            host=self.base_url or "https://api.openai.com/v1",
+            tokens_in=usage.prompt_tokens if usage else None,
+            tokens_out=usage.completion_tokens if usage else None,
+            done_reason=choice.finish_reason,
+            tool_calls=calls,
+            latency_s=time.perf_counter() - t0,
+        )
+
+    def chat(self, request: ChatRequest) -> ChatResult:
+        params = self._chat_params(request)
+        client = self._sync(request.model)
+        t0 = time.perf_counter()
+        with self._call(request.model):
+            resp = client.chat.completions.create(**params)
+        return self._result(resp, request, t0)
+
+    async def achat(self, request: ChatRequest) -> ChatResult:
+        params = self._chat_params(request)
+        client = self._async(request.model)
+        t0 = time.perf_counter()
+        with self._call(request.model):
+            resp = await client.chat.completions.create(**params)
+        return self._result(resp, request, t0)
+
+    # --- embeddings ------------------------------------------------------------------------------
+
+    def _vectors(self, resp: Any, model: str, texts: list[str]) -> list[list[float]]:
+        data = sorted(resp.data, key=lambda d: d.index)
+        if len(data) != len(texts):
+            raise ServerError(f"{self.name} returned {len(data)} embeddings for {len(texts)} texts (model {model})",
+                              backend=self.name, model=model)
+        return [[float(x) for x in d.embedding] for d in data]
+
+    def _embed_params(self, model: str, texts: list[str], timeout_s: float | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"model": model, "input": list(texts), "encoding_format": "float"}
+        if timeout_s is not None:
+            params["timeout"] = timeout_s
+        return params
+
+    def embed(self, model: str, texts: list[str], *, timeout_s: float | None = None) -> list[list[float]]:
+        if not texts:
+            return []
+        client = self._sync(model)
+        with self._call(model, "embed"):
+            resp = client.embeddings.create(**self._embed_params(model, texts, timeout_s))
+        return self._vectors(resp, model, texts)
+
+    async def aembed(self, model: str, texts: list[str], *, timeout_s: float | None = None) -> list[list[float]]:
+        if not texts:
+            return []
+        client = self._async(model)
+        with self._call(model, "embed"):
+            resp = await client.embeddings.create(**self._embed_params(model, texts, timeout_s))
+        return self._vectors(resp, model, texts)
+
+    # --- model facts -----------------------------------------------------------------------------
+
+    def context_window(self, model: str) -> int | None:
+        """Known windows of OpenAI's models (dated snapshots included); None for others."""
+        return KNOWN_CONTEXT_WINDOWS.get(_DATED_RE.sub("", model))
+
+    def has_model(self, model: str) -> bool | None:
+        """Unknown (None): listing models costs a request and OpenAI is rarely called."""
+        return None
+
+    def health(self, *, timeout_s: float | None = None) -> Health:
+        if self._key is None:
+            return Health(self.name, "openai", reachable=False, error=NOT_CONFIGURED, configured=False)
+        t0 = time.perf_counter()
+        try:
+            client = self._sync("")
+            with self._call("", "list models"):
+                page = client.models.list(timeout=timeout_s or 5.0)
+                models = sorted(m.id for m in page.data)
+        except BackendError as exc:
+            error = f"{exc} — to fix: {exc.fix}" if exc.fix else str(exc)
+            return Health(self.name, "openai", reachable=False, error=error, latency_s=time.perf_counter() - t0)
+        return Health(self.name, "openai", reachable=True, models=models, latency_s=time.perf_counter() - t0)
+
+
+def _retry_after(headers: Any) -> float | None:
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name) if headers is not None else None
+        if value:
+            try:
+                return max(0.0, float(value) / scale)
+            except ValueError:
+                continue
+    return None
+
+
+def _json_or_text(arguments: str) -> Any:
+    try:
+        return json.loads(arguments)
+    except (TypeError, ValueError):
+        return arguments

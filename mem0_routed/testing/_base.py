@@ -1,0 +1,283 @@
+"""What both fake servers share: a stdlib HTTP server on 127.0.0.1 in a daemon thread, a request
+log, and fault modes that can be switched on at runtime (per model, for N requests).
+
+Stdlib only, so the servers ship in the package and cost nothing to import.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal, get_args
+
+__all__ = ["Fault", "FaultMode", "FakeServerBase", "Reply"]
+
+FaultMode = Literal[
+    "refused",
+    "hang",
+    "error500",
+    "error429",
+    "error401",
+    "model_missing",
+    "invalid_json",
+    "empty",
+    "slow",
+    "truncate_output",
+]
+FAULT_MODES: tuple[str, ...] = get_args(FaultMode)
+
+
+@dataclass(slots=True)
+class Fault:
+    """One active fault. ``times=None`` lasts until cleared; ``model=None`` hits every model;
+    ``paths=None`` hits every endpoint."""
+
+    mode: FaultMode
+    model: str | None = None
+    times: int | None = None
+    delay_s: float = 1.0
+    retry_after: float | None = 1.0
+    paths: tuple[str, ...] | None = None
+
+    def matches(self, path: str, model: str | None) -> bool:
+        if self.paths is not None and path not in self.paths:
+            return False
+        return self.model is None or self.model == model
+
+
+@dataclass(slots=True)
+class Reply:
+    """What a handler answers: status, JSON-able payload (or raw bytes), extra headers."""
+
+    status: int
+    payload: Any
+    headers: dict[str, str] | None = None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+    protocol_version = "HTTP/1.0"  # one request per connection: "refused" then really refuses
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        path = self.path.split("?", 1)[0]
+        reply = self.server.owner._serve(method, path, body, dict(self.headers.items()))
+        if reply is None:  # server stopping during a hang/slow fault: drop the connection
+            self.close_connection = True
+            return
+        data = reply.payload if isinstance(reply.payload, bytes) else json.dumps(reply.payload).encode()
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (reply.headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. its timeout)
+            pass
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], owner: FakeServerBase) -> None:
+        self.owner = owner
+        super().__init__(addr, _Handler)
+
+
+class FakeServerBase:
+    """Start/stop, request log, faults. Subclasses implement :meth:`_route`.
+
+    Use as a context manager or call :meth:`start` / :meth:`stop`. ``hang_limit_s`` bounds how long
+    a "hang" fault holds a request when nobody releases it.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, hang_limit_s: float = 120.0) -> None:
+        self._host = host
+        self._port = port
+        self.hang_limit_s = hang_limit_s
+        self._lock = threading.RLock()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._unhang = threading.Event()
+        self._faults: list[Fault] = []
+        self._refusing = False
+        self.requests: list[tuple[str, Any]] = []
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>`` (valid once started; the port stays the same after "refused")."""
+        if not self._port:
+            raise RuntimeError(f"{type(self).__name__} is not started; call start() or use `with`")
+        return f"http://{self._host}:{self._port}"
+
+    def start(self) -> FakeServerBase:
+        with self._lock:
+            if self._httpd is None and not self._refusing:
+                self._stopping.clear()
+                self._listen()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and end held requests; never blocks on a hung request."""
+        with self._lock:
+            self._stopping.set()
+            self._unhang.set()
+            self._refusing = False
+            self._close_listener()
+
+    def __enter__(self) -> FakeServerBase:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _listen(self) -> None:
+        httpd = _HTTPServer((self._host, self._port), self)
+        self._port = httpd.server_address[1]
+        thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{type(self).__name__}", daemon=True
+        )
+        self._httpd, self._thread = httpd, thread
+        thread.start()
+
+    def _close_listener(self) -> None:
+        httpd, thread = self._httpd, self._thread
+        self._httpd = self._thread = None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    # --- faults ----------------------------------------------------------------------------------
+
+    def set_fault(
+        self,
+        mode: FaultMode,
+        *,
+        model: str | None = None,
+        times: int | None = None,
+        delay_s: float = 1.0,
+        retry_after: float | None = 1.0,
+        paths: tuple[str, ...] | list[str] | None = None,
+    ) -> Fault:
+        """Switch a fault on. Faults are checked in the order set; the first that matches is used.
+
+        "refused" closes the listening socket (connection refused) until :meth:`clear_faults` or
+        :meth:`reset`; it is server-wide, so ``model``/``times``/``paths`` are not allowed with it.
+        """
+        if mode not in FAULT_MODES:
+            raise ValueError(f"unknown fault mode {mode!r}; choose one of {', '.join(FAULT_MODES)}")
+        if times is not None and times < 1:
+            raise ValueError(f"times must be >= 1 or None (until cleared), got {times}")
+        if mode == "refused":
+            if model is not None or times is not None or paths is not None:
+                raise ValueError("'refused' is server-wide: set it without model/times/paths, clear it with clear_faults()")
+            with self._lock:
+                self._refusing = True
+                self._close_listener()
+            return Fault(mode)
+        fault = Fault(
+            mode,
+            model=self._norm(model) if model else None,
+            times=times,
+            delay_s=delay_s,
+            retry_after=retry_after,
+            paths=tuple(paths) if paths is not None else None,
+        )
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        """Remove every fault, release held requests, listen again after "refused"."""
+        with self._lock:
+            self._faults.clear()
+            self.release()
+            if self._refusing:
+                self._refusing = False
+                if not self._stopping.is_set():
+                    self._listen()
+
+    def release(self) -> None:
+        """Let requests held by a "hang" fault go on (they are then answered normally)."""
+        with self._lock:
+            self._unhang.set()
+            self._unhang = threading.Event()
+
+    def reset(self) -> None:
+        """Back to a fresh server: no faults, empty request log, counters cleared."""
+        with self._lock:
+            self.clear_faults()
+            self.requests.clear()
+            self._reset_state()
+
+    def _reset_state(self) -> None:
+        """Subclasses clear their own counters here."""
+
+    def _take_fault(self, path: str, model: str | None) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(path, model):
+                    if fault.times is not None:
+                        fault.times -= 1
+                        if fault.times <= 0:
+                            self._faults.remove(fault)
+                    return fault
+        return None
+
+    # --- request handling ------------------------------------------------------------------------
+
+    def requests_to(self, path: str) -> list[Any]:
+        """Bodies of the logged requests to ``path`` (in order)."""
+        with self._lock:
+            return [body for p, body in self.requests if p == path]
+
+    def _serve(self, method: str, path: str, body: Any, headers: dict[str, str]) -> Reply | None:
+        with self._lock:
+            self.requests.append((path, body))
+        model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
+        fault = self._take_fault(path, self._norm(model) if model else None)
+        if fault is not None and fault.mode == "hang":
+            held = self._unhang
+            held.wait(self.hang_limit_s)
+            if self._stopping.is_set():
+                return None
+            fault = None
+        elif fault is not None and fault.mode == "slow":
+            if self._stopping.wait(fault.delay_s):
+                return None
+            fault = None
+        return self._route(method, path, body, headers, fault)
+
+    def _route(self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None) -> Reply:
+        raise NotImplementedError
+
+    @staticmethod
+    def _norm(model: str) -> str:
+        return model

@@ -1,0 +1,226 @@
+"""A fake OpenAI server on 127.0.0.1: chat completions, embeddings and the model list, with OpenAI's
+error bodies (including the 401 that echoes a partly masked key) and the shared fault modes.
+
+    with FakeOpenAIServer(api_key="sk-test-1234567890abcdef") as server:
+        client = openai.OpenAI(api_key="sk-test-1234567890abcdef", base_url=server.url + "/v1")
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import threading
+import time
+import uuid
+from typing import Any
+
+from . import _fakemodel as fm
+from ._base import FakeServerBase, Fault, Reply
+
+__all__ = ["DEFAULT_OPENAI_MODELS", "FakeOpenAIServer", "mask_key"]
+
+#: Model name -> (context window, embedding dims or None for chat models).
+DEFAULT_OPENAI_MODELS: dict[str, tuple[int, int | None]] = {
+    "gpt-4o-mini": (128_000, None),
+    "gpt-4o": (128_000, None),
+    "gpt-5-mini": (400_000, None),
+    "text-embedding-3-small": (8191, 1536),
+    "text-embedding-3-large": (8191, 3072),
+}
+DEFAULT_TEST_KEY = "sk-test-0123456789abcdefABCDEF"
+
+
+def mask_key(key: str) -> str:
+    """The way OpenAI echoes a wrong key in its 401 message: ``sk-tes***********CDEF``."""
+    if len(key) <= 10:
+        return key[:2] + "*" * max(0, len(key) - 2)
+    return key[:6] + "*" * (len(key) - 10) + key[-4:]
+
+
+def _error(status: int, message: str, typ: str, code: str | None, param: str | None = None) -> Reply:
+    return Reply(status, {"error": {"message": message, "type": typ, "param": param, "code": code}})
+
+
+class FakeOpenAIServer(FakeServerBase):
+    """Fake OpenAI API under ``/v1``. ``api_key`` is the one key accepted (``None`` accepts any).
+
+    ``base_url`` (``url + "/v1"``) is what ``openai.OpenAI(base_url=...)`` wants.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = DEFAULT_TEST_KEY,
+        models: dict[str, tuple[int, int | None]] | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(**kw)
+        self.api_key = api_key
+        self.models = dict(DEFAULT_OPENAI_MODELS if models is None else models)
+        self._initial = (api_key, dict(self.models))
+        self.auth_failures = 0
+        self._count_lock = threading.Lock()
+
+    def __enter__(self) -> FakeOpenAIServer:
+        self.start()
+        return self
+
+    def __repr__(self) -> str:  # never the key
+        port = self._port or "-"
+        return f"FakeOpenAIServer(port={port}, models={len(self.models)})"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def _reset_state(self) -> None:
+        self.api_key, models = self._initial
+        self.models = dict(models)
+        with self._count_lock:
+            self.auth_failures = 0
+
+    # --- routing ---------------------------------------------------------------------------------
+
+    def _route(self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None) -> Reply:
+        auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if not given:
+            return self._auth_fail(
+                "You didn't provide an API key. You need to provide your API key in an Authorization header "
+                "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                None,
+            )
+        if (self.api_key is not None and given != self.api_key) or (fault and fault.mode == "error401"):
+            return self._auth_fail(
+                f"Incorrect API key provided: {mask_key(given)}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.",
+                "invalid_api_key",
+            )
+        if fault is not None and fault.mode == "error500":
+            return _error(500, "The server had an error while processing your request. Sorry about that!",
+                          "server_error", None)
+        if fault is not None and fault.mode == "error429":
+            reply = _error(429, "Rate limit reached for requests. Please try again in 1s.", "requests",
+                           "rate_limit_exceeded")
+            if fault.retry_after is not None:
+                reply.headers = {"Retry-After": f"{fault.retry_after:g}"}
+            return reply
+        if method == "GET" and path == "/v1/models":
+            data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "openai"} for m in self.models]
+            return Reply(200, {"object": "list", "data": data})
+        if method == "GET" and path.startswith("/v1/models/"):
+            name = path.rsplit("/", 1)[1]
+            if name in self.models:
+                return Reply(200, {"id": name, "object": "model", "created": 1700000000, "owned_by": "openai"})
+            return self._no_model(name)
+        if method != "POST" or path not in ("/v1/chat/completions", "/v1/embeddings"):
+            return _error(404, f"Invalid URL ({method} {path})", "invalid_request_error", None)
+        if not isinstance(body, dict):
+            return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error", None)
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return _error(400, "you must provide a model parameter", "invalid_request_error", None)
+        if model not in self.models or (fault is not None and fault.mode == "model_missing"):
+            return self._no_model(model)
+        if path == "/v1/embeddings":
+            return self._embeddings(model, body)
+        return self._chat(model, body, fault)
+
+    def _auth_fail(self, message: str, code: str | None) -> Reply:
+        with self._count_lock:
+            self.auth_failures += 1
+        return _error(401, message, "invalid_request_error", code)
+
+    def _no_model(self, model: str) -> Reply:
+        return _error(404, f"The model `{model}` does not exist or you do not have access to it.",
+                      "invalid_request_error", "model_not_found")
+
+    # --- endpoints -------------------------------------------------------------------------------
+
+    def _embeddings(self, model: str, body: dict[str, Any]) -> Reply:
+        ctx, dims = self.models[model]
+        if not dims:
+            return _error(400, f"This model does not support embeddings: {model}", "invalid_request_error", None)
+        raw = body.get("input")
+        texts = [raw] if isinstance(raw, str) else raw
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return _error(400, "'input' must be a non-empty string or array of strings", "invalid_request_error",
+                          None, "input")
+        dims = int(body.get("dimensions") or dims)
+        data = []
+        for i, text in enumerate(texts):
+            vec: Any = fm.embed_text(text, dims)
+            if body.get("encoding_format") == "base64":
+                vec = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": vec})
+        tokens = sum(fm.estimate_tokens(t) for t in texts)
+        return Reply(200, {"object": "list", "data": data, "model": model,
+                           "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    def _chat(self, model: str, body: dict[str, Any], fault: Fault | None) -> Reply:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            return _error(400, "'messages' must be a non-empty array of objects", "invalid_request_error", None,
+                          "messages")
+        ctx, dims = self.models[model]
+        if dims:
+            return _error(404, f"This is not a chat model: {model}", "invalid_request_error", "model_not_found")
+        prompt = fm.prompt_text(messages)
+        prompt_tokens = fm.estimate_tokens(prompt)
+        if prompt_tokens > ctx:  # OpenAI refuses rather than truncates
+            return _error(400, f"This model's maximum context length is {ctx} tokens. However, your messages "
+                          f"resulted in {prompt_tokens} tokens. Please reduce the length of the messages.",
+                          "invalid_request_error", "context_length_exceeded", "messages")
+        rf = body.get("response_format") or {}
+        rf_type = rf.get("type") if isinstance(rf, dict) else None
+        if rf_type == "json_object" and "json" not in prompt.lower():
+            return _error(400, "'messages' must contain the word 'json' in some form, to use 'response_format' "
+                          "of type 'json_object'.", "invalid_request_error", None, "messages")
+        schema = (rf.get("json_schema") or {}).get("schema") if rf_type == "json_schema" else None
+        text = fm.fake_answer(messages, prompt, model=model, json_format=rf_type == "json_object",
+                              schema=schema if isinstance(schema, dict) else ({} if rf_type == "json_schema" else None))
+        finish = "stop"
+        tool_calls = self._tool_calls(body)
+        if tool_calls:
+            text, finish = "", "tool_calls"
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if isinstance(limit, int) and limit > 0 and fm.estimate_tokens(text) > limit:
+            text, finish = text[: limit * fm.CHARS_PER_TOKEN], "length"
+        if fault is not None:
+            if fault.mode == "invalid_json":
+                text = '{"memory": [{"id": "0", "text": broken' if rf_type else "{oops"
+            elif fault.mode == "empty":
+                text = ""
+            elif fault.mode == "truncate_output":
+                text, finish = text[: max(1, len(text) // 2)], "length"
+        completion_tokens = max(1, fm.estimate_tokens(text))
+        message: dict[str, Any] = {"role": "assistant", "content": None if tool_calls else text, "refusal": None}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        return Reply(200, {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+            "system_fingerprint": "fp_fake",
+        })
+
+    @staticmethod
+    def _tool_calls(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """A call to the first (or the named) tool when ``tool_choice`` requires one."""
+        tools = body.get("tools") or []
+        choice = body.get("tool_choice")
+        if not tools or choice in (None, "none", "auto"):
+            return None
+        wanted = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+        for tool in tools:
+            fn = tool.get("function", {}) if isinstance(tool, dict) else {}
+            if wanted is None or fn.get("name") == wanted:
+                args = fm.schema_instance(fn.get("parameters") or {"type": "object"})
+                return [{"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                         "function": {"name": fn.get("name", ""), "arguments": json.dumps(args)}}]
+        return None

