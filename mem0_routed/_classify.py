@@ -76,7 +76,9 @@ def classify_messages(
     """
     wants_json = _wants_json(response_format)
     if not isinstance(messages, (list, tuple)):
-        raise TypeError(f"messages must be a list of {{'role', 'content'}} dicts, got {type(messages).__name__}")
+        raise TypeError(
+            f"messages must be a list of {{'role', 'content'}} dicts, got {type(messages).__name__}"
+        )
     if not messages:
         raise ValueError("messages is empty; pass at least one {'role': 'user', 'content': ...} dict")
     texts: list[str] = []
@@ -84,9 +86,12 @@ def classify_messages(
     last_user = -1
     sys_info: _SystemInfo | None = None
     for i, m in enumerate(messages):
-        if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
-            what = type(m).__name__ if not isinstance(m, Mapping) else f"dict with keys {sorted(map(str, m))}"
-            raise ValueError(f"messages[{i}] must be a dict with 'role' and 'content', got {what}")
+        if not isinstance(m, Mapping):
+            raise TypeError(f"messages[{i}] must be a dict with 'role' and 'content', got {type(m).__name__}")
+        if "role" not in m or "content" not in m:
+            raise ValueError(
+                f"messages[{i}] must have 'role' and 'content' keys, got keys {sorted(map(str, m))}"
+            )
         role, content = m["role"], m["content"]
         if not isinstance(role, str):
             raise TypeError(f"messages[{i}]['role'] must be a str, got {type(role).__name__}")
@@ -105,17 +110,13 @@ def classify_messages(
             )
         if role == "user":
             last_user = i
-        elif role == "system" and sys_info is None:
-            sys_info = _system_info(texts[-1])
+        elif role == "system" and i == 0:
+            sys_info = _system_info(content) if isinstance(content, str) else None
 
-    tokens_each = [
-        sys_info.tokens if (sys_info is not None and i == 0 and messages[0]["role"] == "system")
-        else estimate_tokens(t)
-        for i, t in enumerate(texts)
-    ]
-    total = sum(tokens_each) + _MSG_OVERHEAD * len(texts) + _IMAGE_TOKENS * images
-    sys_tokens = tokens_each[0] if messages[0]["role"] == "system" else 0
-    variable = total - sys_tokens
+    sys_tokens = sys_info.tokens if sys_info is not None else 0
+    variable = sum(map(estimate_tokens, texts[1:] if sys_info is not None else texts))
+    variable += _MSG_OVERHEAD * len(texts) + _IMAGE_TOKENS * images
+    total = sys_tokens + variable
     ask = texts[last_user] if last_user >= 0 else texts[-1]
 
     if sys_info is not None and not images:
@@ -124,14 +125,16 @@ def classify_messages(
             return _mem0_classification(kind, total, variable, wants_json)
 
     qtype, complexity, reasons = _decide(ask, total, wants_json)
-    if qtype is not QueryType.CODE and any(
+    if qtype in (QueryType.SIMPLE, QueryType.MEDIUM) and any(
         "```" in t for j, t in enumerate(texts) if j != last_user and messages[j]["role"] != "system"
     ):
-        qtype, complexity = (qtype, complexity) if complexity > 6 else (QueryType.CODE, max(3, complexity))
+        qtype, complexity = QueryType.CODE, max(3, complexity)
         reasons = (*reasons, "code earlier in conversation")
     if images:
         reasons = (f"{images} image(s)", *reasons)
-        return Classification(qtype, complexity, total, CallKind.MEM0_VISION, variable, reasons, wants_json, True)
+        return Classification(
+            qtype, complexity, total, CallKind.MEM0_VISION, variable, reasons, wants_json, True
+        )
     return Classification(qtype, complexity, total, CallKind.QUERY, None, reasons, wants_json)
 
 
@@ -140,7 +143,9 @@ def classify_messages(
 
 def _check_text(text: object) -> None:
     if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}; decode bytes or str() the value first")
+        raise TypeError(
+            f"text must be a str, got {type(text).__name__}; decode bytes or str() the value first"
+        )
 
 
 def _wants_json(response_format: object) -> bool:
@@ -163,7 +168,9 @@ def _content_parts(content: list[Any], index: int) -> tuple[str, int]:
             texts.append(part)
             continue
         if not isinstance(part, Mapping):
-            raise TypeError(f"messages[{index}]['content'][{j}] must be a dict or str, got {type(part).__name__}")
+            raise TypeError(
+                f"messages[{index}]['content'][{j}] must be a dict or str, got {type(part).__name__}"
+            )
         ptype = part.get("type")
         if ptype in ("image_url", "input_image", "image") or "image_url" in part:
             images += 1
@@ -233,7 +240,9 @@ def _mem0_classification(kind: CallKind, total: int, variable: int, wants_json: 
     sized = f"sized by {variable} varying tokens"
     if kind is CallKind.MEM0_RERANKER:
         c = 1 if variable < 1000 else 2
-        return Classification(QueryType.SIMPLE, c, total, kind, variable, ("mem0 reranker call", sized), wants_json)
+        return Classification(
+            QueryType.SIMPLE, c, total, kind, variable, ("mem0 reranker call", sized), wants_json
+        )
     qtype, label = (
         (QueryType.EXTRACTION, "mem0 extraction call")
         if kind is CallKind.MEM0_EXTRACTION
@@ -268,59 +277,75 @@ class _Signal(NamedTuple):
     check: tuple[str, ...] | re.Pattern[str] = ()
 
 
-def _ws(s: str) -> frozenset[str]:
-    return frozenset(s.split())
+def _sig(name: str, weight: int, reason: str, words: str = "", gate: str = "", gate2: str = "",
+         check: tuple[str, ...] | str = ()) -> _Signal:  # fmt: skip
+    """Build a signal from space-separated word lists; a str ``check`` is a regex."""
+    pattern = re.compile(check) if isinstance(check, str) else check
+    return _Signal(name, weight, reason, *(frozenset(w.split()) for w in (words, gate, gate2)), pattern)
 
 
+_HOW = r"\bhow (?:many|much|long|far|old)\b"
 _REASONING = (
-    _Signal("proof", 6, "reasoning: proof", _ws("prove proves proving proof proofs disprove theorem lemma corollary"),
-            _ws("show induction contradiction"), check=("show that", "by induction", "by contradiction")),
-    _Signal("maths", 6, "reasoning: maths", _ws(
-        "integral integrals integrate integration derivative derivatives differentiate antiderivative eigenvalue "
-        "eigenvalues eigenvector eigenvectors determinant logarithm polynomial modulo"),
-        _ws("solve limit expected differential"),
-        check=("solve for", "limit of", "expected value", "differential equation")),
-    _Signal("logic", 6, "reasoning: logic puzzle", _ws("riddle riddles puzzle puzzles brainteaser"),
-            _ws("teaser trick logic"), check=("brain teaser", "trick question", "logic problem")),
-    _Signal("logic", 6, "reasoning: logic puzzle", gate=_ws("each"), gate2=_ws("many much old"),
-            check=re.compile(r"each of (?:them|whom|these|those)\b[^?]{0,200}\bhow (?:many|much|old)\b")),
-    _Signal("wordproblem", 4, "reasoning: word problem", gate=_ws("if"), gate2=_ws("many much long far old"),
-            check=re.compile(r"\bif\b[^?]{10,200}\bhow (?:many|much|long|far|old)\b")),
-    _Signal("plan", 6, "multi-step plan", _ws("multi-step multistep"),
-            _ws("plan roadmap strategy playbook"),
-            _ws("step steps step-by-step phase phases stage stages milestone milestones timeline"),
-            re.compile(r"(?:plan|roadmap|strategy|playbook)\b[^?]{0,120}\b(?:steps?|phases?|stages?|milestones?"
-                       r"|timeline)\b|step[- ]by[- ]step (?:plan|guide|strategy|roadmap)")),
-    _Signal("contrast", 5, "analysis: compare and contrast", gate=_ws("contrast"), check=("compare and contrast",)),
-    _Signal("design", 5, "system design", gate=_ws("design architect"),
-            gate2=_ws("system systems architecture service services platform pipeline"),
-            check=re.compile(r"(?:design|architect)\b[^.?!]{0,40}\b(?:systems?|architecture|services?|platform"
-                             r"|pipeline)\b")),
-    _Signal("tradeoff", 4, "analysis: trade-offs", _ws("trade-off trade-offs tradeoff tradeoffs"),
-            _ws("pros"), check=("pros and cons",)),
-    _Signal("steps", 3, "step-by-step reasoning", _ws("step-by-step"), _ws("step think"),
-            check=("step by step", "think carefully", "think through")),
-    _Signal("algo", 3, "algorithmic", _ws("algorithm algorithms np-hard np-complete big-o"),
-            _ws("complexity dynamic"), check=("time complexity", "space complexity", "dynamic programming")),
-    _Signal("analyse", 2, "analysis", _ws("analyze analyse evaluate critique assess")),
-    _Signal("why", 1, "asks why/how", gate=_ws("why how"),
-            check=("why does", "why do", "why is", "why are", "why did", "how does")),
+    _sig("proof", 6, "reasoning: proof", "prove proves proving proof proofs disprove theorem lemma corollary",
+         "show induction contradiction", check=("show that", "by induction", "by contradiction")),
+    _sig("maths", 6, "reasoning: maths", "integral integrals integrate integration derivative derivatives "
+         "differentiate antiderivative eigenvalue eigenvalues eigenvector eigenvectors determinant logarithm "
+         "polynomial modulo", "solve limit expected differential",
+         check=("solve for", "limit of", "expected value", "differential equation")),
+    _sig("logic", 6, "reasoning: logic puzzle", "riddle riddles puzzle puzzles brainteaser",
+         "teaser trick logic", check=("brain teaser", "trick question", "logic problem")),
+    _sig("logic", 6, "reasoning: logic puzzle", gate="each", gate2="many much old",
+         check=r"each of (?:them|whom|these|those)\b[^?]{0,200}" + _HOW),
+    _sig("wordproblem", 4, "reasoning: word problem", gate="if", gate2="many much long far old",
+         check=r"\bif\b[^?]{10,200}" + _HOW),
+    _sig("plan", 6, "multi-step plan", "multi-step multistep", "plan roadmap strategy playbook",
+         "step steps step-by-step phase phases stage stages milestone milestones timeline",
+         r"(?:plan|roadmap|strategy|playbook)\b[^?]{0,120}\b(?:steps?|phases?|stages?|milestones?|timeline)\b"
+         r"|step[- ]by[- ]step (?:plan|guide|strategy|roadmap)"),
+    _sig("contrast", 5, "analysis: compare and contrast", gate="contrast", check=("compare and contrast",)),
+    _sig("design", 5, "system design", gate="design architect",
+         gate2="system systems architecture service services platform pipeline",
+         check=r"(?:design|architect)\b[^.?!]{0,40}\b(?:systems?|architecture|services?|platform|pipeline)\b"),
+    _sig("tradeoff", 4, "analysis: trade-offs", "trade-off trade-offs tradeoff tradeoffs", "pros",
+         check=("pros and cons",)),
+    _sig("steps", 3, "step-by-step reasoning", "step-by-step", "step think",
+         check=("step by step", "think carefully", "think through")),
+    _sig("algo", 3, "algorithmic", "algorithm algorithms np-hard np-complete big-o", "complexity dynamic",
+         check=("time complexity", "space complexity", "dynamic programming")),
+    _sig("analyse", 2, "analysis", "analyze analyse evaluate critique assess"),
+    _sig("why", 1, "asks why/how", gate="why how",
+         check=("why does", "why do", "why is", "why are", "why did", "how does")),
 )  # fmt: skip
-_SUMMARY = _Signal("summary", 0, "asks to summarize", _ws("summarize summarise summarization tldr recap condense"),
-                   _ws("sum tl key summary"), check=("sum up", "tl;dr", "key points", "summary of"))
-_EXTRACT = _Signal("extract", 0, "asks to extract", _ws("extract extraction"), _ws("json"),
-                   check=re.compile(r"\b(?:as|in|into|return|output) json\b|\blist (?:all|every)\b[^.?!]{0,80}\bjson"))
-_CODE_ASK = _Signal("code", 0, "asks for code", gate=_ws(
-    "write implement fix debug refactor optimize optimise port generate code"), gate2=_ws(
-    "function script class method program code regex query test tests snippet bug endpoint python javascript "
-    "typescript java rust golang c++ c# ruby php kotlin swift bash sql"),
-    check=re.compile(r"\b(?:write|implement|fix|debug|refactor|optimi[sz]e|port|generate|code)\b[^.?!\n]{0,60}"
-                     r"\b(?:function|script|class|method|program|code|regex|query|tests?|snippet|bug|endpoint"
-                     r"|python|javascript|typescript|java|rust|golang|c\+\+|c#|ruby|php|kotlin|swift|bash|sql)"))  # fmt: skip
+_SUMMARY = _sig(
+    "summary",
+    0,
+    "asks to summarize",
+    "summarize summarise summarization tldr recap condense",
+    "sum tl key summary",
+    check=("sum up", "tl;dr", "key points", "summary of"),
+)
+_EXTRACT = _sig(
+    "extract",
+    0,
+    "asks to extract",
+    "extract extraction",
+    "json",
+    check=r"\b(?:as|in|into|return|output) json\b|\blist (?:all|every)\b[^.?!]{0,80}\bjson",
+)
+_LANGS = "python javascript typescript java rust golang c++ c# ruby php kotlin swift bash sql"
+_CODE_ASK = _sig(
+    "code", 0, "asks for code", gate="write implement fix debug refactor optimize optimise port generate code",
+    gate2="function script class method program code regex query test tests snippet bug endpoint " + _LANGS,
+    check=r"\b(?:write|implement|fix|debug|refactor|optimi[sz]e|port|generate|code)\b[^.?!\n]{0,60}\b(?:function"
+    r"|script|class|method|program|code|regex|query|tests?|snippet|bug|endpoint|"
+    + "|".join(map(re.escape, _LANGS.split())) + ")",
+)  # fmt: skip
 
 _REASONING_TRIGGERS = tuple((sig, sig.words | sig.gate) for sig in _REASONING)
 _REASONING_WORDS = frozenset().union(*(t for _, t in _REASONING_TRIGGERS))
-_PUNCT = str.maketrans({c: " " for c in '!"$%&()*,./:;<=>?@[\\]^`{|}~'})
+_PUNCT_CHARS = '!"$%&()*,./:;<=>?@[\\]^`{|}~'  # become spaces; - ' # + _ stay inside words
+_PUNCT = str.maketrans(dict.fromkeys(_PUNCT_CHARS, " "))
+_BPUNCT = bytes.maketrans(_PUNCT_CHARS.encode(), b" " * len(_PUNCT_CHARS))
 _POWER_RE = re.compile(r"[a-z0-9)]\s?\^\s?[-(\d]|[a-z]\^[a-z]")
 _CODE_LINE_STARTS = (
     "def ", "class ", "import ", "from ", "#include", "function", "async ", "export ", "const ", "let ",
@@ -329,7 +354,8 @@ _CODE_LINE_STARTS = (
 )  # fmt: skip
 _CODE_LINE_RE = re.compile(
     r"(?P<trace>at [\w$.<>]+\([\w$.]*(?::\d+)?\)|File \"[^\"\n]+\", line \d+)"
-    r"|(?P<kw>(?:def \w+\s*\(|class \w+\s*[:(]|import [\w.]+\s*(?:$|as |,|;)|from [\w.]+ import |#include\s*[<\"]"
+    r"|(?P<kw>(?:def \w+\s*\(|class \w+\s*[:(]|import [\w.]+\s*(?:$|as |,|;)|from [\w.]+ import "
+    r"|#include\s*[<\"]"
     r"|(?:export )?(?:async )?function\b\s*\w*\s*\(|(?:const|let|var) \w+\s*=|public (?:static |class )"
     r"|fn \w+\s*\(|func \w+\s*\(|package [\w.]+;?$|SELECT\s|INSERT INTO|CREATE TABLE|UPDATE \w+ SET))"
 )
@@ -343,7 +369,7 @@ def _fires(sig: _Signal, ws: set[str], low: str) -> bool:
         return False
     check = sig.check
     if isinstance(check, tuple):
-        for phrase in check:  # a loop, not any(): no generator on the hot path
+        for phrase in check:  # noqa: SIM110 (a loop, not any(): no generator on the hot path)
             if phrase in low:
                 return True
         return False
@@ -381,7 +407,8 @@ def _decide(text: str, tokens: int, wants_json: bool) -> tuple[QueryType, int, t
     """The seed table plus what length does not show: reasoning, code and explicit asks."""
     scan = _bounded(text)
     low = scan.lower()
-    ws = set(low.translate(_PUNCT).split())
+    # bytes.translate is a plain table lookup; str.translate consults a dict per distinct char
+    ws = set((low.encode().translate(_BPUNCT).decode() if low.isascii() else low.translate(_PUNCT)).split())
     words = _words(text)
     bonus = 0
     signals: list[str] = []
@@ -391,8 +418,9 @@ def _decide(text: str, tokens: int, wants_json: bool) -> tuple[QueryType, int, t
             seen.add(sig.name)
             bonus += sig.weight
             signals.append(sig.reason)
-    if "maths" not in seen and (("^" in low and _POWER_RE.search(low)) or (
-            not low.isascii() and any(c in low for c in "∫∑∏∂√"))):
+    if "maths" not in seen and (
+        ("^" in low and _POWER_RE.search(low)) or (not low.isascii() and any(c in low for c in "∫∑∏∂√"))
+    ):
         bonus += 6
         signals.append("reasoning: maths")
     if low.count("?") >= 3:
@@ -416,7 +444,7 @@ def _decide(text: str, tokens: int, wants_json: bool) -> tuple[QueryType, int, t
         if complexity <= 6 and not huge:
             return QueryType.CODE, complexity, (code, *signals)
         return QueryType.COMPLEX, complexity, (size, code, *signals) if huge else (code, *signals)
-    if complexity <= 6 and (_fires(_EXTRACT, ws, low) or (wants_json and "extract" in low)):
+    if 1 + bonus <= 6 and (_fires(_EXTRACT, ws, low) or (wants_json and "extract" in low)):
         return QueryType.EXTRACTION, _sized(2, tokens), ("asks to extract", *signals)
     if complexity > 6 or huge:
         return QueryType.COMPLEX, complexity, (size, *signals) if huge else tuple(signals)
@@ -426,5 +454,9 @@ def _decide(text: str, tokens: int, wants_json: bool) -> tuple[QueryType, int, t
         qtype = QueryType.SUMMARIZATION if complexity <= 4 else QueryType.MEDIUM
         return qtype, complexity, (size, *signals)
     if complexity >= 4 or size == "2k-4k tokens":
-        return QueryType.MEDIUM, max(4, complexity), (*signals, size) if not size.startswith("short") else tuple(signals)
+        return (
+            QueryType.MEDIUM,
+            max(4, complexity),
+            (*signals, size) if not size.startswith("short") else tuple(signals),
+        )
     return QueryType.SIMPLE, complexity, (size, *signals)

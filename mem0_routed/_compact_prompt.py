@@ -12,46 +12,46 @@ llama.cpp grammars, so a local model cannot answer in another shape.
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 __all__ = [
     "COMPACT_AGENT_SUFFIX",
     "COMPACT_EXTRACTION_PROMPT",
+    "compact_examples",
     "MEM0_EXTRACTION_SCHEMA",
     "compact_extraction_messages",
     "is_mem0_extraction_prompt",
 ]
 
 COMPACT_EXTRACTION_PROMPT = """\
-You are a memory extractor. Read a conversation and write down every fact worth remembering \
-about the user. Answer with JSON only.
-
-Input sections:
-- "## New Messages": the conversation (user and assistant turns). Extract ONLY from this section.
-- "## Existing Memories": memories already stored, as [{"id": ..., "text": ...}]. Do not repeat \
-them. If a new memory is about the same thing, put that id in its "linked_memory_ids".
-- "## Summary", "## Last k Messages", "## Recently Extracted Memories": background to resolve \
-names and pronouns. Do not extract from them.
-- "## Observation Date": the day of the conversation. Turn "yesterday", "last week", "next month" \
-into dates relative to it.
-- "## Custom Instructions" (if present): follow them first.
-
-Rules:
-- One memory per distinct fact: name, age, place, job, family, pets, health, allergies, likes, \
-dislikes, habits, plans, events, opinions.
-- Also keep specific advice, recommendations or plans the assistant gave ("User was recommended ...").
-- Each "text" is one short, self-contained sentence that starts with "User" and names things \
-explicitly (no "he", "it", "that").
-- Skip greetings, thanks, small talk and generic replies.
-- "attributed_to" is "user" for facts the user stated, "assistant" for information from the assistant.
-- "id" values are "0", "1", "2", ... in order.
-- If nothing is worth remembering, answer {"memory": []}.
-
-Output format:
-{"memory": [{"id": "0", "text": "User ...", "attributed_to": "user"}, \
-{"id": "1", "text": "User was recommended ...", "attributed_to": "assistant", \
-"linked_memory_ids": ["<id from Existing Memories>"]}]}
+You list the facts about the user found in the "## New Messages" section, as JSON.
+Each fact is one short sentence that starts with "User" and uses the words of the messages. \
+Advice from the assistant becomes "User was recommended ...". Greetings are not facts; with no facts \
+answer {"memory": []}.
+The other sections are context only: skip facts already in "## Existing Memories" and put the ids of \
+related existing memories in "linked_memory_ids"; resolve "yesterday" or "next month" against \
+"## Observation Date"; follow "## Custom Instructions" first.
+Each item has "id" ("0", "1", ...), "text", and "attributed_to": "user" for what the user said, \
+"assistant" for information from the assistant.
 """
+
+# Two worked turns (facts; nothing) shown before the real one. Measured on SmolLM2-135M
+# (benchmarks/bench_compact_extraction.py): without them a small model copies the format's
+# placeholders or an inline example instead of reading the conversation.
+_EXAMPLES: tuple[tuple[str, list[dict[str, str]]], ...] = (
+    (
+        "user: My name is Tom and I play the guitar.\nassistant: Nice! Try learning some blues songs.\n",
+        [
+            {"id": "0", "text": "User's name is Tom", "attributed_to": "user"},
+            {"id": "1", "text": "User plays the guitar", "attributed_to": "user"},
+            {"id": "2", "text": "User was recommended to learn blues songs on the guitar",
+             "attributed_to": "assistant"},
+        ],
+    ),
+    ("user: Good morning!\nassistant: Good morning! How can I help?\n", []),
+)
 
 COMPACT_AGENT_SUFFIX = """
 The main entity is an AI agent: write facts from the agent's view ("Agent was informed that ...", \
@@ -91,26 +91,45 @@ def is_mem0_extraction_prompt(text: str) -> bool:
     return sum(marker in text for marker in _MEM0_MARKERS) >= 2 and len(text) > 2000
 
 
-def compact_extraction_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+@functools.lru_cache(maxsize=1)
+def compact_examples() -> tuple[dict[str, str], ...]:
+    """The worked turns as messages, built with mem0's own user-prompt builder (so they look
+    exactly like the real turn that follows)."""
+    from mem0.configs.prompts import generate_additive_extraction_prompt
+
+    turns: list[dict[str, str]] = []
+    for day, (conversation, memories) in enumerate(_EXAMPLES, start=10):
+        user = generate_additive_extraction_prompt(
+            existing_memories=[], new_messages=conversation, last_k_messages=[], current_date=f"2025-01-{day}"
+        )
+        turns.append({"role": "user", "content": user})
+        turns.append({"role": "assistant", "content": json.dumps({"memory": memories})})
+    return tuple(turns)
+
+
+def compact_extraction_messages(
+    messages: list[dict[str, Any]], *, examples: bool = True
+) -> list[dict[str, Any]]:
     """mem0's extraction messages with its system prompt replaced by ``COMPACT_EXTRACTION_PROMPT``.
 
     The first system message is replaced (call this for extraction calls only; the router knows
-    them, see ``is_mem0_extraction_prompt``). Every other message (mem0's user prompt with its sections) is kept as it is. mem0's
-    agent-scoped variant keeps a short agent note. Without a system message the compact one is put
-    first. The input list and its dicts are not changed.
+    them, see ``is_mem0_extraction_prompt``), followed by the worked example turns unless
+    ``examples=False``. Every other message (mem0's user prompt with its sections) is kept as it
+    is. mem0's agent-scoped variant keeps a short agent note. Without a system message the compact
+    one is put first. The input list and its dicts are not changed.
     """
-    out: list[dict[str, Any]] = []
+    prompt = COMPACT_EXTRACTION_PROMPT
+    rest: list[dict[str, Any]] = []
     replaced = False
     for message in messages:
         content = message.get("content")
         if not replaced and message.get("role") == "system" and isinstance(content, str):
-            prompt = COMPACT_EXTRACTION_PROMPT
             if _MEM0_AGENT_MARKER in content:
                 prompt += COMPACT_AGENT_SUFFIX
-            out.append({**message, "content": prompt})
             replaced = True
             continue
-        out.append(dict(message))
-    if not replaced:
-        out.insert(0, {"role": "system", "content": COMPACT_EXTRACTION_PROMPT})
-    return out
+        rest.append(dict(message))
+    head: list[dict[str, Any]] = [{"role": "system", "content": prompt}]
+    if examples:
+        head.extend(dict(m) for m in compact_examples())
+    return head + rest

@@ -14,7 +14,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._context import looks_truncated, needed_tokens
+from ._context import looks_truncated
 from ._errors import (
     AuthenticationError,
     BackendError,
@@ -28,8 +28,9 @@ from ._errors import (
     RateLimited,
     RoutingError,
 )
-from ._types import Attempt, CallKind, Candidate, Classification, RoutingDecision
-from ._usage import Refusal, Reservation, UsageRecord
+from ._requests import build_request, estimate_messages, fit_messages
+from ._types import Attempt, Candidate, Classification, RoutingDecision
+from ._usage import Refusal, Reservation
 from ._validate import ContractViolation, check_answer
 from .backends._base import Backend, ChatRequest, ChatResult
 
@@ -189,13 +190,13 @@ def _try_backend(
             raise ModelNotFound(f"model {cand.model!r} not found on {backend.name}",
                                 backend=backend.name, model=cand.model, fix=f"ollama pull {cand.model}"
                                 if backend.kind == "ollama" else None)
-        messages, compact = router.fit_messages(job, cand, backend)
+        messages, compact = fit_messages(router.config, job, cand, backend)
     except BackendError as exc:
         _note_failure(breaker, exc, attempts, backend, cand)
         return None
     tries = 2
     for n in range(tries):
-        request = router.build_request(job, cand, backend, messages, compact)
+        request = build_request(router.config, router.planner, job, cand, backend, messages)
         router.begin(backend)
         try:
             result = yield Call(backend, request, router.config.max_retries)
@@ -210,7 +211,7 @@ def _try_backend(
             router.end(backend)
         breaker.success()
         if backend.kind == "ollama" and looks_truncated(
-            prompt_eval_count=result.tokens_in, estimated_tokens=router.estimate(messages), num_ctx=request.num_ctx
+            prompt_eval_count=result.tokens_in, estimated_tokens=estimate_messages(messages), num_ctx=request.num_ctx
         ):
             escalations.append(f"truncated prompt on {cand.model} (num_ctx {request.num_ctx})")
             attempts.append(Attempt(backend.name, cand.model, f"prompt truncated at num_ctx {request.num_ctx}",

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,10 +26,16 @@ from ._errors import ConfigError
 from ._usage import Ledger, Refusal, Reservation, ShareCounts, UsageRecord
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Iterable
 
 __all__ = [
-    "MemoryLedger", "SQLiteLedger", "default_ledger_path", "open_ledger", "mask_url", "RESERVATION_TTL_S",
+    "RESERVATION_TTL_S",
+    "MemoryLedger",
+    "SQLiteLedger",
+    "default_ledger_path",
+    "mask_url",
+    "open_ledger",
 ]
 
 RESERVATION_TTL_S = 15 * 60.0
@@ -103,6 +107,11 @@ def check_reservation(
     return None
 
 
+def new_reservation_id() -> str:
+    """128 random bits as hex (``os.urandom``; cheaper to import than ``uuid``)."""
+    return os.urandom(16).hex()
+
+
 def _validate_amount(amount_usd: float) -> None:
     if not amount_usd >= 0:  # also catches NaN
         raise ValueError(f"amount_usd={amount_usd!r} must be a cost in US dollars, 0 or more")
@@ -164,7 +173,7 @@ class MemoryLedger:
             )  # fmt: skip
             if refusal is not None:
                 return refusal
-            res = Reservation(uuid.uuid4().hex, float(amount_usd), now)
+            res = Reservation(new_reservation_id(), float(amount_usd), now)
             self._open[res.id] = _Open(res, now + self._ttl)
             return res
 
@@ -278,6 +287,8 @@ class SQLiteLedger:
             raise RuntimeError(f"{self!r} is closed; open a new ledger with open_ledger()")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or getattr(self._local, "pid", None) != os.getpid():  # new thread or forked
+            import sqlite3  # here, not at module level: `import mem0_routed` stays cheap
+
             try:
                 conn = sqlite3.connect(
                     self.path, timeout=self._busy_s, isolation_level=None, check_same_thread=False
@@ -325,7 +336,9 @@ class SQLiteLedger:
             n_open, open_amt = db.execute("SELECT COUNT(*), TOTAL(amount_usd) FROM reservations").fetchone()
             spent = 0.0
             if budget_usd is not None:
-                (spent,) = db.execute("SELECT TOTAL(cost_usd) FROM usage WHERE ts >= ?", (budget_since,)).fetchone()
+                (spent,) = db.execute(
+                    "SELECT TOTAL(cost_usd) FROM usage WHERE ts >= ?", (budget_since,)
+                ).fetchone()
             total = external = 0
             if max_external_share is not None:
                 total, external = self._share(db, share_since)
@@ -336,7 +349,7 @@ class SQLiteLedger:
             )  # fmt: skip
             if refusal is not None:
                 return refusal
-            res = Reservation(uuid.uuid4().hex, float(amount_usd), now)
+            res = Reservation(new_reservation_id(), float(amount_usd), now)
             db.execute(
                 "INSERT INTO reservations (id, amount_usd, created, expires) VALUES (?, ?, ?, ?)",
                 (res.id, res.amount_usd, now, now + self._ttl),
@@ -358,14 +371,17 @@ class SQLiteLedger:
     def counts(self, since: float | None = None) -> ShareCounts:
         with self._tx() as db:
             total, external = self._share(db, since)
-            (n_open,) = db.execute("SELECT COUNT(*) FROM reservations WHERE expires > ?", (time.time(),)).fetchone()
+            (n_open,) = db.execute(
+                "SELECT COUNT(*) FROM reservations WHERE expires > ?", (time.time(),)
+            ).fetchone()
         return ShareCounts(total + n_open, total - external, external + n_open)
 
     def spent_usd(self, since: float | None = None) -> float:
         """Settled costs only; open reservations are not money spent yet."""
         with self._tx() as db:
             (spent,) = db.execute(
-                "SELECT TOTAL(cost_usd) FROM usage WHERE ts >= ?", (since if since is not None else float("-inf"),)
+                "SELECT TOTAL(cost_usd) FROM usage WHERE ts >= ?",
+                (since if since is not None else float("-inf"),),
             ).fetchone()
         return float(spent)
 
@@ -389,7 +405,7 @@ class SQLiteLedger:
         for conn in conns:
             try:
                 conn.close()
-            except sqlite3.Error:  # pragma: no cover - closing is best effort
+            except Exception:  # pragma: no cover - closing is best effort  # noqa: BLE001
                 pass
 
 

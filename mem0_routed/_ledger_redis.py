@@ -16,10 +16,9 @@ The server clock (``TIME``) dates reservations so hosts with skewed clocks agree
 from __future__ import annotations
 
 import json
-import uuid
 from typing import TYPE_CHECKING, Any
 
-from ._ledger import EMBEDDING, RESERVATION_TTL_S, check_reservation, mask_url
+from ._ledger import EMBEDDING, RESERVATION_TTL_S, check_reservation, mask_url, new_reservation_id
 from ._usage import Refusal, Reservation, ShareCounts, UsageRecord
 
 if TYPE_CHECKING:
@@ -40,7 +39,9 @@ end
 """
 
 # KEYS: resv, cost, calls, ext   ARGV: amount, budget|'', budget_since, share|'', share_since, ttl, id
-_RESERVE = _PURGE + """
+_RESERVE = (
+    _PURGE
+    + """
 local spent, total, ext = 0, 0, 0
 if ARGV[2] ~= '' then
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[3], '+inf')) do
@@ -62,6 +63,7 @@ redis.call('HSET', KEYS[1], ARGV[7], ARGV[1] .. '|' .. string.format('%.6f', now
   string.format('%.6f', now + tonumber(ARGV[6])))
 return {'ok', string.format('%.6f', now)}
 """
+)
 
 # KEYS: seq, records, calls, ext, cost, totals, resv
 # ARGV: ts, json, counted(0/1), is_local(0/1), cost, reservation id|''
@@ -87,9 +89,12 @@ return seq
 """
 
 # KEYS: resv, calls, ext   ARGV: since
-_COUNTS = _PURGE + """
+_COUNTS = (
+    _PURGE
+    + """
 return {redis.call('ZCOUNT', KEYS[2], ARGV[1], '+inf'), redis.call('ZCOUNT', KEYS[3], ARGV[1], '+inf'), open_n}
 """
+)
 
 
 def _import_redis() -> Any:
@@ -157,7 +162,7 @@ class RedisLedger:
         if not amount_usd >= 0:
             raise ValueError(f"amount_usd={amount_usd!r} must be a cost in US dollars, 0 or more")
         k = self._k
-        rid = uuid.uuid4().hex
+        rid = new_reservation_id()
         out = self._reserve(
             keys=[k["resv"], k["cost"], k["calls"], k["ext"]],
             args=[
@@ -193,17 +198,19 @@ class RedisLedger:
         """Settled costs only; open reservations are not money spent yet."""
         if since is None:
             return float(self._r.hget(self._k["totals"], "cost") or 0.0)
-        members = self._r.zrangebyscore(self._k["cost"], repr(float(since)), "+inf")
-        return sum(float(m.partition("|")[2]) for m in members)
+        members: list[str] = self._r.zrangebyscore(self._k["cost"], repr(float(since)), "+inf")  # type: ignore[assignment]
+        return sum((float(m.partition("|")[2]) for m in members), 0.0)
 
     def records(self, since: float | None = None, limit: int | None = None) -> list[UsageRecord]:
         lo = "-inf" if since is None else repr(float(since))
+        members: list[str]
         if limit is None:
-            members = self._r.zrangebyscore(self._k["records"], lo, "+inf")
+            members = self._r.zrangebyscore(self._k["records"], lo, "+inf")  # type: ignore[assignment]
         elif limit <= 0:
             return []
         else:
-            members = self._r.zrevrangebyscore(self._k["records"], "+inf", lo, start=0, num=int(limit))[::-1]
+            newest = self._r.zrevrangebyscore(self._k["records"], "+inf", lo, start=0, num=int(limit))
+            members = list(newest)[::-1]
         return [UsageRecord(**json.loads(m.partition("|")[2])) for m in members]
 
     def clear(self) -> None:

@@ -16,7 +16,7 @@ from ._errors import ConfigError
 from ._types import QueryMetrics
 from ._usage import UsageRecord
 
-__all__ = ["compute_metrics", "project_cost", "percentile"]
+__all__ = ["compute_metrics", "percentile", "project_cost"]
 
 EMBEDDING = "embedding"
 
@@ -33,7 +33,11 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 def _latency(values: list[float]) -> dict[str, float]:
     values.sort()
-    return {"calls": len(values), "latency_p50_s": percentile(values, 50), "latency_p95_s": percentile(values, 95)}
+    return {
+        "calls": len(values),
+        "latency_p50_s": percentile(values, 50),
+        "latency_p95_s": percentile(values, 95),
+    }
 
 
 def compute_metrics(
@@ -144,5 +148,7 @@ def project_cost(
         "monthly_cost_at_current_mix": at_mix,
         "monthly_cost_all_external": all_external,
         "monthly_savings": all_external - at_mix,
-        "savings_percentage": round(100.0 * (all_external - at_mix) / all_external, 2) if all_external else 0.0,
+        "savings_percentage": round(100.0 * (all_external - at_mix) / all_external, 2)
+        if all_external
+        else 0.0,
     }

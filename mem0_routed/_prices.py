@@ -19,8 +19,14 @@ from dataclasses import dataclass
 from ._errors import ConfigError
 
 __all__ = [
-    "UnitPrices", "external_cost", "call_cost", "price_known", "unit_prices", "register_price",
-    "estimate_tokens_out_default", "LOCAL_BACKENDS",
+    "LOCAL_BACKENDS",
+    "UnitPrices",
+    "call_cost",
+    "estimate_tokens_out_default",
+    "external_cost",
+    "price_known",
+    "register_price",
+    "unit_prices",
 ]  # fmt: skip
 
 log = logging.getLogger("mem0_routed.prices")
@@ -64,7 +70,9 @@ def register_price(
     """Set a model's price (USD per million tokens) when genai-prices does not know it, or differs."""
     for name, value in (("input_per_mtok", input_per_mtok), ("output_per_mtok", output_per_mtok)):
         if not value >= 0:
-            raise ConfigError(f"{name}={value!r} for {model!r} must be 0 or more US dollars per million tokens")
+            raise ConfigError(
+                f"{name}={value!r} for {model!r} must be 0 or more US dollars per million tokens"
+            )
     with _lock:
         _overrides[(provider, model)] = UnitPrices(input_per_mtok / _PER_MTOK, output_per_mtok / _PER_MTOK)
 
@@ -103,7 +111,9 @@ def external_cost(model: str, tokens_in: int, tokens_out: int, provider: str = "
     if provider in LOCAL_BACKENDS:
         return 0.0
     if tokens_in < 0 or tokens_out < 0:
-        raise ValueError(f"token counts must be 0 or more, got tokens_in={tokens_in}, tokens_out={tokens_out}")
+        raise ValueError(
+            f"token counts must be 0 or more, got tokens_in={tokens_in}, tokens_out={tokens_out}"
+        )
     prices = unit_prices(model, provider)
     if prices is None:
         with _lock:

@@ -9,6 +9,7 @@ is gated by a cheap substring test, so a 2k-character prompt is checked in tens 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,83 +41,127 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _card_ok(match: str) -> bool:
-    digits = re.sub(r"[ -]", "", match)
+def _after(chars: str) -> Callable[[re.Match[str]], bool]:
+    """Validator: the match starts a token (the character before it is none of ``chars``)."""
+
+    def ok(m: re.Match[str]) -> bool:
+        return m.start() == 0 or m.string[m.start() - 1] not in chars
+
+    return ok
+
+
+_WORD = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+_TOKEN = _WORD + "-"
+_starts_token = _after(_TOKEN)
+
+
+def _card_ok(m: re.Match[str]) -> bool:
+    digits = m.group(0).replace(" ", "").replace("-", "")
     return 13 <= len(digits) <= 19 and luhn_ok(digits)
 
 
-def _phone_ok(match: str) -> bool:
-    return 8 <= sum(c.isdigit() for c in match) <= 15
+def _intl_phone_ok(m: re.Match[str]) -> bool:
+    return _after(_WORD + "+")(m) and 8 <= sum(c.isdigit() for c in m.group(0)) <= 15
+
+
+def _stripe_ok(m: re.Match[str]) -> bool:
+    i = m.start()
+    return m.string[max(i - 2, 0) : i] in ("sk", "rk") and (i < 3 or m.string[i - 3] not in _TOKEN)
+
+
+def _email_ok(m: re.Match[str]) -> bool:  # a local part before the "@"
+    return m.start() > 0 and (m.string[m.start() - 1].isalnum() or m.string[m.start() - 1] in "._%+-")
 
 
 @dataclass(frozen=True, slots=True)
 class _Detector:
+    """One rule. Every regex starts with a literal (``gate``) so ``re`` can skip ahead fast; what a
+    leading look-behind would check is done by ``validate`` on the few candidates instead."""
+
     rule: str
     regex: re.Pattern[str]
-    gate: tuple[str, ...] = ()  # at least one must occur in the text (lower-cased if ``lower_gate``)
-    lower_gate: bool = False
-    validate: Callable[[str], bool] | None = None
+    gate: bytes = b""  # must occur in the text (the lower-cased text if ``lowered``); ASCII
+    lowered: bool = False
+    validate: Callable[[re.Match[str]], bool] | None = None
     in_digit_runs: bool = False  # search only inside runs of digits/separators (found once per text)
 
-    def found(self, text: str, lowered: str, runs: list[tuple[int, int]]) -> bool:
-        if self.gate:
-            hay = lowered if self.lower_gate else text
-            for g in self.gate:
-                if g in hay:
-                    break
-            else:
-                return False
-        if self.lower_gate:  # the regex is written lower-case and searched in the lowered text
-            text = lowered
+    def found(self, text: str, runs: list[tuple[int, int]]) -> bool:
+        """Search ``text`` (already lower-cased for ``lowered`` rules), in the digit runs if asked."""
         spans = runs if self.in_digit_runs else ((0, len(text)),)
         for start, end in spans:  # endpos one past the run so trailing look-aheads see the next char
             for m in self.regex.finditer(text, start, min(end + 1, len(text))):
-                if self.validate is None or self.validate(m.group(0)):
+                if self.validate is None or self.validate(m):
                     return True
         return False
 
 
-_NB = r"(?<![A-Za-z0-9_-])"  # token boundary for key prefixes
-_SECRETS = (
-    _Detector("secret:private_key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
-              ("-----BEGIN",)),
-    _Detector("secret:openai_key", re.compile(_NB + r"sk-(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{20,}"),
-              ("sk-",)),
-    _Detector("secret:aws_access_key", re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])"),
-              ("AKIA", "ASIA")),
-    _Detector("secret:github_token",
-              re.compile(_NB + r"(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
-              ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
-    _Detector("secret:slack_token", re.compile(_NB + r"xox[abposr]-[A-Za-z0-9-]{10,}"), ("xox",)),
-    _Detector("secret:google_api_key", re.compile(r"AIza[0-9A-Za-z_-]{35}"), ("AIza",)),
-    _Detector("secret:stripe_key", re.compile(_NB + r"(?:sk|rk)_live_[0-9A-Za-z]{16,}"), ("_live_",)),
-    _Detector("secret:jwt", re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),
-              ("eyJ",)),
-    _Detector("secret:url_password", re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:[^\s/@]+@[^\s/@]"),
-              ("://",)),
-    _Detector(
-        "secret:api_key_assignment",
-        re.compile(
-            r"(?<![a-z0-9])(?:api[_-]?key|apikey|secret[_-]?key|access[_-]?token|auth[_-]?token|client[_-]?secret"
-            r"|private[_-]?key|password|passwd)[\"']?\s*[:=]\s*[\"']?[^\s\"',;]{8,}"
+def _d(rule: str, pattern: str, gate: str, validate: Callable[[re.Match[str]], bool] | None = None,
+       lowered: bool = False) -> _Detector:  # fmt: skip
+    return _Detector(rule, re.compile(pattern), gate.encode("ascii"), lowered, validate)
+
+
+@functools.cache
+def _builtin() -> tuple[tuple[_Detector, ...], tuple[_Detector, ...]]:
+    """(secret detectors, PII detectors), compiled on first use so importing this module is free."""
+    _ASSIGNED = r"[\"']?\s*[:=]\s*[\"']?[^\s\"',;]{8,}"  # `= "value"`, `: value` (8+ characters)
+    secrets = (
+        _d("secret:private_key", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----", "-----BEGIN "),
+        _d("secret:openai_key", r"sk-(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{20,}", "sk-", _starts_token),
+        _d("secret:aws_access_key", r"AKIA[A-Z0-9]{16}(?![A-Z0-9])", "AKIA", _after(_WORD)),
+        _d("secret:aws_access_key", r"ASIA[A-Z0-9]{16}(?![A-Z0-9])", "ASIA", _after(_WORD)),
+        _d("secret:github_token", r"gh[pousr]_[A-Za-z0-9]{36,}", "gh", _starts_token),
+        _d("secret:github_token", r"github_pat_[A-Za-z0-9_]{22,}", "github_pat_", _starts_token),
+        _d("secret:slack_token", r"xox[abposr]-[A-Za-z0-9-]{10,}", "xox", _starts_token),
+        _d("secret:google_api_key", r"AIza[0-9A-Za-z_-]{35}", "AIza"),
+        _d("secret:stripe_key", r"_live_[0-9A-Za-z]{16,}", "_live_", _stripe_ok),
+        _d("secret:jwt", r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}", "eyJ"),
+        _d("secret:url_password", r"://[^\s/:@]*:[^\s/@]+@[^\s/@]", "://"),
+        *(
+            _d("secret:api_key_assignment", kw + _ASSIGNED, gate, _after(_WORD), lowered=True)
+            for kw, gate in (
+                (r"api[_-]?key", "api"), (r"secret[_-]?key", "secret"), (r"client[_-]?secret", "client"),
+                (r"access[_-]?token", "access"), (r"auth[_-]?token", "auth"), (r"private[_-]?key", "private"),
+                (r"passw(?:or)?d", "passw"),
+            )
         ),
-        ("key", "token", "secret", "pass"), lower_gate=True,
-    ),
-)  # fmt: skip
-_PII = (
-    _Detector("pii:email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
-              ("@",)),
-    # +CC then 7-14 more digits with optional separators: "+44 20 7946 0958", "+4915112345678"
-    _Detector("pii:phone", re.compile(r"(?<![\w+])\+[1-9](?:[ .-]?\(?\d\)?){6,14}(?!\d)"), ("+",),
-              validate=_phone_ok),
-    # US numbers need separators so plain ids and years never match: "(555) 123-4567", "555.123.4567"
-    _Detector("pii:phone", re.compile(r"(?<![\w.-])(?:\(\d{3}\) ?|\d{3}[.-])\d{3}[.-]\d{4}(?![\w-])"),
-              in_digit_runs=True),
-    _Detector("pii:payment_card", re.compile(r"(?<![\d-])[2-6]\d{3}(?:[ -]?\d){9,15}(?![\d-])"),
-              validate=_card_ok, in_digit_runs=True),
-)  # fmt: skip
-# Candidate spans for the digit detectors: one fast scan instead of one slow scan per detector.
-_DIGIT_RUN = re.compile(r"[(\d][\d ().-]{8,}\d")
+    )  # fmt: skip
+    pii = (
+        _d("pii:email", r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", "@", _email_ok),
+        # +CC then 7-14 more digits with optional separators: "+44 20 7946 0958", "+4915112345678"
+        _d("pii:phone", r"\+[1-9](?:[ .-]?\(?\d\)?){6,14}(?!\d)", "+", _intl_phone_ok),
+        # US numbers need separators so plain ids and years never match: "(555) 123-4567", "555.123.4567"
+        _Detector("pii:phone", re.compile(r"(?<![\w.-])(?:\(\d{3}\) ?|\d{3}[.-])\d{3}[.-]\d{4}(?![\w-])"),
+                  in_digit_runs=True),
+        _Detector("pii:payment_card", re.compile(r"(?<![\d-])[2-6]\d{3}(?:[ -]?\d){9,15}(?![\d-])"),
+                  validate=_card_ok, in_digit_runs=True),
+    )  # fmt: skip
+    return secrets, pii
+
+
+# Candidate spans for the digit detectors: card numbers and US phones are 12+ characters of digits
+# and " ().-" holding 10+ digits. Mapping those characters to "0" lets a plain substring find (far
+# faster than a regex scan) jump straight to such runs; prose with years and short ids has none.
+# Non-ASCII characters become "?" (one byte each), so offsets still match the text.
+_RUN_MIN = 12  # "555-123-4567"
+_TO_ZERO = bytes.maketrans(b"123456789 ().-", b"0" * 14)
+_NEEDLE = b"0" * _RUN_MIN
+_ZEROS = re.compile(b"0*")
+
+
+def _digit_runs(raw: bytes) -> list[tuple[int, int]]:
+    """Spans of ``raw`` (the text as ASCII, "?" for other characters) that may hold a number."""
+    # doubled separators (indentation, "----" rules, "...") never occur inside a number: break runs there
+    flat = raw.replace(b"  ", b"__").replace(b"--", b"__").replace(b"..", b"__").translate(_TO_ZERO)
+    runs: list[tuple[int, int]] = []
+    i = flat.find(_NEEDLE)
+    while i != -1:
+        end = _ZEROS.match(flat, i).end()  # type: ignore[union-attr]
+        seg = raw[i:end]
+        if len(seg) - len(seg.translate(None, b"0123456789")) >= 10:
+            runs.append((i, end))
+        i = flat.find(_NEEDLE, end)
+    return runs
+
 
 _CALL_KIND_VALUES = tuple(k.value for k in CallKind)
 
@@ -156,7 +201,8 @@ class KeepLocalRules:
         self.detect_secrets, self.detect_pii = detect_secrets, detect_pii
         self.patterns = tuple(patterns)
         self.call_kinds = frozenset(kinds)
-        self._detectors = (_SECRETS if detect_secrets else ()) + (_PII if detect_pii else ())
+        secrets, pii = _builtin()
+        self._detectors = (secrets if detect_secrets else ()) + (pii if detect_pii else ())
         self._patterns = tuple(compiled)
         parts = [name for on, name in ((detect_secrets, "secrets"), (detect_pii, "pii")) if on]
         if compiled:
@@ -175,22 +221,34 @@ class KeepLocalRules:
             return KeepLocalVerdict(False, None, f"{self.summary}: none matched")
         return KeepLocalVerdict(True, rule, f"{self.summary}: matched {rule}")
 
-    def check_messages(self, messages: Iterable[Mapping[str, Any]], call_kind: str = "query") -> KeepLocalVerdict:
-        """``check`` over the text of chat messages (string contents and text parts)."""
+    def check_messages(
+        self, messages: Iterable[Mapping[str, Any]], call_kind: str = "query", *, include_system: bool = True
+    ) -> KeepLocalVerdict:
+        """``check`` over the text of chat messages (string contents and text parts).
+
+        ``include_system=False`` skips system messages: for mem0's own calls the system prompt is
+        mem0's fixed text (up to 34k characters), so checking it costs time and finds nothing.
+        """
+        if not include_system:
+            messages = [m for m in messages if m.get("role") != "system"]
         return self.check(messages_text(messages), call_kind)
 
     def _first_match(self, text: str, call_kind: str) -> str | None:
         if call_kind in self.call_kinds:
             return f"call_kind:{call_kind}"
         if self._detectors:
-            lowered = text.lower()
-            # US phones have 10 digits and cards 13+: most prose has fewer, and counting is cheap.
-            if self.detect_pii and sum(map(text.count, "0123456789")) >= 10:
-                runs = [m.span() for m in _DIGIT_RUN.finditer(text)]
-            else:
-                runs = []
+            # Gates are tested on bytes (one byte per character, so offsets match the text):
+            # a bytes search is several times faster than one in a non-ASCII str.
+            raw = text.encode("ascii", "replace")
+            raw_lower = raw.lower()
+            lowered: str | None = None
+            runs = _digit_runs(raw) if self.detect_pii else []
             for det in self._detectors:
-                if det.found(text, lowered, runs):
+                if det.gate and det.gate not in (raw_lower if det.lowered else raw):
+                    continue
+                if det.lowered and lowered is None:
+                    lowered = text.lower()
+                if det.found(lowered if det.lowered else text, runs):  # type: ignore[arg-type]
                     return det.rule
         for i, pattern in enumerate(self._patterns):
             if pattern.search(text):
@@ -206,5 +264,7 @@ def messages_text(messages: Iterable[Mapping[str, Any]]) -> str:
         if isinstance(content, str):
             out.append(content)
         elif isinstance(content, list):
-            out.extend(p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+            out.extend(
+                p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str)
+            )
     return "\n".join(out)

@@ -8,89 +8,42 @@ shared process-wide per host, so two routers that talk to one Ollama agree about
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import importlib.util
 import itertools
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._breaker import BreakerBoard, CircuitBreaker
-from ._classify import classify_messages, classify_text, estimate_tokens
+from ._breaker import CircuitBreaker
+from ._classify import classify_messages, classify_text
 from ._config import RouterConfig
-from ._context import ContextPlanner, needed_tokens
-from ._errors import BadRequest, ContextOverflow, Mem0RoutedError
+from ._embedding import EmbeddingService
+from ._errors import Mem0RoutedError
 from ._execute import ChatJob, ChatOutcome, execute_chat, run_async, run_sync
 from ._health import collect_health
-from ._embedding import EmbeddingService
 from ._policy import Policy
+from ._requests import message_text
+from ._shared import (
+    BREAKERS,
+    PROCESS_RECORDS,
+    ROUTERS,
+    SHARED_LOCK,
+    cache_stats,
+    make_backends,
+    planner_for,
+    reset_shared,
+)
 from ._types import Attempt, BackendKind, CallKind, Candidate, Classification, QueryType, RoutingDecision
 from ._usage import Ledger, Refusal, Reservation, ShareCounts, UsageRecord, utc_month_start
-from .backends._base import Backend, ChatRequest
+from .backends._base import Backend
 
 log = logging.getLogger("mem0_routed")
 
-BREAKERS = BreakerBoard()
-_SHARED: dict[str, Backend] = {}
-_SHARED_LOCK = threading.Lock()
-_PLANNERS: dict[str, ContextPlanner] = {}
-
 EMBEDDED_CHAT_MODEL = "smollm2:135m"
 EMBEDDED_EMBEDDING_MODEL = "all-minilm:l6-v2"
-
-
-def _shared_backend(key: str, factory: Callable[[], Backend]) -> Backend:
-    with _SHARED_LOCK:
-        backend = _SHARED.get(key)
-        if backend is None:
-            backend = _SHARED[key] = factory()
-        return backend
-
-
-def _message_text(messages: Sequence[Mapping[str, Any]], *, skip_system: bool) -> str:
-    parts: list[str] = []
-    for m in messages:
-        if skip_system and m.get("role") == "system":
-            continue
-        content = m.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return "\n".join(parts)
-
-
-def to_ollama_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """OpenAI-style image parts -> Ollama's ``images`` (base64). Remote image URLs cannot be sent
-    to a local model (we never fetch them), so such a call goes on down the chain."""
-    out = []
-    for m in messages:
-        content = m.get("content")
-        if not isinstance(content, list):
-            out.append(m)
-            continue
-        texts, images = [], []
-        for part in content:
-            if not isinstance(part, dict):
-                continue
-            if part.get("type") == "text":
-                texts.append(part.get("text", ""))
-            elif part.get("type") == "image_url":
-                url = (part.get("image_url") or {}).get("url", "")
-                if url.startswith("data:") and ";base64," in url:
-                    images.append(url.split(";base64,", 1)[1])
-                else:
-                    raise BadRequest("an image given by URL cannot be sent to a local model", fix=None)
-        msg = {k: v for k, v in m.items() if k != "content"}
-        msg["content"] = "\n".join(texts)
-        if images:
-            msg["images"] = images
-        out.append(msg)
-    return out
 
 
 class Router:
@@ -111,16 +64,13 @@ class Router:
         self._lock = threading.Lock()
         self._local_kind: BackendKind | None = None
         self._policies: dict[str, Policy] = {}
-        self._records: deque[UsageRecord] = deque(maxlen=100_000)
         self._inflight: dict[str, int] = {}
         self._rr = itertools.count()
         self._rules: Any = None
         self.embeddings = EmbeddingService(self)
+        ROUTERS.add(self)
         key = ",".join(self.config.ollama_urls) if self._explicit is None else f"explicit-{id(self)}"
-        with _SHARED_LOCK:
-            self.planner = _PLANNERS.setdefault(
-                key, ContextPlanner(minimum=self.config.num_ctx_min, maximum=self.config.num_ctx_max)
-            )
+        self.planner = planner_for(key, self.config)
 
     def __repr__(self) -> str:
         return f"Router(ollama={self.config.ollama_urls}, openai={'set' if self.config.openai_api_key else 'unset'})"
@@ -129,32 +79,7 @@ class Router:
     def _backends_of(self, kind: str) -> list[Backend]:
         if self._explicit is not None:
             return [b for b in self._explicit if b.kind == kind]
-        cfg = self.config
-        if kind == "ollama":
-            from .backends._ollama import OllamaBackend
-
-            return [
-                _shared_backend(f"ollama@{url}", lambda url=url: OllamaBackend(
-                    url, connect_timeout_s=cfg.connect_timeout_s, read_timeout_s=cfg.read_timeout_s))
-                for url in cfg.ollama_urls
-            ]
-        if kind == "openai":
-            if cfg.openai_api_key is None:
-                return []
-            from .backends._openai import OpenAIBackend
-
-            secret = cfg.openai_api_key.get_secret_value()
-            tag = hashlib.sha256(secret.encode()).hexdigest()[:12]
-            return [_shared_backend(f"openai@{cfg.openai_base_url}#{tag}", lambda: OpenAIBackend(
-                cfg.openai_api_key, base_url=cfg.openai_base_url, read_timeout_s=cfg.external_timeout_s))]
-        if kind == "embedded":
-            if importlib.util.find_spec("llama_cpp") is None:
-                return []
-            from .backends._embedded import EmbeddedBackend
-
-            models = dict(cfg.embedded_models) or None
-            return [_shared_backend(f"embedded#{sorted((models or {}).items())}", lambda: EmbeddedBackend(models))]
-        return []
+        return make_backends(self.config, kind)
 
     def backends_for(self, cand: Candidate) -> list[Backend]:
         """Backends that may serve ``cand``: healthy hosts first, then the least busy, rotating."""
@@ -295,7 +220,7 @@ class Router:
              query_type: QueryType | str | None) -> ChatJob:
         cls = classify_messages(messages, dict(response_format) if response_format else None)
         mem0_call = cls.call_kind not in (CallKind.QUERY, CallKind.EMBEDDING)
-        text = _message_text(messages, skip_system=mem0_call)
+        text = message_text(messages, skip_system=mem0_call)
         decision, checked = self._decide(cls, text, query_type, force_local, max_tokens)
         schema = None
         if response_format and response_format.get("type") == "json_schema":
@@ -338,56 +263,6 @@ class Router:
                          query_type=query_type, **kwargs).to_dict()
 
     # --- hooks used by the executor ------------------------------------------------------------------
-    def estimate(self, messages: list[dict[str, Any]]) -> int:
-        return estimate_tokens(_message_text(messages, skip_system=False)) + 4 * len(messages)
-
-    def fit_messages(self, job: ChatJob, cand: Candidate, backend: Backend) -> tuple[list[dict[str, Any]], bool]:
-        """The messages to send to ``backend``: as given, or mem0's compact extraction prompt when
-        the full one does not fit the local model's window. Raises ``ContextOverflow`` if nothing fits."""
-        messages, cfg = job.messages, self.config
-        extraction = job.cls.call_kind is CallKind.MEM0_EXTRACTION and backend.is_local
-        if extraction and cfg.compact_extraction == "always":
-            from ._compact_prompt import compact_extraction_messages
-
-            return compact_extraction_messages(messages), True
-        if not backend.is_local:
-            return messages, False
-        window = backend.context_window(cand.model)
-        caps = [c for c in (window, cfg.num_ctx_max) if c]
-        cap = min(caps) if caps else None
-        need = needed_tokens(job.cls.estimated_tokens, job.max_tokens)
-        if cap is None or need <= cap:
-            return messages, False
-        if extraction and cfg.compact_extraction != "never":
-            from ._compact_prompt import compact_extraction_messages
-
-            small = compact_extraction_messages(messages)
-            if needed_tokens(self.estimate(small), job.max_tokens) <= cap:
-                return small, True
-        raise ContextOverflow(
-            f"prompt needs ~{need} tokens but {cand.model} has a {cap}-token window",
-            backend=backend.name, model=cand.model,
-            fix=f"route this call type to a model with a larger window than {cand.model}")
-
-    def build_request(self, job: ChatJob, cand: Candidate, backend: Backend, messages: list[dict[str, Any]],
-                      compact: bool) -> ChatRequest:
-        cfg = self.config
-        schema = job.json_schema
-        if job.cls.call_kind is CallKind.MEM0_EXTRACTION and backend.is_local:
-            from ._compact_prompt import MEM0_EXTRACTION_SCHEMA
-
-            schema = MEM0_EXTRACTION_SCHEMA
-        num_ctx = None
-        if backend.kind == "ollama":
-            need = needed_tokens(self.estimate(messages), job.max_tokens)
-            num_ctx = self.planner.plan(cand.model, need, backend.context_window(cand.model))
-            messages = to_ollama_messages(messages)
-        return ChatRequest(
-            model=cand.model, messages=messages, temperature=job.temperature, top_p=job.top_p,
-            max_tokens=job.max_tokens, json_mode=job.cls.wants_json and schema is None, json_schema=schema,
-            num_ctx=num_ctx, tools=job.tools, tool_choice=job.tool_choice,
-            timeout_s=cfg.read_timeout_s if backend.is_local else cfg.external_timeout_s)
-
     def reserve_external(self, job: ChatJob, *, primary: bool) -> Reservation | Refusal:
         cfg = self.config
         cost = self.policy().estimate_cost(job.cls.estimated_tokens, job.max_tokens)
@@ -409,7 +284,7 @@ class Router:
             escalations=list(outcome.escalations),
             fallback=first is not None and (first.model, first.is_local) != (outcome.model, outcome.is_local),
             external_check=None if outcome.is_local else job.external_check, host=outcome.host,
-            prompt=_message_text(job.messages, skip_system=True) if self.config.log_prompts else None,
+            prompt=message_text(job.messages, skip_system=True) if self.config.log_prompts else None,
             response=outcome.text if self.config.log_prompts else None)
         self.record(rec, reservation=reservation)
 
@@ -424,7 +299,7 @@ class Router:
     def record(self, rec: UsageRecord, *, reservation: Reservation | None = None) -> None:
         """Append to the ledger and the process log, then run hooks. A failing ledger or hook is
         logged, never turned into a failed call: the answer is already in hand."""
-        self._records.append(rec)
+        PROCESS_RECORDS.append(rec)
         try:
             self.ledger.record(rec, reservation=reservation)
         except Exception as exc:  # noqa: BLE001
@@ -451,13 +326,13 @@ class Router:
         from ._metrics import compute_metrics
 
         if source == "process":
-            records = list(self._records)
+            records = list(PROCESS_RECORDS)
         elif source == "ledger":
             records = self.ledger.records(since=self._share_since())
         else:
             raise ValueError(f"source must be 'process' or 'ledger', not {source!r}")
         metrics = compute_metrics(records, local_threshold=self.config.local_threshold,
-                                  embedding_cache=self.embeddings.cache_stats())
+                                  embedding_cache=cache_stats())
         metrics["num_ctx"] = self.planner.snapshot()
         metrics["num_ctx_changes"] = dict(self.planner.changes)
         metrics["breakers"] = BREAKERS.snapshot()
@@ -488,7 +363,7 @@ def get_router() -> Router:
     """The process-wide router, configured from env vars on first use."""
     global _DEFAULT
     if _DEFAULT is None:
-        with _SHARED_LOCK:
+        with SHARED_LOCK:
             if _DEFAULT is None:
                 _DEFAULT = Router(RouterConfig.from_mapping())
     return _DEFAULT
@@ -502,7 +377,7 @@ def router_for(config: RouterConfig) -> Router:
     import json
 
     key = json.dumps(data, sort_keys=True)
-    with _SHARED_LOCK:
+    with SHARED_LOCK:
         router = _BY_CONFIG.get(key)
         if router is None:
             router = _BY_CONFIG[key] = Router(config)
@@ -510,19 +385,12 @@ def router_for(config: RouterConfig) -> Router:
 
 
 def reset_routers() -> None:
-    """Forget cached routers, shared backends, breakers and context plans (for tests)."""
+    """Forget cached routers, shared backends, breakers, context plans and process records (tests)."""
     global _DEFAULT
-    with _SHARED_LOCK:
-        for b in _SHARED.values():
-            try:
-                b.close()
-            except Exception:  # noqa: BLE001
-                pass
-        _SHARED.clear()
+    with SHARED_LOCK:
         _BY_CONFIG.clear()
-        _PLANNERS.clear()
         _DEFAULT = None
-    BREAKERS.clear()
+    reset_shared()
 
 
 __all__ = ["Mem0LLMRouter", "Router", "get_router", "router_for", "reset_routers", "Mem0RoutedError"]

@@ -82,7 +82,9 @@ def test_chat_sends_options_format_and_keep_alive(ollama_server: FakeOllamaServe
     b.close()
 
 
-def test_chat_sends_only_options_that_are_set(backend: OllamaBackend, ollama_server: FakeOllamaServer) -> None:
+def test_chat_sends_only_options_that_are_set(
+    backend: OllamaBackend, ollama_server: FakeOllamaServer
+) -> None:
     backend.chat(req())
     sent = ollama_server.requests_to("/api/chat")[-1]
     assert "options" not in sent and "format" not in sent and "keep_alive" not in sent
@@ -106,15 +108,23 @@ def test_chat_result_carries_counts_and_host(backend: OllamaBackend, ollama_serv
 
 
 def test_tools_are_passed_through(backend: OllamaBackend, ollama_server: FakeOllamaServer) -> None:
-    tool = {"type": "function", "function": {"name": "lookup", "description": "d",
-                                             "parameters": {"type": "object", "properties": {}}}}
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": "d",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    }
     backend.chat(req(tools=[tool]))
     assert ollama_server.requests_to("/api/chat")[-1]["tools"][0]["function"]["name"] == "lookup"
 
 
 def test_image_parts_become_ollama_images(backend: OllamaBackend, ollama_server: FakeOllamaServer) -> None:
-    content = [{"type": "text", "text": "what is this?"},
-               {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD"}}]
+    content = [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD"}},
+    ]
     backend.chat(ChatRequest(model=MODEL, messages=[{"role": "user", "content": content}]))
     sent = ollama_server.requests_to("/api/chat")[-1]["messages"][0]
     assert sent["content"] == "what is this?" and sent["images"] == ["QUJD"]
@@ -160,13 +170,19 @@ def test_hang_with_short_read_timeout_is_backend_timeout(ollama_server: FakeOlla
     ollama_server.release()
 
 
-def test_per_request_timeout_overrides_the_default(backend: OllamaBackend, ollama_server: FakeOllamaServer) -> None:
-    ollama_server.set_fault("hang", times=1)
-    with pytest.raises(BackendTimeout):
-        backend.chat(req(timeout_s=0.3))
-    ollama_server.release()
-    ollama_server.set_fault("slow", delay_s=0.3, times=1)
-    assert backend.chat(req(timeout_s=10.0)).text
+def test_per_request_timeout_overrides_the_default() -> None:
+    # The hang ends by itself after 3 s: only the 0.3 s override (not the 60 s default) can time out.
+    with FakeOllamaServer(hang_limit_s=3.0) as server:
+        b = OllamaBackend(server.url, read_timeout_s=60.0)
+        server.set_fault("hang", times=1)
+        with pytest.raises(BackendTimeout):
+            b.chat(req(timeout_s=0.3))
+        server.set_fault("hang", times=1)
+        assert b.chat(req()).text  # without the override the held request is answered
+        server.set_fault("hang", times=1)
+        with pytest.raises(BackendTimeout):
+            b.embed(EMBED, ["x"], timeout_s=0.3)
+        b.close()
 
 
 @pytest.mark.parametrize(
@@ -199,7 +215,9 @@ def test_unknown_model_says_which_pull(backend: OllamaBackend) -> None:
 
 
 @pytest.mark.parametrize("mode", ["invalid_json", "empty", "truncate_output"])
-def test_answer_faults_come_back_as_results(backend: OllamaBackend, ollama_server: FakeOllamaServer, mode: str) -> None:
+def test_answer_faults_come_back_as_results(
+    backend: OllamaBackend, ollama_server: FakeOllamaServer, mode: str
+) -> None:
     """Validation is the router's job: the backend returns what the model said."""
     ollama_server.set_fault(mode)  # type: ignore[arg-type]
     result = backend.chat(req("answer in json", json_mode=True))
@@ -223,10 +241,13 @@ def test_embedding_a_chat_model_is_bad_request(backend: OllamaBackend) -> None:
 def test_embed_is_one_call_with_a_list(backend: OllamaBackend, ollama_server: FakeOllamaServer) -> None:
     vectors = backend.embed(EMBED, ["Alice likes pizza", "pizza for Alice", "quarterly tax report"])
     assert len(ollama_server.requests_to("/api/embed")) == 1
-    assert ollama_server.requests_to("/api/embed")[0]["input"] == ["Alice likes pizza", "pizza for Alice",
-                                                                   "quarterly tax report"]
+    assert ollama_server.requests_to("/api/embed")[0]["input"] == [
+        "Alice likes pizza",
+        "pizza for Alice",
+        "quarterly tax report",
+    ]
     assert [len(v) for v in vectors] == [768, 768, 768]
-    dot = lambda a, b: sum(x * y for x, y in zip(a, b))  # noqa: E731 - unit vectors
+    dot = lambda a, b: sum(x * y for x, y in zip(a, b))  # unit vectors
     assert dot(vectors[0], vectors[1]) > dot(vectors[0], vectors[2])
     assert backend.embed(EMBED, ["Alice likes pizza"]) == vectors[:1]
 
@@ -301,11 +322,16 @@ def test_async_works_from_two_event_loops(backend: OllamaBackend) -> None:
     assert first == second and "loop" in first
 
 
+async def test_async_per_request_timeout() -> None:
+    with FakeOllamaServer(hang_limit_s=3.0) as server:
+        b = OllamaBackend(server.url, read_timeout_s=60.0)
+        server.set_fault("hang", times=1)
+        with pytest.raises(BackendTimeout):
+            await b.achat(req(timeout_s=0.3))
+        await b.aclose()
+
+
 async def test_async_errors_are_translated(backend: OllamaBackend, ollama_server: FakeOllamaServer) -> None:
-    ollama_server.set_fault("hang", times=1)
-    with pytest.raises(BackendTimeout):
-        await backend.achat(req(timeout_s=0.3))
-    ollama_server.release()
     ollama_server.set_fault("error429", retry_after=2, times=1)
     with pytest.raises(RateLimited) as info:
         await backend.aembed(EMBED, ["x"])

@@ -21,7 +21,9 @@ MakeLedger = Callable[..., Ledger]
 JOIN_S = 120.0
 
 
-def rec(ts: float | None = None, *, local: bool = True, cost: float = 0.0, kind: str = "query", **kw: Any) -> UsageRecord:
+def rec(
+    ts: float | None = None, *, local: bool = True, cost: float = 0.0, kind: str = "query", **kw: Any
+) -> UsageRecord:
     return UsageRecord(
         ts=time.time() if ts is None else ts, call_kind=kind, query_type="simple",
         model="llama3.2:3b" if local else "gpt-4o-mini", backend="ollama" if local else "openai",

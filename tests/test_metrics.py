@@ -82,7 +82,9 @@ def test_percentile_interpolates() -> None:
 def test_escalations_fallbacks_errors_tokens_and_cache() -> None:
     records = [
         rec(escalations=["invalid json"], tokens_in=100, tokens_out=10),
-        rec(local=False, escalations=["invalid json", "timeout"], fallback=True, tokens_in=200, tokens_out=20),
+        rec(
+            local=False, escalations=["invalid json", "timeout"], fallback=True, tokens_in=200, tokens_out=20
+        ),
         rec(outcome="error", error="boom"),
         rec(outcome="blocked"),
     ]
@@ -108,13 +110,17 @@ def test_project_cost_with_defaults_uses_real_prices() -> None:
     assert p["external_cost_per_query"] == pytest.approx(per_query)
     assert p["monthly_cost_all_external"] == pytest.approx(3000 * per_query)
     assert p["monthly_cost_at_current_mix"] == pytest.approx(3000 * 0.05 * per_query)
-    assert p["monthly_savings"] == pytest.approx(p["monthly_cost_all_external"] - p["monthly_cost_at_current_mix"])
+    assert p["monthly_savings"] == pytest.approx(
+        p["monthly_cost_all_external"] - p["monthly_cost_at_current_mix"]
+    )
     assert p["savings_percentage"] == pytest.approx(95.0)
     assert (p["mix_source"], p["tokens_source"]) == ("assumed", "default")
 
 
 def test_project_cost_uses_observed_mix_and_tokens() -> None:
-    records = [rec(tokens_in=1000, tokens_out=100)] * 8 + [rec(local=False, tokens_in=3000, tokens_out=500)] * 2
+    records = [rec(tokens_in=1000, tokens_out=100)] * 8 + [
+        rec(local=False, tokens_in=3000, tokens_out=500)
+    ] * 2
     records += [rec(kind="embedding", tokens_in=50_000)] * 5  # not queries: ignored
     avg_in, avg_out = (8 * 1000 + 2 * 3000) / 10, (8 * 100 + 2 * 500) / 10
     p = project_cost(10_000, records)
@@ -132,3 +138,85 @@ def test_project_cost_refuses_unknown_model_and_negative_volume() -> None:
     with pytest.raises(ConfigError, match="queries_per_month"):
         project_cost(-1, None)
     assert project_cost(0, None)["monthly_cost_all_external"] == 0.0
+
+
+# --- Prometheus hook ----------------------------------------------------------------------------
+
+
+def test_prometheus_hook_counts_records() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from mem0_routed._prometheus import PrometheusHook
+
+    registry = CollectorRegistry()
+    hook = PrometheusHook(registry=registry, namespace="t")
+    records = [
+        rec(tokens_in=100, tokens_out=10, latency_s=0.2),
+        rec(tokens_in=50, tokens_out=5, latency_s=0.4, escalations=["invalid json"]),
+        rec(local=False, cost_usd=0.002, tokens_in=1000, tokens_out=200, latency_s=1.5, outcome="escalated",
+            escalations=["invalid json", "timeout"]),
+    ]  # fmt: skip
+    for r in records:
+        hook(r)
+    get = registry.get_sample_value
+    local = {
+        "backend": "ollama",
+        "model": "llama3.2:3b",
+        "is_local": "true",
+        "call_kind": "query",
+        "outcome": "ok",
+    }
+    assert get("t_calls_total", local) == 2
+    assert get("t_calls_total", {**local, "backend": "openai", "model": "gpt-4o-mini", "is_local": "false",
+                                 "outcome": "escalated"}) == 1  # fmt: skip
+    assert get("t_cost_usd_total") == pytest.approx(0.002)
+    assert get("t_tokens_total", {"direction": "in"}) == 1150
+    assert get("t_tokens_total", {"direction": "out"}) == 215
+    assert get("t_escalations_total", {"reason": "invalid json"}) == 2
+    assert get("t_escalations_total", {"reason": "timeout"}) == 1
+    lat = {"backend": "ollama", "model": "llama3.2:3b"}
+    assert get("t_latency_seconds_count", lat) == 2
+    assert get("t_latency_seconds_sum", lat) == pytest.approx(0.6)
+
+
+def test_prometheus_hook_twice_on_one_registry_shares_collectors() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from mem0_routed._prometheus import PrometheusHook
+
+    registry = CollectorRegistry()
+    PrometheusHook(registry=registry)(rec())
+    PrometheusHook(registry=registry)(rec())
+    labels = {
+        "backend": "ollama",
+        "model": "llama3.2:3b",
+        "is_local": "true",
+        "call_kind": "query",
+        "outcome": "ok",
+    }
+    assert registry.get_sample_value("mem0_routed_calls_total", labels) == 2
+
+
+def test_prometheus_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from mem0_routed._prometheus import PrometheusHook
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    with pytest.raises(ImportError, match=r"pip install 'mem0-routed\[prometheus\]'"):
+        PrometheusHook()
+
+
+def test_importing_metrics_modules_loads_no_optional_dependency() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mem0_routed._metrics, mem0_routed._prometheus, mem0_routed._ledger, "
+        "mem0_routed._ledger_redis, mem0_routed._privacy, mem0_routed._prices; "
+        "print(sorted(m for m in ('redis', 'prometheus_client', 'genai_prices', 'platformdirs') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "[]"

@@ -100,5 +100,7 @@ def test_estimate_tokens_out_default_is_capped_by_max_tokens() -> None:
 
 def test_import_does_not_load_genai_prices() -> None:
     code = "import sys, mem0_routed._prices; print('genai_prices' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert out.stdout.strip() == "False"

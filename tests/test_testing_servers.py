@@ -24,18 +24,37 @@ def post(server: FakeOllamaServer | FakeOpenAIServer, path: str, body: dict, **k
 
 
 def chat(server: FakeOllamaServer, content: str, **extra: object) -> httpx.Response:
-    body = {"model": "mistral:7b", "stream": False, "messages": [{"role": "user", "content": content}], **extra}
+    body = {
+        "model": "mistral:7b",
+        "stream": False,
+        "messages": [{"role": "user", "content": content}],
+        **extra,
+    }
     return post(server, "/api/chat", body)
 
 
 def extraction_messages(conversation: list[dict[str, str]]) -> list[dict[str, str]]:
     """Exactly what mem0 2.2.1 sends for ``Memory.add(conversation)``."""
     user_prompt = generate_additive_extraction_prompt(new_messages=parse_messages(conversation))
-    return [{"role": "system", "content": ADDITIVE_EXTRACTION_PROMPT}, {"role": "user", "content": user_prompt}]
+    return [
+        {"role": "system", "content": ADDITIVE_EXTRACTION_PROMPT},
+        {"role": "user", "content": user_prompt},
+    ]
+
+
+def wait_until_logged(server: FakeOllamaServer, path: str) -> None:
+    """Bounded wait for the server to have received a request (threads start at their own pace)."""
+    done = threading.Event()
+    for _ in range(200):
+        if server.requests_to(path) or done.wait(0.05):
+            return
+    raise AssertionError(f"no request to {path} reached the server")
 
 
 def cosine(a: list[float], b: list[float]) -> float:
-    return sum(x * y for x, y in zip(a, b)) / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+    return sum(x * y for x, y in zip(a, b)) / (
+        math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    )
 
 
 # --- Ollama API shapes ------------------------------------------------------------------------------
@@ -90,8 +109,12 @@ def test_num_predict_cuts_output_with_done_reason_length(ollama_server: FakeOlla
 
 
 def test_reranker_prompt_scores_word_overlap(ollama_server: FakeOllamaServer) -> None:
-    hit = chat(ollama_server, "Query: Alice pizza\n\nDocument: Alice loves pizza").json()["message"]["content"]
-    miss = chat(ollama_server, "Query: Alice pizza\n\nDocument: Bob plays tennis").json()["message"]["content"]
+    hit = chat(ollama_server, "Query: Alice pizza\n\nDocument: Alice loves pizza").json()["message"][
+        "content"
+    ]
+    miss = chat(ollama_server, "Query: Alice pizza\n\nDocument: Bob plays tennis").json()["message"][
+        "content"
+    ]
     assert float(hit) > float(miss)
     assert float(miss) == 0.0
 
@@ -105,12 +128,23 @@ def test_extraction_returns_one_fact_per_user_sentence(ollama_server: FakeOllama
         {"role": "assistant", "content": "Noted, thanks."},
         {"role": "user", "content": "My sister is called Ana."},
     ]
-    body = post(ollama_server, "/api/chat", {
-        "model": "mistral:7b", "stream": False, "format": "json",
-        "messages": extraction_messages(conversation), "options": {"num_ctx": 16384},
-    }).json()
+    body = post(
+        ollama_server,
+        "/api/chat",
+        {
+            "model": "mistral:7b",
+            "stream": False,
+            "format": "json",
+            "messages": extraction_messages(conversation),
+            "options": {"num_ctx": 16384},
+        },
+    ).json()
     facts = json.loads(body["message"]["content"])["memory"]
-    assert [f["text"] for f in facts] == ["I live in Berlin.", "I am allergic to peanuts!", "My sister is called Ana."]
+    assert [f["text"] for f in facts] == [
+        "I live in Berlin.",
+        "I am allergic to peanuts!",
+        "My sister is called Ana.",
+    ]
     assert all(f["attributed_to"] == "user" for f in facts)
 
 
@@ -125,20 +159,34 @@ def test_long_prompt_with_small_num_ctx_is_silently_truncated(ollama_server: Fak
     messages = extraction_messages(conversation)
     total_tokens = sum(len(m["content"]) for m in messages) // 4
 
-    small = post(ollama_server, "/api/chat", {
-        "model": "mistral:7b", "stream": False, "format": "json", "messages": messages,
-        "options": {"num_ctx": 1024},
-    })
+    small = post(
+        ollama_server,
+        "/api/chat",
+        {
+            "model": "mistral:7b",
+            "stream": False,
+            "format": "json",
+            "messages": messages,
+            "options": {"num_ctx": 1024},
+        },
+    )
     assert small.status_code == 200
     body = small.json()
     assert body["done_reason"] == "stop"
     assert json.loads(body["message"]["content"]) == {"memory": []}
     assert body["prompt_eval_count"] <= 1024 < total_tokens
 
-    big = post(ollama_server, "/api/chat", {
-        "model": "mistral:7b", "stream": False, "format": "json", "messages": messages,
-        "options": {"num_ctx": 32768},
-    }).json()
+    big = post(
+        ollama_server,
+        "/api/chat",
+        {
+            "model": "mistral:7b",
+            "stream": False,
+            "format": "json",
+            "messages": messages,
+            "options": {"num_ctx": 32768},
+        },
+    ).json()
     assert len(json.loads(big["message"]["content"])["memory"]) == len(sentences)
     assert big["prompt_eval_count"] == len("\n".join(m["content"] for m in messages)) // 4
 
@@ -147,10 +195,16 @@ def test_default_window_is_2048_and_capped_at_model_context(ollama_server: FakeO
     text = "x" * (3000 * 4)
     assert chat(ollama_server, text).json()["prompt_eval_count"] == 2048
     ollama_server.models["tiny:latest"] = ModelSpec(context_length=512)
-    body = post(ollama_server, "/api/chat", {
-        "model": "tiny", "stream": False, "messages": [{"role": "user", "content": text}],
-        "options": {"num_ctx": 100000},
-    }).json()
+    body = post(
+        ollama_server,
+        "/api/chat",
+        {
+            "model": "tiny",
+            "stream": False,
+            "messages": [{"role": "user", "content": text}],
+            "options": {"num_ctx": 100000},
+        },
+    ).json()
     assert body["prompt_eval_count"] == 512
     assert ("tiny:latest", 512) in ollama_server.num_ctx_log
 
@@ -180,7 +234,8 @@ def test_embeddings_are_deterministic_normalised_and_similar_for_shared_words(
     a, b, c = r["embeddings"]
     assert len(a) == 768
     assert math.isclose(sum(x * x for x in a), 1.0, rel_tol=1e-9)
-    assert cosine(a, b) > 0.8 > 0.2 > cosine(a, c)
+    assert cosine(a, b) > 0.8
+    assert cosine(a, c) < 0.2
     single = post(ollama_server, "/api/embed", {"model": "nomic-embed-text", "input": texts[0]}).json()
     assert single["embeddings"] == [a]
     assert embed_text(texts[0], 768) == a
@@ -262,8 +317,9 @@ def test_hang_is_held_until_released(ollama_server: FakeOllamaServer) -> None:
     result: list[int] = []
     t = threading.Thread(target=lambda: result.append(chat(ollama_server, "hi").status_code))
     t.start()
-    t.join(0.3)
-    assert t.is_alive() and not result
+    wait_until_logged(ollama_server, "/api/chat")
+    t.join(0.2)
+    assert t.is_alive() and not result  # held: only release() or stop() can end it
     ollama_server.release()
     t.join(10)
     assert result == [200]
@@ -282,7 +338,7 @@ def test_hang_never_blocks_stop() -> None:
 
     t = threading.Thread(target=call)
     t.start()
-    t.join(0.2)
+    wait_until_logged(server, "/api/chat")
     server.stop()
     t.join(10)
     assert not t.is_alive()
@@ -331,26 +387,42 @@ def test_openai_rejects_missing_and_wrong_keys(openai_server: FakeOpenAIServer, 
 
 def test_openai_chat_usage_and_json_modes(openai_server: FakeOpenAIServer, openai_key: str) -> None:
     msgs = [{"role": "user", "content": "Reply in JSON: what is 2+2?"}]
-    r = oai(openai_server, "/chat/completions",
-            {"model": "gpt-4o-mini", "messages": msgs, "response_format": {"type": "json_object"}}, openai_key)
+    r = oai(
+        openai_server,
+        "/chat/completions",
+        {"model": "gpt-4o-mini", "messages": msgs, "response_format": {"type": "json_object"}},
+        openai_key,
+    )
     body = r.json()
     json.loads(body["choices"][0]["message"]["content"])
     assert body["usage"]["prompt_tokens"] == len(msgs[0]["content"]) // 4
     no_json_word = [{"role": "user", "content": "hello"}]
-    r = oai(openai_server, "/chat/completions",
-            {"model": "gpt-4o-mini", "messages": no_json_word, "response_format": {"type": "json_object"}}, openai_key)
+    r = oai(
+        openai_server,
+        "/chat/completions",
+        {"model": "gpt-4o-mini", "messages": no_json_word, "response_format": {"type": "json_object"}},
+        openai_key,
+    )
     assert r.status_code == 400 and "json" in r.json()["error"]["message"]
     schema = {"type": "object", "properties": {"answer": {"type": "integer"}}}
     rf = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
-    r = oai(openai_server, "/chat/completions", {"model": "gpt-4o-mini", "messages": no_json_word,
-                                                 "response_format": rf}, openai_key)
+    r = oai(
+        openai_server,
+        "/chat/completions",
+        {"model": "gpt-4o-mini", "messages": no_json_word, "response_format": rf},
+        openai_key,
+    )
     assert json.loads(r.json()["choices"][0]["message"]["content"]) == {"answer": 0}
 
 
 def test_openai_refuses_over_long_prompt(openai_server: FakeOpenAIServer, openai_key: str) -> None:
     openai_server.models["small-model"] = (100, None)
-    r = oai(openai_server, "/chat/completions",
-            {"model": "small-model", "messages": [{"role": "user", "content": "x" * 1000}]}, openai_key)
+    r = oai(
+        openai_server,
+        "/chat/completions",
+        {"model": "small-model", "messages": [{"role": "user", "content": "x" * 1000}]},
+        openai_key,
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
 
 
@@ -360,11 +432,15 @@ def test_openai_embeddings_float_and_base64(openai_server: FakeOpenAIServer, ope
     b64 = oai(openai_server, "/embeddings", {**body, "encoding_format": "base64"}, openai_key).json()["data"]
     decoded = list(struct.unpack("<64f", base64.b64decode(b64[1]["embedding"])))
     assert [d["index"] for d in floats] == [0, 1]
-    assert all(math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-7) for x, y in zip(decoded, floats[1]["embedding"]))
+    assert all(
+        math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-7) for x, y in zip(decoded, floats[1]["embedding"])
+    )
 
 
 @pytest.mark.parametrize(("mode", "status"), [("error500", 500), ("error429", 429), ("model_missing", 404)])
-def test_openai_error_faults(openai_server: FakeOpenAIServer, openai_key: str, mode: str, status: int) -> None:
+def test_openai_error_faults(
+    openai_server: FakeOpenAIServer, openai_key: str, mode: str, status: int
+) -> None:
     openai_server.set_fault(mode, times=1)  # type: ignore[arg-type]
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
     r = oai(openai_server, "/chat/completions", body, openai_key)

@@ -1,7 +1,7 @@
 """Backends: one interface (``Backend``) over every place a model runs.
 
-``OllamaBackend`` and ``OpenAIBackend`` are imported on first use (module ``__getattr__``), so
-importing this package loads neither client library.
+``OllamaBackend``, ``OpenAIBackend`` and ``EmbeddedBackend`` are imported on first use (module
+``__getattr__``), so importing this package loads no client library.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._base import Backend, ChatRequest, ChatResult, Health, normalize_model_name
 
 if TYPE_CHECKING:
+    from ._embedded import EmbeddedBackend
     from ._ollama import OllamaBackend
     from ._openai import OpenAIBackend
 
@@ -18,13 +19,14 @@ __all__ = [
     "Backend",
     "ChatRequest",
     "ChatResult",
+    "EmbeddedBackend",
     "Health",
     "OllamaBackend",
     "OpenAIBackend",
     "normalize_model_name",
 ]
 
-_LAZY = {"OllamaBackend": "._ollama", "OpenAIBackend": "._openai"}
+_LAZY = {"OllamaBackend": "._ollama", "OpenAIBackend": "._openai", "EmbeddedBackend": "._embedded"}
 
 
 def __getattr__(name: str) -> Any:

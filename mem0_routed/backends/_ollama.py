@@ -61,9 +61,13 @@ def _on_request(request: httpx.Request) -> None:
 
 
 def _on_response(response: httpx.Response) -> None:
+    """Keep Retry-After: ``ollama.ResponseError`` drops the headers."""
     call = _CALL.get()
     if call is not None and response.status_code == 429:
-        call.retry_after = _parse_retry_after(response.headers.get("retry-after"))
+        try:
+            call.retry_after = max(0.0, float(response.headers.get("retry-after", "")))
+        except ValueError:
+            call.retry_after = None  # absent or an HTTP date: the router uses its own backoff
 
 
 async def _aon_request(request: httpx.Request) -> None:
@@ -72,13 +76,6 @@ async def _aon_request(request: httpx.Request) -> None:
 
 async def _aon_response(response: httpx.Response) -> None:
     _on_response(response)
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None  # an HTTP date: rare from Ollama; the router uses its own backoff
 
 
 class OllamaBackend:
@@ -103,7 +100,9 @@ class OllamaBackend:
         keep_alive: str | None = None,
     ) -> None:
         if not base_url or not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must be an http(s) URL such as 'http://localhost:11434', got {base_url!r}")
+            raise ValueError(
+                f"base_url must be an http(s) URL such as 'http://localhost:11434', got {base_url!r}"
+            )
         for label, value in (("connect_timeout_s", connect_timeout_s), ("read_timeout_s", read_timeout_s)):
             if value <= 0:
                 raise ValueError(f"{label} must be > 0 seconds, got {value!r}")
@@ -174,7 +173,7 @@ class OllamaBackend:
         with self._lock:
             client = self._aclients.pop(asyncio.get_running_loop(), None)
         if client is not None:
-            await client._client.aclose()
+            await client.close()
         self.close()
 
     # --- errors ----------------------------------------------------------------------------------
@@ -188,7 +187,7 @@ class OllamaBackend:
             yield state
         except BackendError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every client error is translated, none escapes
+        except Exception as exc:  # every client error is translated, none escapes
             raise self._translate(exc, model, what, state) from exc
         finally:
             _CALL.reset(token)
@@ -202,10 +201,14 @@ class OllamaBackend:
         kw: dict[str, Any] = {"backend": self.name, "model": model}
         if isinstance(exc, ollama.ResponseError):
             status, detail = exc.status_code, str(exc.error)
-            if status == 404 or "not found" in detail.lower():
-                return ModelNotFound(f"{where} does not have model {model!r}: {detail}", fix=f"ollama pull {model}", **kw)
+            if status == 404 or "try pulling" in detail:
+                return ModelNotFound(
+                    f"{where} does not have model {model!r}: {detail}", fix=f"ollama pull {model}", **kw
+                )
             if status == 429:
-                return RateLimited(f"{where} is rate limiting{about}: {detail}", retry_after=state.retry_after, **kw)
+                return RateLimited(
+                    f"{where} is rate limiting{about}: {detail}", retry_after=state.retry_after, **kw
+                )
             if status in (401, 403):
                 return AuthenticationError(
                     f"{where} refused the credentials{about}: {detail}",
@@ -217,12 +220,16 @@ class OllamaBackend:
             return BadRequest(f"{where} rejected the request{about}: {detail} (HTTP {status})", **kw)
         if isinstance(exc, httpx.TimeoutException):
             kind = "connecting" if isinstance(exc, httpx.ConnectTimeout) else "waiting for an answer"
-            return BackendTimeout(f"{where} timed out {kind}{about}", fix=START_OLLAMA if kind == "connecting" else None, **kw)
+            return BackendTimeout(
+                f"{where} timed out {kind}{about}", fix=START_OLLAMA if kind == "connecting" else None, **kw
+            )
         if isinstance(exc, (ConnectionError, httpx.TransportError)):
             reason = "connection refused" if isinstance(exc, ConnectionError) else type(exc).__name__
             return BackendUnavailable(f"{where} is not reachable{about}: {reason}", fix=START_OLLAMA, **kw)
         if isinstance(exc, httpx.InvalidURL):
-            return BackendUnavailable(f"{where}: invalid URL ({exc})", fix="set OLLAMA_URL to e.g. http://localhost:11434", **kw)
+            return BackendUnavailable(
+                f"{where}: invalid URL ({exc})", fix="set OLLAMA_URL to e.g. http://localhost:11434", **kw
+            )
         if isinstance(exc, ollama.RequestError):
             return BadRequest(f"{where}: bad request{about}: {exc.error}", **kw)
         # A 200 whose body is not Ollama's JSON (a proxy page, a broken server).
@@ -231,15 +238,9 @@ class OllamaBackend:
     # --- chat ------------------------------------------------------------------------------------
 
     def _chat_kwargs(self, request: ChatRequest) -> dict[str, Any]:
-        options: dict[str, Any] = {}
-        for key, value in (
-            ("num_ctx", request.num_ctx),
-            ("temperature", request.temperature),
-            ("top_p", request.top_p),
-            ("num_predict", request.max_tokens),
-        ):
-            if value is not None:
-                options[key] = value
+        sizes = (request.num_ctx, request.temperature, request.top_p, request.max_tokens)
+        names = ("num_ctx", "temperature", "top_p", "num_predict")
+        options = {k: v for k, v in zip(names, sizes) if v is not None}
         kwargs: dict[str, Any] = {
             "model": request.model,
             "messages": [_to_ollama_message(m) for m in request.messages],
@@ -258,7 +259,9 @@ class OllamaBackend:
         msg = resp.message
         calls = None
         if msg.tool_calls:
-            calls = [{"name": c.function.name, "arguments": dict(c.function.arguments)} for c in msg.tool_calls]
+            calls = [
+                {"name": c.function.name, "arguments": dict(c.function.arguments)} for c in msg.tool_calls
+            ]
         return ChatResult(
             text=msg.content or "",
             model=resp.model or request.model,
@@ -305,7 +308,9 @@ class OllamaBackend:
             resp = self._sync().embed(model=model, input=list(texts), keep_alive=self.keep_alive)
         return self._vectors(resp, model, texts)
 
-    async def aembed(self, model: str, texts: list[str], *, timeout_s: float | None = None) -> list[list[float]]:
+    async def aembed(
+        self, model: str, texts: list[str], *, timeout_s: float | None = None
+    ) -> list[list[float]]:
         if not texts:
             return []
         with self._call(model, timeout_s, "embed"):
@@ -355,7 +360,9 @@ class OllamaBackend:
             names = self._model_names(timeout_s)
         except BackendError as exc:
             error = f"{exc} — to fix: {exc.fix}" if exc.fix else str(exc)
-            return Health(self.name, "ollama", reachable=False, error=error, latency_s=time.perf_counter() - t0)
+            return Health(
+                self.name, "ollama", reachable=False, error=error, latency_s=time.perf_counter() - t0
+            )
         return Health(
             self.name,
             "ollama",
@@ -374,29 +381,25 @@ def _context_length(info: Mapping[str, Any]) -> int | None:
     return int(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
+def _image_data(part: Mapping[str, Any]) -> str:
+    url = part.get("image_url")
+    url = url.get("url") if isinstance(url, Mapping) else url
+    if isinstance(url, str) and url.startswith("data:") and "," in url:
+        return url.split(",", 1)[1]
+    raise BadRequest(
+        "Ollama takes images as base64 data, not URLs", fix="pass data:image/...;base64,... URLs"
+    )
+
+
 def _to_ollama_message(message: Mapping[str, Any]) -> dict[str, Any]:
     """OpenAI-style messages (mem0's) to Ollama's: text parts joined, data-URL images to base64,
     tool-call arguments as objects."""
     out: dict[str, Any] = {"role": message.get("role", "user")}
     content = message.get("content")
     if isinstance(content, list):
-        texts, images = [], []
-        for part in content:
-            if not isinstance(part, Mapping):
-                continue
-            if part.get("type") == "text":
-                texts.append(str(part.get("text", "")))
-            elif part.get("type") == "image_url":
-                url = part.get("image_url")
-                url = url.get("url") if isinstance(url, Mapping) else url
-                if isinstance(url, str) and url.startswith("data:") and "," in url:
-                    images.append(url.split(",", 1)[1])
-                else:
-                    raise BadRequest(
-                        "Ollama takes images as base64 data, not URLs",
-                        fix="pass images as data:image/...;base64,... URLs",
-                    )
-        out["content"] = "\n".join(texts)
+        parts = [p for p in content if isinstance(p, Mapping)]
+        out["content"] = "\n".join(str(p.get("text", "")) for p in parts if p.get("type") == "text")
+        images = [_image_data(p) for p in parts if p.get("type") == "image_url"]
         if images:
             out["images"] = images
     elif content is not None:
@@ -404,17 +407,19 @@ def _to_ollama_message(message: Mapping[str, Any]) -> dict[str, Any]:
     if message.get("images"):
         out["images"] = list(message["images"])
     if message.get("tool_calls"):
-        calls = []
-        for call in message["tool_calls"]:
-            fn = call.get("function", call)
-            args = fn.get("arguments") or {}
-            if isinstance(args, str):
-                try:
-                    args = json.loads(args)
-                except ValueError:
-                    args = {"input": args}
-            calls.append({"function": {"name": fn.get("name", ""), "arguments": args}})
-        out["tool_calls"] = calls
+        out["tool_calls"] = [
+            {"function": {"name": fn.get("name", ""), "arguments": _args(fn.get("arguments"))}}
+            for fn in (call.get("function", call) for call in message["tool_calls"])
+        ]
     if message.get("role") == "tool" and message.get("name"):
         out["tool_name"] = message["name"]
     return out
+
+
+def _args(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {"input": value}
+    return dict(value) if isinstance(value, Mapping) else {}

@@ -14,9 +14,8 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import (
     AuthenticationError,
@@ -37,9 +36,11 @@ if TYPE_CHECKING:
 
 __all__ = ["OpenAIBackend", "scrub_secrets"]
 
+T = TypeVar("T")
+
 SET_KEY = "set OPENAI_API_KEY"
 NOT_CONFIGURED = "OpenAI not configured: set OPENAI_API_KEY"
-_KEY_RE = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-*.]{3,}")
+_KEY_RE = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-*]{3,}")
 _SCHEMA_NAME_RE = re.compile(r"[^a-zA-Z0-9_-]")
 
 #: Context windows of the models the router may fall back to (tokens).
@@ -98,11 +99,19 @@ class OpenAIBackend:
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 120.0,
     ) -> None:
-        raw = api_key.get_secret_value() if hasattr(api_key, "get_secret_value") else api_key
-        if raw is not None and not isinstance(raw, str):
-            raise TypeError(f"api_key must be a str, a pydantic SecretStr or None, got {type(raw).__name__}")
+        raw: str | None
+        if api_key is None or isinstance(api_key, str):
+            raw = api_key
+        elif hasattr(api_key, "get_secret_value"):
+            raw = api_key.get_secret_value()
+        else:
+            raise TypeError(
+                f"api_key must be a str, a pydantic SecretStr or None, got {type(api_key).__name__}"
+            )
         if base_url is not None and not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must be an http(s) URL such as 'https://api.openai.com/v1', got {base_url!r}")
+            raise ValueError(
+                f"base_url must be an http(s) URL such as 'https://api.openai.com/v1', got {base_url!r}"
+            )
         for label, value in (("connect_timeout_s", connect_timeout_s), ("read_timeout_s", read_timeout_s)):
             if value <= 0:
                 raise ValueError(f"{label} must be > 0 seconds, got {value!r}")
@@ -168,7 +177,10 @@ class OpenAIBackend:
     def _require_key(self, model: str) -> None:
         if self._key is None:
             raise AuthenticationError(
-                f"{self.name}: no API key configured (model {model or '-'})", backend=self.name, model=model, fix=SET_KEY
+                f"{self.name}: no API key configured (model {model or '-'})",
+                backend=self.name,
+                model=model,
+                fix=SET_KEY,
             )
 
     def close(self) -> None:
@@ -190,17 +202,25 @@ class OpenAIBackend:
     def _scrub(self, text: str) -> str:
         return scrub_secrets(text, self._key.get() if self._key else "")
 
-    @contextmanager
-    def _call(self, model: str, what: str = "chat") -> Iterator[None]:
+    def _invoke(self, model: str, what: str, fn: Callable[..., T], /, **params: Any) -> T:
+        """Run one client call; every client error becomes ours, with no link back to it
+        (neither ``__cause__`` nor ``__context__``: openai's exception may echo the key)."""
         try:
-            yield
+            return fn(**params)
         except BackendError:
             raise
         except Exception as exc:  # noqa: BLE001 - every client error is translated, none escapes
             err = self._translate(exc, model, what)
-        else:
-            return
-        raise err from None  # openai's exception text may echo the key: never chain it
+        raise err from None  # raised outside the except block, so no __context__ either
+
+    async def _ainvoke(self, model: str, what: str, fn: Callable[..., Awaitable[T]], /, **params: Any) -> T:
+        try:
+            return await fn(**params)
+        except BackendError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            err = self._translate(exc, model, what)
+        raise err from None
 
     def _translate(self, exc: Exception, model: str, what: str) -> BackendError:
         import openai
@@ -225,11 +245,15 @@ class OpenAIBackend:
             if isinstance(exc, openai.RateLimitError):
                 return RateLimited(msg, retry_after=_retry_after(exc.response.headers), **kw)
             if isinstance(exc, openai.NotFoundError):
-                return ModelNotFound(msg, fix="use a model your OpenAI account can access, e.g. gpt-4o-mini", **kw)
+                return ModelNotFound(
+                    msg, fix="use a model your OpenAI account can access, e.g. gpt-4o-mini", **kw
+                )
             if status >= 500:
                 return ServerError(msg, **kw)
             return BadRequest(msg, **kw)
-        return ServerError(f"{self.name} failed ({about}): {type(exc).__name__}: {self._scrub(str(exc))}", **kw)
+        return ServerError(
+            f"{self.name} failed ({about}): {type(exc).__name__}: {self._scrub(str(exc))}", **kw
+        )
 
     # --- chat ------------------------------------------------------------------------------------
 
@@ -259,8 +283,11 @@ class OpenAIBackend:
 
     def _result(self, resp: Any, request: ChatRequest, t0: float) -> ChatResult:
         if not resp.choices:
-            raise ServerError(f"{self.name} answered without choices (model {request.model})",
-                              backend=self.name, model=request.model)
+            raise ServerError(
+                f"{self.name} answered without choices (model {request.model})",
+                backend=self.name,
+                model=request.model,
+            )
         choice = resp.choices[0]
         calls = None
         if choice.message.tool_calls:
@@ -286,16 +313,14 @@ class OpenAIBackend:
         params = self._chat_params(request)
         client = self._sync(request.model)
         t0 = time.perf_counter()
-        with self._call(request.model):
-            resp = client.chat.completions.create(**params)
+        resp = self._invoke(request.model, "chat", client.chat.completions.create, **params)
         return self._result(resp, request, t0)
 
     async def achat(self, request: ChatRequest) -> ChatResult:
         params = self._chat_params(request)
         client = self._async(request.model)
         t0 = time.perf_counter()
-        with self._call(request.model):
-            resp = await client.chat.completions.create(**params)
+        resp = await self._ainvoke(request.model, "chat", client.chat.completions.create, **params)
         return self._result(resp, request, t0)
 
     # --- embeddings ------------------------------------------------------------------------------
@@ -303,8 +328,11 @@ class OpenAIBackend:
     def _vectors(self, resp: Any, model: str, texts: list[str]) -> list[list[float]]:
         data = sorted(resp.data, key=lambda d: d.index)
         if len(data) != len(texts):
-            raise ServerError(f"{self.name} returned {len(data)} embeddings for {len(texts)} texts (model {model})",
-                              backend=self.name, model=model)
+            raise ServerError(
+                f"{self.name} returned {len(data)} embeddings for {len(texts)} texts (model {model})",
+                backend=self.name,
+                model=model,
+            )
         return [[float(x) for x in d.embedding] for d in data]
 
     def _embed_params(self, model: str, texts: list[str], timeout_s: float | None) -> dict[str, Any]:
@@ -317,16 +345,20 @@ class OpenAIBackend:
         if not texts:
             return []
         client = self._sync(model)
-        with self._call(model, "embed"):
-            resp = client.embeddings.create(**self._embed_params(model, texts, timeout_s))
+        resp = self._invoke(
+            model, "embed", client.embeddings.create, **self._embed_params(model, texts, timeout_s)
+        )
         return self._vectors(resp, model, texts)
 
-    async def aembed(self, model: str, texts: list[str], *, timeout_s: float | None = None) -> list[list[float]]:
+    async def aembed(
+        self, model: str, texts: list[str], *, timeout_s: float | None = None
+    ) -> list[list[float]]:
         if not texts:
             return []
         client = self._async(model)
-        with self._call(model, "embed"):
-            resp = await client.embeddings.create(**self._embed_params(model, texts, timeout_s))
+        resp = await self._ainvoke(
+            model, "embed", client.embeddings.create, **self._embed_params(model, texts, timeout_s)
+        )
         return self._vectors(resp, model, texts)
 
     # --- model facts -----------------------------------------------------------------------------
@@ -345,12 +377,13 @@ class OpenAIBackend:
         t0 = time.perf_counter()
         try:
             client = self._sync("")
-            with self._call("", "list models"):
-                page = client.models.list(timeout=timeout_s or 5.0)
-                models = sorted(m.id for m in page.data)
+            page = self._invoke("", "list models", client.models.list, timeout=timeout_s or 5.0)
+            models = sorted(m.id for m in page.data)
         except BackendError as exc:
             error = f"{exc} — to fix: {exc.fix}" if exc.fix else str(exc)
-            return Health(self.name, "openai", reachable=False, error=error, latency_s=time.perf_counter() - t0)
+            return Health(
+                self.name, "openai", reachable=False, error=error, latency_s=time.perf_counter() - t0
+            )
         return Health(self.name, "openai", reachable=True, models=models, latency_s=time.perf_counter() - t0)
 
 

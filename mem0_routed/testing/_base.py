@@ -10,9 +10,12 @@ import json
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-__all__ = ["Fault", "FaultMode", "FakeServerBase", "Reply"]
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["FAULT_MODES", "FakeServerBase", "Fault", "FaultMode", "Reply"]
 
 FaultMode = Literal[
     "refused",
@@ -60,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     protocol_version = "HTTP/1.0"  # one request per connection: "refused" then really refuses
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
 
     def do_GET(self) -> None:
@@ -135,7 +138,7 @@ class FakeServerBase:
             raise RuntimeError(f"{type(self).__name__} is not started; call start() or use `with`")
         return f"http://{self._host}:{self._port}"
 
-    def start(self) -> FakeServerBase:
+    def start(self) -> Self:
         with self._lock:
             if self._httpd is None and not self._refusing:
                 self._stopping.clear()
@@ -150,7 +153,7 @@ class FakeServerBase:
             self._refusing = False
             self._close_listener()
 
-    def __enter__(self) -> FakeServerBase:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -160,7 +163,10 @@ class FakeServerBase:
         httpd = _HTTPServer((self._host, self._port), self)
         self._port = httpd.server_address[1]
         thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{type(self).__name__}", daemon=True
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{type(self).__name__}",
+            daemon=True,
         )
         self._httpd, self._thread = httpd, thread
         thread.start()
@@ -197,7 +203,9 @@ class FakeServerBase:
             raise ValueError(f"times must be >= 1 or None (until cleared), got {times}")
         if mode == "refused":
             if model is not None or times is not None or paths is not None:
-                raise ValueError("'refused' is server-wide: set it without model/times/paths, clear it with clear_faults()")
+                raise ValueError(
+                    "'refused' is server-wide: set it without model/times/paths, clear it with clear_faults()"
+                )
             with self._lock:
                 self._refusing = True
                 self._close_listener()
@@ -275,7 +283,9 @@ class FakeServerBase:
             fault = None
         return self._route(method, path, body, headers, fault)
 
-    def _route(self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None) -> Reply:
+    def _route(
+        self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None
+    ) -> Reply:
         raise NotImplementedError
 
     @staticmethod

@@ -39,9 +39,8 @@ _NEW_MESSAGES = "## New Messages\n"
 _ROLE_LINE_RE = re.compile(r"^(user|assistant|system):\s?(.*)$")
 # Words so common that sharing them says nothing about meaning (keeps unrelated texts apart).
 _STOPWORDS = frozenset(
-    "a an and are as at be but by do does did for from has have how i in is it its me my of on or "
-    "our so that the their them they this to was we were what when where which who why will with you "
-    "your".split()
+    "a an and are as at be but by do does did for from has have how i in is it its me my of on or our so "  # noqa: SIM905
+    "that the their them they this to was we were what when where which who why will with you your".split()
 )
 
 
@@ -116,9 +115,7 @@ def _new_messages(section: str) -> list[tuple[str, str]]:
         except ValueError:
             items = []
         return [
-            (str(i.get("role", "")), _content_text(i.get("content")))
-            for i in items
-            if isinstance(i, Mapping)
+            (str(i.get("role", "")), _content_text(i.get("content"))) for i in items if isinstance(i, Mapping)
         ]
     out: list[tuple[str, str]] = []
     for line in body.splitlines():

@@ -76,10 +76,6 @@ class FakeOllamaServer(FakeServerBase):
         self._loaded: dict[str, int] = {}
         self._state_lock = threading.Lock()
 
-    def __enter__(self) -> FakeOllamaServer:
-        self.start()
-        return self
-
     def _reset_state(self) -> None:
         self.models = dict(self._initial_models)
         with self._state_lock:
@@ -100,7 +96,9 @@ class FakeOllamaServer(FakeServerBase):
 
     # --- routing ---------------------------------------------------------------------------------
 
-    def _route(self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None) -> Reply:
+    def _route(
+        self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None
+    ) -> Reply:
         if fault is not None:
             early = self._fault_reply(fault, body)
             if early is not None:
@@ -203,7 +201,7 @@ class FakeOllamaServer(FakeServerBase):
             200,
             {
                 "modelfile": f"FROM {model}\n",
-                "parameters": "stop \"[INST]\"",
+                "parameters": 'stop "[INST]"',
                 "template": "{{ .Prompt }}",
                 "details": self._details(spec),
                 "model_info": info,
@@ -266,7 +264,9 @@ class FakeOllamaServer(FakeServerBase):
             answer, done_reason = answer[: num_predict * fm.CHARS_PER_TOKEN], "length"
         if fault is not None:
             if fault.mode == "invalid_json":
-                answer = '{"memory": [{"id": "0", "text": broken' if fmt or "json" in kept.lower() else "{oops"
+                answer = (
+                    '{"memory": [{"id": "0", "text": broken' if fmt or "json" in kept.lower() else "{oops"
+                )
             elif fault.mode == "empty":
                 answer = ""
             elif fault.mode == "truncate_output":

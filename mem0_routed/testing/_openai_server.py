@@ -62,10 +62,6 @@ class FakeOpenAIServer(FakeServerBase):
         self.auth_failures = 0
         self._count_lock = threading.Lock()
 
-    def __enter__(self) -> FakeOpenAIServer:
-        self.start()
-        return self
-
     def __repr__(self) -> str:  # never the key
         port = self._port or "-"
         return f"FakeOpenAIServer(port={port}, models={len(self.models)})"
@@ -82,7 +78,9 @@ class FakeOpenAIServer(FakeServerBase):
 
     # --- routing ---------------------------------------------------------------------------------
 
-    def _route(self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None) -> Reply:
+    def _route(
+        self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None
+    ) -> Reply:
         auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
         given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         if not given:
@@ -98,26 +96,40 @@ class FakeOpenAIServer(FakeServerBase):
                 "invalid_api_key",
             )
         if fault is not None and fault.mode == "error500":
-            return _error(500, "The server had an error while processing your request. Sorry about that!",
-                          "server_error", None)
+            return _error(
+                500,
+                "The server had an error while processing your request. Sorry about that!",
+                "server_error",
+                None,
+            )
         if fault is not None and fault.mode == "error429":
-            reply = _error(429, "Rate limit reached for requests. Please try again in 1s.", "requests",
-                           "rate_limit_exceeded")
+            reply = _error(
+                429,
+                "Rate limit reached for requests. Please try again in 1s.",
+                "requests",
+                "rate_limit_exceeded",
+            )
             if fault.retry_after is not None:
                 reply.headers = {"Retry-After": f"{fault.retry_after:g}"}
             return reply
         if method == "GET" and path == "/v1/models":
-            data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "openai"} for m in self.models]
+            data = [
+                {"id": m, "object": "model", "created": 1700000000, "owned_by": "openai"} for m in self.models
+            ]
             return Reply(200, {"object": "list", "data": data})
         if method == "GET" and path.startswith("/v1/models/"):
             name = path.rsplit("/", 1)[1]
             if name in self.models:
-                return Reply(200, {"id": name, "object": "model", "created": 1700000000, "owned_by": "openai"})
+                return Reply(
+                    200, {"id": name, "object": "model", "created": 1700000000, "owned_by": "openai"}
+                )
             return self._no_model(name)
         if method != "POST" or path not in ("/v1/chat/completions", "/v1/embeddings"):
             return _error(404, f"Invalid URL ({method} {path})", "invalid_request_error", None)
         if not isinstance(body, dict):
-            return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error", None)
+            return _error(
+                400, "We could not parse the JSON body of your request.", "invalid_request_error", None
+            )
         model = body.get("model")
         if not isinstance(model, str) or not model:
             return _error(400, "you must provide a model parameter", "invalid_request_error", None)
@@ -133,20 +145,31 @@ class FakeOpenAIServer(FakeServerBase):
         return _error(401, message, "invalid_request_error", code)
 
     def _no_model(self, model: str) -> Reply:
-        return _error(404, f"The model `{model}` does not exist or you do not have access to it.",
-                      "invalid_request_error", "model_not_found")
+        return _error(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            "invalid_request_error",
+            "model_not_found",
+        )
 
     # --- endpoints -------------------------------------------------------------------------------
 
     def _embeddings(self, model: str, body: dict[str, Any]) -> Reply:
-        ctx, dims = self.models[model]
+        _, dims = self.models[model]
         if not dims:
-            return _error(400, f"This model does not support embeddings: {model}", "invalid_request_error", None)
+            return _error(
+                400, f"This model does not support embeddings: {model}", "invalid_request_error", None
+            )
         raw = body.get("input")
         texts = [raw] if isinstance(raw, str) else raw
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-            return _error(400, "'input' must be a non-empty string or array of strings", "invalid_request_error",
-                          None, "input")
+            return _error(
+                400,
+                "'input' must be a non-empty string or array of strings",
+                "invalid_request_error",
+                None,
+                "input",
+            )
         dims = int(body.get("dimensions") or dims)
         data = []
         for i, text in enumerate(texts):
@@ -155,31 +178,61 @@ class FakeOpenAIServer(FakeServerBase):
                 vec = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
             data.append({"object": "embedding", "index": i, "embedding": vec})
         tokens = sum(fm.estimate_tokens(t) for t in texts)
-        return Reply(200, {"object": "list", "data": data, "model": model,
-                           "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        return Reply(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
 
     def _chat(self, model: str, body: dict[str, Any], fault: Fault | None) -> Reply:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-            return _error(400, "'messages' must be a non-empty array of objects", "invalid_request_error", None,
-                          "messages")
+            return _error(
+                400,
+                "'messages' must be a non-empty array of objects",
+                "invalid_request_error",
+                None,
+                "messages",
+            )
         ctx, dims = self.models[model]
         if dims:
-            return _error(404, f"This is not a chat model: {model}", "invalid_request_error", "model_not_found")
+            return _error(
+                404, f"This is not a chat model: {model}", "invalid_request_error", "model_not_found"
+            )
         prompt = fm.prompt_text(messages)
         prompt_tokens = fm.estimate_tokens(prompt)
         if prompt_tokens > ctx:  # OpenAI refuses rather than truncates
-            return _error(400, f"This model's maximum context length is {ctx} tokens. However, your messages "
-                          f"resulted in {prompt_tokens} tokens. Please reduce the length of the messages.",
-                          "invalid_request_error", "context_length_exceeded", "messages")
+            return _error(
+                400,
+                f"This model's maximum context length is {ctx} tokens. However, your messages "
+                f"resulted in {prompt_tokens} tokens. Please reduce the length of the messages.",
+                "invalid_request_error",
+                "context_length_exceeded",
+                "messages",
+            )
         rf = body.get("response_format") or {}
         rf_type = rf.get("type") if isinstance(rf, dict) else None
         if rf_type == "json_object" and "json" not in prompt.lower():
-            return _error(400, "'messages' must contain the word 'json' in some form, to use 'response_format' "
-                          "of type 'json_object'.", "invalid_request_error", None, "messages")
+            return _error(
+                400,
+                "'messages' must contain the word 'json' in some form, to use 'response_format' "
+                "of type 'json_object'.",
+                "invalid_request_error",
+                None,
+                "messages",
+            )
         schema = (rf.get("json_schema") or {}).get("schema") if rf_type == "json_schema" else None
-        text = fm.fake_answer(messages, prompt, model=model, json_format=rf_type == "json_object",
-                              schema=schema if isinstance(schema, dict) else ({} if rf_type == "json_schema" else None))
+        text = fm.fake_answer(
+            messages,
+            prompt,
+            model=model,
+            json_format=rf_type == "json_object",
+            schema=schema if isinstance(schema, dict) else ({} if rf_type == "json_schema" else None),
+        )
         finish = "stop"
         tool_calls = self._tool_calls(body)
         if tool_calls:
@@ -195,19 +248,29 @@ class FakeOpenAIServer(FakeServerBase):
             elif fault.mode == "truncate_output":
                 text, finish = text[: max(1, len(text) // 2)], "length"
         completion_tokens = max(1, fm.estimate_tokens(text))
-        message: dict[str, Any] = {"role": "assistant", "content": None if tool_calls else text, "refusal": None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if tool_calls else text,
+            "refusal": None,
+        }
         if tool_calls:
             message["tool_calls"] = tool_calls
-        return Reply(200, {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-            "system_fingerprint": "fp_fake",
-        })
+        return Reply(
+            200,
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+                "system_fingerprint": "fp_fake",
+            },
+        )
 
     @staticmethod
     def _tool_calls(body: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -221,6 +284,11 @@ class FakeOpenAIServer(FakeServerBase):
             fn = tool.get("function", {}) if isinstance(tool, dict) else {}
             if wanted is None or fn.get("name") == wanted:
                 args = fm.schema_instance(fn.get("parameters") or {"type": "object"})
-                return [{"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
-                         "function": {"name": fn.get("name", ""), "arguments": json.dumps(args)}}]
+                return [
+                    {
+                        "id": f"call_{uuid.uuid4().hex[:12]}",
+                        "type": "function",
+                        "function": {"name": fn.get("name", ""), "arguments": json.dumps(args)},
+                    }
+                ]
         return None

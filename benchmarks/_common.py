@@ -1,0 +1,82 @@
+"""Small timing and reporting helpers shared by the benchmarks.
+
+Timings use ``time.perf_counter_ns`` around batches of calls (one call is too short to time alone
+on a noisy 2-core machine), and report medians and p95 over batches, never a single best run.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def timeit_us(fn: Callable[[], object], n: int = 2000, *, batch: int = 10, warmup: int = 50) -> list[float]:
+    """Per-call times in µs: ``n`` calls, timed in batches of ``batch`` (each value is a batch mean)."""
+    if n < 1 or batch < 1:
+        raise ValueError(f"n and batch must be >= 1, got n={n!r}, batch={batch!r}")
+    for _ in range(warmup):
+        fn()
+    clock = time.perf_counter_ns
+    out: list[float] = []
+    for _ in range(max(1, n // batch)):
+        t0 = clock()
+        for _ in range(batch):
+            fn()
+        out.append((clock() - t0) / batch / 1000.0)
+    return out
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs)
+
+
+def p95(xs: Sequence[float]) -> float:
+    """95th percentile (nearest rank): what one call in twenty is slower than."""
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, -(-95 * len(s) // 100) - 1))]
+
+
+def machine_info() -> str:
+    """One line saying when and on what the figures were measured."""
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        load = "load %.2f" % os.getloadavg()[0]
+    except OSError:
+        load = "load n/a"
+    return (
+        f"{now}; {platform.machine()} {platform.processor() or platform.system()}; "
+        f"{os.cpu_count()} cores; {load}; Python {sys.version.split()[0]}"
+    )
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A plain text table: left-aligned first column, right-aligned figures."""
+    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
+    print(f"\n{title}")
+    print(line(cells[0]))
+    print("  ".join("-" * w for w in widths))
+    for r in cells[1:]:
+        print(line(r))
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _fmt(c: Any) -> str:
+    if isinstance(c, float):
+        return f"{c:.1f}" if abs(c) >= 10 else f"{c:.2f}"
+    return "" if c is None else str(c)

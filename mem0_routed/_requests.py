@@ -1,0 +1,89 @@
+"""Shaping a request for one backend: which messages, which output schema, which ``num_ctx``.
+
+Kept apart from the chain logic so "what is sent" can be read (and tested) on its own: mem0's
+compact extraction prompt when the full one does not fit a local model, mem0's JSON schema for
+local extraction calls, and a context window that fits without ever shrinking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._classify import estimate_tokens
+from ._context import ContextPlanner, needed_tokens
+from ._errors import ContextOverflow
+from ._types import CallKind, Candidate
+from .backends._base import Backend, ChatRequest
+
+if TYPE_CHECKING:
+    from ._config import RouterConfig
+    from ._execute import ChatJob
+
+
+def message_text(messages: Sequence[Mapping[str, Any]], *, skip_system: bool) -> str:
+    """The text of a conversation (text parts of multi-part messages included)."""
+    parts: list[str] = []
+    for m in messages:
+        if skip_system and m.get("role") == "system":
+            continue
+        content = m.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "\n".join(parts)
+
+
+def estimate_messages(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Prompt tokens of a whole conversation, with a few tokens per message for the chat template."""
+    return estimate_tokens(message_text(messages, skip_system=False)) + 4 * len(messages)
+
+
+def fit_messages(config: RouterConfig, job: ChatJob, cand: Candidate,
+                 backend: Backend) -> tuple[list[dict[str, Any]], bool]:
+    """The messages to send to ``backend``: as given, or mem0's compact extraction prompt when
+    the full one does not fit the local model's window. Raises ``ContextOverflow`` if nothing fits."""
+    messages = job.messages
+    extraction = job.cls.call_kind is CallKind.MEM0_EXTRACTION and backend.is_local
+    if extraction and config.compact_extraction == "always":
+        from ._compact_prompt import compact_extraction_messages
+
+        return compact_extraction_messages(messages), True
+    if not backend.is_local:
+        return messages, False
+    window = backend.context_window(cand.model)
+    caps = [c for c in (window, config.num_ctx_max) if c]
+    cap = min(caps) if caps else None
+    need = needed_tokens(job.cls.estimated_tokens, job.max_tokens)
+    if cap is None or need <= cap:
+        return messages, False
+    if extraction and config.compact_extraction != "never":
+        from ._compact_prompt import compact_extraction_messages
+
+        small = compact_extraction_messages(messages)
+        if needed_tokens(estimate_messages(small), job.max_tokens) <= cap:
+            return small, True
+    raise ContextOverflow(
+        f"prompt needs ~{need} tokens but {cand.model} has a {cap}-token window",
+        backend=backend.name, model=cand.model,
+        fix=f"route this call type to a model with a larger window than {cand.model}")
+
+
+def build_request(config: RouterConfig, planner: ContextPlanner, job: ChatJob, cand: Candidate, backend: Backend,
+                  messages: list[dict[str, Any]]) -> ChatRequest:
+    """The request for one try; ``num_ctx`` comes from the planner, so it only ever grows."""
+    schema = job.json_schema
+    if job.cls.call_kind is CallKind.MEM0_EXTRACTION and backend.is_local:
+        from ._compact_prompt import MEM0_EXTRACTION_SCHEMA
+
+        schema = MEM0_EXTRACTION_SCHEMA
+    num_ctx = None
+    if backend.kind == "ollama":
+        need = needed_tokens(estimate_messages(messages), job.max_tokens)
+        num_ctx = planner.plan(cand.model, need, backend.context_window(cand.model))
+    return ChatRequest(
+        model=cand.model, messages=messages, temperature=job.temperature, top_p=job.top_p,
+        max_tokens=job.max_tokens, json_mode=job.cls.wants_json and schema is None, json_schema=schema,
+        num_ctx=num_ctx, tools=job.tools, tool_choice=job.tool_choice,
+        timeout_s=config.read_timeout_s if backend.is_local else config.external_timeout_s)

@@ -1,0 +1,101 @@
+"""Process-wide state: backends, breakers and context plans shared per host, and every usage record.
+
+mem0 builds one router for its LLM and one for its embedder (and the reranker a third); sharing
+these per host means the routers agree on a host's health and its ``num_ctx``, and "the process's
+metrics" cover every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._breaker import BreakerBoard
+from ._context import ContextPlanner
+from ._usage import UsageRecord
+from .backends._base import Backend
+
+if TYPE_CHECKING:
+    from ._config import RouterConfig
+    from ._router import Router
+
+SHARED_LOCK = threading.RLock()
+BREAKERS = BreakerBoard()
+_BACKENDS: dict[str, Backend] = {}
+_PLANNERS: dict[str, ContextPlanner] = {}
+#: Every record of this process, whichever router made it.
+PROCESS_RECORDS: deque[UsageRecord] = deque(maxlen=100_000)
+ROUTERS: weakref.WeakSet[Router] = weakref.WeakSet()
+
+
+def shared_backend(key: str, factory: Callable[[], Backend]) -> Backend:
+    with SHARED_LOCK:
+        backend = _BACKENDS.get(key)
+        if backend is None:
+            backend = _BACKENDS[key] = factory()
+        return backend
+
+
+def make_backends(cfg: RouterConfig, kind: str) -> list[Backend]:
+    """The process's backends of one kind for this configuration (created once, then shared)."""
+    if kind == "ollama":
+        from .backends._ollama import OllamaBackend
+
+        return [
+            shared_backend(f"ollama@{url}", lambda url=url: OllamaBackend(
+                url, connect_timeout_s=cfg.connect_timeout_s, read_timeout_s=cfg.read_timeout_s))
+            for url in cfg.ollama_urls
+        ]
+    if kind == "openai":
+        if cfg.openai_api_key is None:
+            return []
+        from .backends._openai import OpenAIBackend
+
+        # keyed by a hash of the key: two keys, two clients; the key itself is never a dict key
+        tag = hashlib.sha256(cfg.openai_api_key.get_secret_value().encode()).hexdigest()[:12]
+        return [shared_backend(f"openai@{cfg.openai_base_url}#{tag}", lambda: OpenAIBackend(
+            cfg.openai_api_key, base_url=cfg.openai_base_url, read_timeout_s=cfg.external_timeout_s))]
+    if kind == "embedded":
+        if importlib.util.find_spec("llama_cpp") is None:
+            return []
+        from .backends._embedded import EmbeddedBackend
+
+        models = dict(cfg.embedded_models) or None
+        return [shared_backend(f"embedded#{sorted((models or {}).items())}", lambda: EmbeddedBackend(models))]
+    return []
+
+
+def planner_for(key: str, cfg: RouterConfig) -> ContextPlanner:
+    with SHARED_LOCK:
+        planner = _PLANNERS.get(key)
+        if planner is None:
+            planner = _PLANNERS[key] = ContextPlanner(minimum=cfg.num_ctx_min, maximum=cfg.num_ctx_max)
+        return planner
+
+
+def cache_stats() -> dict[str, Any]:
+    """Embedding cache hits and misses summed over this process's routers."""
+    hits = misses = size = 0
+    for router in list(ROUTERS):
+        st = router.embeddings.cache_stats()
+        hits, misses, size = hits + st["hits"], misses + st["misses"], size + st["size"]
+    total = hits + misses
+    return {"hits": hits, "misses": misses, "size": size, "hit_rate": round(hits / total, 4) if total else 0.0}
+
+
+def reset_shared() -> None:
+    with SHARED_LOCK:
+        for backend in _BACKENDS.values():
+            try:
+                backend.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+        _BACKENDS.clear()
+        _PLANNERS.clear()
+        PROCESS_RECORDS.clear()
+    BREAKERS.clear()

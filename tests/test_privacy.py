@@ -1,0 +1,159 @@
+"""Keep-local rules: what they catch, what they must not catch, and that they never echo secrets."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from mem0_routed._errors import ConfigError
+from mem0_routed._privacy import KeepLocalRules, KeepLocalVerdict, luhn_ok, messages_text
+from mem0_routed._types import CallKind
+
+# Built at run time so no scanner flags this file, and so each is unique to the test run.
+_rng = random.Random(42)
+_alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def _tok(n: int, alphabet: str = _alnum) -> str:
+    return "".join(_rng.choice(alphabet) for _ in range(n))
+
+
+def _with_luhn(body: str) -> str:
+    """Append the check digit that makes ``body`` pass Luhn (independent of the code under test)."""
+    for d in "0123456789":
+        digits = [int(c) for c in body + d][::-1]
+        total = sum(x if i % 2 == 0 else (x * 2 - 9 if x > 4 else x * 2) for i, x in enumerate(digits))
+        if total % 10 == 0:
+            return body + d
+    raise AssertionError("unreachable")
+
+
+CARD = _with_luhn("4" + _tok(14, "0123456789"))
+CARD_BAD = CARD[:-1] + str((int(CARD[-1]) + 1) % 10)
+
+POSITIVES = {
+    "secret:openai_key": [f"key sk-proj-{_tok(40)} here", f"OPENAI_API_KEY sk-{_tok(48)}"],
+    "secret:aws_access_key": [f"aws AKIA{_tok(16, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567')} x"],
+    "secret:github_token": [f"ghp_{_tok(36)}", f"token: github_pat_{_tok(30)}"],
+    "secret:slack_token": [f"xoxb-{_tok(12, '0123456789')}-{_tok(24)}"],
+    "secret:google_api_key": [f"AIza{_tok(35)}"],
+    "secret:stripe_key": [f"sk_live_{_tok(24)}", f"rk_live_{_tok(24)}"],
+    "secret:private_key": ["-----BEGIN RSA PRIVATE KEY-----\nMIIEow", "-----BEGIN OPENSSH PRIVATE KEY-----",
+                           "-----BEGIN PGP PRIVATE KEY BLOCK-----"],
+    "secret:url_password": [f"postgres://admin:{_tok(10)}@db.internal:5432/app", f"redis://:{_tok(12)}@cache:6379"],
+    "secret:jwt": [f"Bearer eyJ{_tok(20)}.eyJ{_tok(40)}.{_tok(43)}"],
+    "secret:api_key_assignment": [f"api_key={_tok(20)}", f'"password": "{_tok(12)}"', f"CLIENT_SECRET: {_tok(16)}"],
+    "pii:email": ["write to jane.doe+news@mail.example.co.uk please"],
+    "pii:phone": ["call +44 20 7946 0958 today", "+4915112345678", "(555) 123-4567", "555-123-4567",
+                  "office 555.123.4567."],
+    "pii:payment_card": [CARD, " ".join(CARD[i : i + 4] for i in range(0, 16, 4)), f"card: {CARD}."],
+}  # fmt: skip
+
+NEGATIVES = [
+    "In 2024 we had 1234567 users and 42 servers.",
+    "order id 12345678901234 shipped on 2024-01-15",
+    CARD_BAD,
+    "version 1.2.3 released; see https://example.com/docs?a=1@2",
+    "sk-short and sk-is-a-prefix",
+    "the password is long and the api key rotates monthly",
+    "call 5551234567",
+    "score +1, x = +100, temperature +3.5 degrees, utc+01:00",
+    "192.168.100.200 and 10.0.0.1",
+    "ssn-like 123-45-6789 and zip 94107-1234",
+    "the github repo and the slack channel",
+    "                    deeply indented text",
+    "-------------------------------------------------",
+    "I like hiking; my favourite number is 7 and I was born in 1990.",
+]
+
+
+@pytest.mark.parametrize(("rule", "text"), [(r, t) for r, ts in POSITIVES.items() for t in ts])
+def test_detects_and_never_echoes_the_match(rule: str, text: str) -> None:
+    verdict = KeepLocalRules().check(text, "query")
+    assert verdict.keep_local is True
+    assert verdict.rule == rule
+    assert verdict.checked == f"secrets,pii: matched {rule}"
+    secretish = max(text.split(), key=len)
+    for shown in (verdict.rule, verdict.checked, repr(verdict)):
+        assert secretish not in shown
+
+
+@pytest.mark.parametrize("text", NEGATIVES)
+def test_ordinary_text_stays_eligible(text: str) -> None:
+    verdict = KeepLocalRules().check(text, "query")
+    assert verdict == KeepLocalVerdict(False, None, "secrets,pii: none matched")
+
+
+def test_mem0_own_prompts_do_not_trigger_any_rule() -> None:
+    from mem0.configs import prompts
+
+    texts = [v for v in vars(prompts).values() if isinstance(v, str) and len(v) > 200]
+    assert texts
+    rules = KeepLocalRules()
+    assert [rules.check(t, "mem0_extraction").rule for t in texts] == [None] * len(texts)
+
+
+def test_luhn_on_generated_numbers() -> None:
+    for _ in range(50):
+        good = _with_luhn(_tok(15, "0123456789"))
+        assert luhn_ok(good)
+        assert not luhn_ok(good[:-1] + str((int(good[-1]) + 1) % 10))
+
+
+def test_secret_and_pii_switches() -> None:
+    email, key = "a.b@example.org", f"sk-{_tok(30)}"
+    assert KeepLocalRules(detect_pii=False).check(email, "query").keep_local is False
+    assert KeepLocalRules(detect_pii=False).check(key, "query").rule == "secret:openai_key"
+    assert KeepLocalRules(detect_secrets=False).check(key, "query").keep_local is False
+    off = KeepLocalRules(detect_secrets=False, detect_pii=False)
+    assert off.check(key + " " + email, "query") == KeepLocalVerdict(False, None, "no rules: none matched")
+
+
+def test_user_patterns_are_named_by_index() -> None:
+    rules = KeepLocalRules(patterns=[r"(?i)project\s+falcon", r"\bACME-\d{3,}\b"])
+    assert rules.check("about Project  FALCON", "query").rule == "pattern:0"
+    assert rules.check("ticket ACME-1234 is open", "query").rule == "pattern:1"
+    assert rules.check("ticket ACME-12", "query").keep_local is False
+    assert rules.check("nothing here", "query").checked == "secrets,pii,2 patterns: none matched"
+    assert "falcon" not in repr(rules).lower()  # user patterns may be sensitive themselves
+
+
+def test_invalid_pattern_names_the_pattern_and_the_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        KeepLocalRules(patterns=["fine", "(unclosed"])
+    msg = str(info.value)
+    assert "keep_local_patterns[1]" in msg and "'(unclosed'" in msg
+    assert "missing )" in msg
+    assert info.value.key == "keep_local_patterns"
+
+
+def test_call_kinds_force_local_first_and_are_validated() -> None:
+    rules = KeepLocalRules(call_kinds=["mem0_extraction", CallKind.MEM0_VISION])
+    v = rules.check("plain words", "mem0_extraction")
+    assert v == KeepLocalVerdict(
+        True, "call_kind:mem0_extraction",
+        "secrets,pii,call_kinds=mem0_extraction|mem0_vision: matched call_kind:mem0_extraction",
+    )  # fmt: skip
+    assert rules.check("plain words", CallKind.MEM0_VISION).rule == "call_kind:mem0_vision"  # type: ignore[arg-type]
+    assert rules.check("plain words", "query").keep_local is False
+    with pytest.raises(ConfigError, match="mem0_extractoin"):
+        KeepLocalRules(call_kinds=["mem0_extractoin"])
+
+
+def test_check_messages_reads_text_parts_and_can_skip_system() -> None:
+    messages = [
+        {"role": "system", "content": "contact admin@example.com for help"},
+        {"role": "user", "content": [{"type": "text", "text": "my card"},
+                                     {"type": "image_url", "image_url": {"url": "data:..."}}]},
+    ]  # fmt: skip
+    assert messages_text(messages) == "contact admin@example.com for help\nmy card"
+    rules = KeepLocalRules()
+    assert rules.check_messages(messages, "query").rule == "pii:email"
+    assert rules.check_messages(messages, "query", include_system=False).keep_local is False
+
+
+def test_non_ascii_text_keeps_offsets_right() -> None:
+    text = "Zürich café — ☕ " * 20 + f" card {CARD} ünd mail jörg@example.de"
+    assert KeepLocalRules().check(text, "query").rule == "pii:email"
+    assert KeepLocalRules().check(text.replace("jörg@example.de", ""), "query").rule == "pii:payment_card"
