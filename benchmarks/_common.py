@@ -48,7 +48,7 @@ def machine_info() -> str:
     """One line saying when and on what the figures were measured."""
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     try:
-        load = "load %.2f" % os.getloadavg()[0]
+        load = f"load {os.getloadavg()[0]:.2f}"
     except OSError:
         load = "load n/a"
     return (
@@ -63,7 +63,9 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
     def line(r: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
 
     print(f"\n{title}")
     print(line(cells[0]))

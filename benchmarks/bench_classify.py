@@ -14,9 +14,10 @@ import os
 import random
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from mem0.configs.prompts import (
+from mem0.configs.prompts import (  # type: ignore[import-untyped]
     ADDITIVE_EXTRACTION_PROMPT,
     AGENT_CONTEXT_SUFFIX,
     generate_additive_extraction_prompt,
@@ -33,19 +34,44 @@ TARGETS_US = {"short query": 15.0, "mem0 extraction call": 150.0}
 
 def _long_text(words: int = 1500) -> str:
     rng = random.Random(7)
-    vocab = ("team meeting project budget quarter customer release design review notes agreed next week "
-             "owner risk schedule feedback launch support sales marketing plan data report").split()  # fmt: skip
+    vocab = (
+        "team",
+        "meeting",
+        "project",
+        "budget",
+        "quarter",
+        "customer",
+        "release",
+        "design",
+        "review",
+        "notes",
+        "agreed",
+        "next",
+        "week",
+        "owner",
+        "risk",
+        "schedule",
+        "feedback",
+        "launch",
+        "support",
+        "sales",
+        "marketing",
+        "plan",
+        "data",
+        "report",
+    )
     return " ".join(rng.choice(vocab) + ("." if i % 14 == 13 else "") for i in range(words))
 
 
 def _extraction_user_prompt() -> str:
-    return generate_additive_extraction_prompt(
+    prompt: str = generate_additive_extraction_prompt(
         existing_memories=[
             {"id": str(i), "text": f"User enjoys hiking trip {i} in the Alps"} for i in range(5)
         ],
-        new_messages="user: I moved to Berlin last week and started at a bakery.\nassistant: Congratulations!",
+        new_messages="user: I moved to Berlin last week and started at a bakery.\nassistant: Congrats!",
         last_k_messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}],
     )
+    return prompt
 
 
 def _cases() -> list[tuple[str, Callable[[], object], Callable[[Any], object] | None]]:
@@ -82,7 +108,7 @@ def _litellm_router() -> Any | None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
         from litellm.router_strategy.complexity_router.complexity_router import ComplexityRouter
-    except Exception as e:  # not installed, or its import broke: compare without it
+    except Exception as e:  # noqa: BLE001 (not installed, or its import broke: compare without it)
         print(f"litellm not importable ({type(e).__name__}); timing ours only", file=sys.stderr)
         return None
     return ComplexityRouter(model_name="bench", ctx=object())  # ctx is unused by classify()
@@ -107,13 +133,15 @@ def main(argv: list[str] | None = None) -> int:
         missed = target is not None and o_med > target
         l_med = l_p95 = None
         if router is not None and theirs is not None:
-            their_t = timeit_us(lambda: theirs(router), max(100, n // 5))
+            their_t = timeit_us(partial(theirs, router), max(100, n // 5))
             l_med, l_p95 = median(their_t), p95(their_t)
         ratio = f"{l_med / o_med:.1f}x" if l_med is not None else None
         rows.append([name, o_med, o_p95, target, "MISSED" if missed else ("ok" if target else ""),
                      l_med, l_p95, ratio])  # fmt: skip
-        figures["cases"][name] = {"ours_median_us": o_med, "ours_p95_us": o_p95, "target_us": target,
-                                  "missed": missed, "litellm_median_us": l_med, "litellm_p95_us": l_p95}  # fmt: skip
+        figures["cases"][name] = {
+            "ours_median_us": o_med, "ours_p95_us": o_p95, "target_us": target, "missed": missed,
+            "litellm_median_us": l_med, "litellm_p95_us": l_p95,
+        }  # fmt: skip
     print_table(
         f"Classifier, µs per call ({info})",
         ["input", "ours median", "ours p95", "target", "", "litellm median", "litellm p95", "litellm/ours"],

@@ -6,6 +6,8 @@ For each fixed conversation, mem0's own builders make the extraction messages; t
 ``EmbeddedBackend`` with ``MEM0_EXTRACTION_SCHEMA`` as a llama.cpp grammar. It reports, per prompt:
 whether it fits the window (the full prompt is never truncated: "does not fit" is a result), seconds
 per call, memories extracted, and how many expected key facts (keywords) appear in their texts.
+Prompts: "full" (mem0's own), "compact" (the compact system prompt + its worked example turns) and
+"no-ex" (the compact system prompt alone).
 """
 
 from __future__ import annotations
@@ -100,14 +102,29 @@ def mem0_messages(conversation: list[dict[str, str]]) -> list[dict[str, str]]:
         last_k_messages=[],
         current_date=OBSERVATION_DATE,
     )
-    return [{"role": "system", "content": ADDITIVE_EXTRACTION_PROMPT}, {"role": "user", "content": user_prompt}]
+    return [
+        {"role": "system", "content": ADDITIVE_EXTRACTION_PROMPT},
+        {"role": "user", "content": user_prompt},
+    ]
 
 
-def run_one(backend: EmbeddedBackend, model: str, name: str, which: str, messages: list[dict[str, str]],
-            facts: list[list[str]], max_tokens: int) -> Row:
+def run_one(
+    backend: EmbeddedBackend,
+    model: str,
+    name: str,
+    which: str,
+    messages: list[dict[str, str]],
+    facts: list[list[str]],
+    max_tokens: int,
+) -> Row:
     row = Row(conversation=name, prompt=which, fits=True, facts_expected=len(facts))
-    request = ChatRequest(model=model, messages=messages, temperature=0.0, max_tokens=max_tokens,
-                          json_schema=MEM0_EXTRACTION_SCHEMA)
+    request = ChatRequest(
+        model=model,
+        messages=messages,
+        temperature=0.0,
+        max_tokens=max_tokens,
+        json_schema=MEM0_EXTRACTION_SCHEMA,
+    )
     start = time.perf_counter()
     try:
         result = backend.chat(request)
@@ -142,26 +159,39 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for name, conversation, facts in CONVERSATIONS:
         full = mem0_messages(conversation)
-        for which, messages in (("full", full), ("compact", compact_extraction_messages(full))):
+        variants = (
+            ("full", full),
+            ("compact", compact_extraction_messages(full)),
+            ("no-ex", compact_extraction_messages(full, examples=False)),
+        )
+        for which, messages in variants:
             row = run_one(backend, args.model, name, which, messages, facts, args.max_tokens)
             rows.append(row)
-            print(f"  {name:<10} {which:<8} {row.note or f'{row.seconds}s, {row.memories} memories'}",
-                  file=sys.stderr)
+            print(
+                f"  {name:<10} {which:<8} {row.note or f'{row.seconds}s, {row.memories} memories'}",
+                file=sys.stderr,
+            )
 
-    print(f"\nmodel {args.model}, window {backend.context_window(args.model)}, max_tokens {args.max_tokens}, "
-          f"threads {args.threads}, {platform.machine()}")
-    header = f"{'conversation':<12} {'prompt':<8} {'fits':<5} {'tok_in':>6} {'sec':>6} {'json':<5} " \
-             f"{'mems':>4} {'facts':>6}  texts / note"
+    print(
+        f"\nmodel {args.model}, window {backend.context_window(args.model)}, max_tokens {args.max_tokens}, "
+        f"threads {args.threads}, {platform.machine()}"
+    )
+    header = (
+        f"{'conversation':<12} {'prompt':<8} {'fits':<5} {'tok_in':>6} {'sec':>6} {'json':<5} "
+        f"{'mems':>4} {'facts':>6}  texts / note"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
         facts = f"{r.facts_found}/{r.facts_expected}" if r.facts_found is not None else "-"
         detail = r.note or " | ".join(t[:60] for t in r.texts)
-        print(f"{r.conversation:<12} {r.prompt:<8} {str(r.fits):<5} {r.prompt_tokens or '-':>6} "
-              f"{r.seconds if r.seconds is not None else '-':>6} {str(r.valid_json or '-'):<5} "
-              f"{r.memories if r.memories is not None else '-':>4} {facts:>6}  {detail}")
+        print(
+            f"{r.conversation:<12} {r.prompt:<8} {str(r.fits):<5} {r.prompt_tokens or '-':>6} "
+            f"{r.seconds if r.seconds is not None else '-':>6} {str(r.valid_json or '-'):<5} "
+            f"{r.memories if r.memories is not None else '-':>4} {facts:>6}  {detail}"
+        )
     summary: dict[str, Any] = {}
-    for which in ("full", "compact"):
+    for which in ("full", "compact", "no-ex"):
         ran = [r for r in rows if r.prompt == which and r.fits]
         summary[which] = {
             "fits": f"{len(ran)}/{sum(r.prompt == which for r in rows)}",
@@ -173,8 +203,17 @@ def main(argv: list[str] | None = None) -> int:
     print("\nsummary:", json.dumps(summary))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"model": args.model, "max_tokens": args.max_tokens, "threads": args.threads,
-                       "summary": summary, "rows": [asdict(r) for r in rows]}, f, indent=2)
+            json.dump(
+                {
+                    "model": args.model,
+                    "max_tokens": args.max_tokens,
+                    "threads": args.threads,
+                    "summary": summary,
+                    "rows": [asdict(r) for r in rows],
+                },
+                f,
+                indent=2,
+            )
     return 0
 
 

@@ -281,7 +281,8 @@ def _sig(name: str, weight: int, reason: str, words: str = "", gate: str = "", g
          check: tuple[str, ...] | str = ()) -> _Signal:  # fmt: skip
     """Build a signal from space-separated word lists; a str ``check`` is a regex."""
     pattern = re.compile(check) if isinstance(check, str) else check
-    return _Signal(name, weight, reason, *(frozenset(w.split()) for w in (words, gate, gate2)), pattern)
+    words_, gate_, gate2_ = (frozenset(w.split()) for w in (words, gate, gate2))
+    return _Signal(name, weight, reason, words_, gate_, gate2_, pattern)
 
 
 _HOW = r"\bhow (?:many|much|long|far|old)\b"
@@ -334,10 +335,11 @@ _EXTRACT = _sig(
 )
 _LANGS = "python javascript typescript java rust golang c++ c# ruby php kotlin swift bash sql"
 _CODE_ASK = _sig(
-    "code", 0, "asks for code", gate="write implement fix debug refactor optimize optimise port generate code",
+    "code", 0, "asks for code",
+    gate="write implement fix debug refactor optimize optimise port generate code",
     gate2="function script class method program code regex query test tests snippet bug endpoint " + _LANGS,
-    check=r"\b(?:write|implement|fix|debug|refactor|optimi[sz]e|port|generate|code)\b[^.?!\n]{0,60}\b(?:function"
-    r"|script|class|method|program|code|regex|query|tests?|snippet|bug|endpoint|"
+    check=r"\b(?:write|implement|fix|debug|refactor|optimi[sz]e|port|generate|code)\b[^.?!\n]{0,60}"
+    r"\b(?:function|script|class|method|program|code|regex|query|tests?|snippet|bug|endpoint|"
     + "|".join(map(re.escape, _LANGS.split())) + ")",
 )  # fmt: skip
 
@@ -369,7 +371,7 @@ def _fires(sig: _Signal, ws: set[str], low: str) -> bool:
         return False
     check = sig.check
     if isinstance(check, tuple):
-        for phrase in check:  # noqa: SIM110 (a loop, not any(): no generator on the hot path)
+        for phrase in check:  # a loop, not any(): no generator on the hot path
             if phrase in low:
                 return True
         return False

@@ -3,7 +3,8 @@
 mem0's ``ADDITIVE_EXTRACTION_PROMPT`` is ~7.6k tokens: it does not fit an 8k-window model together
 with a conversation, and a CPU spends most of a call reading it. The compact prompt keeps the same
 output contract (``{"memory": [{"id", "text", "attributed_to", "linked_memory_ids"?}]}``) in a few
-hundred tokens, and mem0's own user prompt (New Messages, Existing Memories, dates, custom
+hundred tokens plus two short worked example turns (small models copy format placeholders without
+them), and mem0's own user prompt (New Messages, Existing Memories, dates, custom
 instructions) is kept unchanged, so ids for linking and dates still reach the model.
 
 ``MEM0_EXTRACTION_SCHEMA`` is the same contract as a JSON Schema, for Ollama's ``format`` and for

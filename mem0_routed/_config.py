@@ -99,7 +99,7 @@ class RouterConfig(BaseSettings):
     embedded_models: dict[str, str] = Field(default_factory=dict)
 
     # --- ledger, privacy ---------------------------------------------------------------------------
-    ledger: str | None = Field(default="memory", validation_alias=AliasChoices("ledger", "MEM0_ROUTED_LEDGER"))
+    ledger: str = Field(default="sqlite", validation_alias=AliasChoices("ledger", "MEM0_ROUTED_LEDGER"))
     share_window_days: float = 30.0
     keep_local_secrets: bool = True
     keep_local_pii: bool = True
@@ -165,6 +165,18 @@ class RouterConfig(BaseSettings):
         if v is not None and v < 0:
             raise ValueError(f"{v} is negative; allowed: 0 or more US dollars, or unset for no cap")
         return v
+
+    @field_validator("ledger")
+    @classmethod
+    def _check_ledger(cls, v: str) -> str:
+        low = v.strip().lower()
+        if low in ("memory", "memory://", ":memory:", "sqlite") or low.startswith(("sqlite://", "redis://", "rediss://")):
+            return v.strip()
+        if "://" in low or not low:
+            shown = v.split("@")[-1] if "@" in v else v  # never echo a password in a URL
+            raise ValueError(f"{shown!r} is not a ledger; allowed: 'memory', 'sqlite', a file path, "
+                             "'sqlite:///path', 'redis://host:6379/0'")
+        return v.strip()
 
     @field_validator("keep_local_call_kinds")
     @classmethod

@@ -13,6 +13,7 @@ better than it is. Their cost still counts towards the budget.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -403,10 +404,8 @@ class SQLiteLedger:
         with self._conns_lock:
             conns, self._conns = self._conns, []
         for conn in conns:
-            try:
+            with contextlib.suppress(Exception):  # best effort: another thread may be mid-query
                 conn.close()
-            except Exception:  # pragma: no cover - closing is best effort  # noqa: BLE001
-                pass
 
 
 class _Transaction:

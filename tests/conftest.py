@@ -14,6 +14,8 @@ import pytest
 from mem0_routed.testing import DEFAULT_TEST_KEY, FakeOllamaServer, FakeOpenAIServer
 
 os.environ.setdefault("MEM0_TELEMETRY", "False")
+# Tests keep their usage records in memory, not in the user's SQLite ledger.
+os.environ["MEM0_ROUTED_LEDGER"] = "memory"
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,36 @@ from mem0_routed._types import CallKind, Classification, QueryType
 
 # Neutral vocabulary: no word here is a code, reasoning, summary or extraction signal.
 _VOCAB = (
-    "the river garden morning walked quiet house friend coffee table window city bread market green "
-    "yesterday small family music evening letter road blue bicycle weekend train village old bright"
-).split()
+    "the",
+    "river",
+    "garden",
+    "morning",
+    "walked",
+    "quiet",
+    "house",
+    "friend",
+    "coffee",
+    "table",
+    "window",
+    "city",
+    "bread",
+    "market",
+    "green",
+    "yesterday",
+    "small",
+    "family",
+    "music",
+    "evening",
+    "letter",
+    "road",
+    "blue",
+    "bicycle",
+    "weekend",
+    "train",
+    "village",
+    "old",
+    "bright",
+)
 
 
 def prose(n_words: int, seed: int = 0) -> str:
@@ -87,7 +114,7 @@ def test_estimate_tokens_close_to_a_real_tokenizer(monkeypatch: pytest.MonkeyPat
         monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
     try:
         enc = tiktoken.get_encoding("o200k_base")
-    except Exception:  # no cached encoding and no internet
+    except Exception:  # noqa: BLE001 (no cached encoding and no internet)
         pytest.skip("o200k_base encoding not available offline")
     samples = [
         ADDITIVE_EXTRACTION_PROMPT,
@@ -374,8 +401,8 @@ def test_mem0_reranker_call() -> None:
 
 
 def test_vision_call() -> None:
-    parts = [{"type": "text", "text": "Describe this image"},
-             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "auto"}}]  # fmt: skip
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "auto"}}
+    parts = [{"type": "text", "text": "Describe this image"}, image]
     c = classify_messages([{"role": "user", "content": parts}])
     assert c.has_images
     assert c.call_kind is CallKind.MEM0_VISION

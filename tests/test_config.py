@@ -122,3 +122,19 @@ def test_openai_names_are_recognised_as_external(name: str) -> None:
 @pytest.mark.parametrize("name", ["mistral:7b", "qwen2.5:0.5b", "llama3.1", "phi3", "gpt-oss:20b"])
 def test_local_names_are_not_external(name: str) -> None:
     assert not is_external_model_name(name)
+
+
+@pytest.mark.parametrize("value", ["memory", "sqlite", "/tmp/ledger.sqlite3", "sqlite:///tmp/x.db", "redis://h:6379/0"])
+def test_ledger_forms_are_accepted(value: str) -> None:
+    assert RouterConfig.from_mapping(ledger=value).ledger == value
+
+
+def test_unknown_ledger_scheme_is_rejected_without_echoing_a_password() -> None:
+    with pytest.raises(ConfigError) as info:
+        RouterConfig.from_mapping(ledger="postgres://admin:hunter2@db:5432/x")
+    assert "hunter2" not in str(info.value) and "redis://" in str(info.value)
+
+
+def test_default_ledger_is_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEM0_ROUTED_LEDGER", raising=False)
+    assert RouterConfig.from_mapping().ledger == "sqlite"
