@@ -214,12 +214,11 @@ def _system_info(system: str) -> _SystemInfo:
         return _SystemInfo(tokens, 0, 0, 0)
     # mem0's markers sit in the first 8k chars (inputs) and the last 4k (output format).
     low = (system if len(system) <= 12000 else system[:8000] + "\n" + system[-4000:]).lower()
-    return _SystemInfo(
-        tokens,
-        sum(m in low for m in _EXTRACTION_MARKERS),
-        sum(m in low for m in _PROCEDURAL_MARKERS),
-        sum(m in low for m in _RERANKER_MARKERS),
-    )
+    extraction = sum(m in low for m in _EXTRACTION_MARKERS)
+    if extraction >= 3:  # the kinds exclude one another: skip the other marker scans
+        return _SystemInfo(tokens, extraction, 0, 0)
+    procedural = sum(m in low for m in _PROCEDURAL_MARKERS)
+    return _SystemInfo(tokens, extraction, procedural, sum(m in low for m in _RERANKER_MARKERS))
 
 
 def _mem0_kind(info: _SystemInfo, ask: str, wants_json: bool, n_messages: int) -> CallKind | None:

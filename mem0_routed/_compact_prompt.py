@@ -31,12 +31,8 @@ You list the facts about the user found in the "## New Messages" section, as JSO
 Each fact is one short sentence that starts with "User" and uses the words of the messages. \
 Advice from the assistant becomes "User was recommended ...". Greetings are not facts; with no facts \
 answer {"memory": []}.
-The other sections are context only: skip facts already in "## Existing Memories" and put the ids of \
-related existing memories in "linked_memory_ids"; resolve "yesterday" or "next month" against \
-"## Observation Date"; follow "## Custom Instructions" first.
-Each item has "id" ("0", "1", ...), "text", and "attributed_to": "user" for what the user said, \
-"assistant" for information from the assistant.
-"""
+Facts already in "## Existing Memories" are skipped; a new fact related to one lists its id in \
+"linked_memory_ids". Dates are resolved against "## Observation Date"."""
 
 # Two worked turns (facts; nothing) shown before the real one. Measured on SmolLM2-135M
 # (benchmarks/bench_compact_extraction.py): without them a small model copies the format's

@@ -1,0 +1,197 @@
+"""The real mem0 ``Memory``/``AsyncMemory`` with provider "routed", against fake Ollama/OpenAI servers.
+
+Every wait is bounded by the router's own timeouts, set short here; nothing asserts on time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MEM0_TELEMETRY", "False")  # before mem0 is imported by this module
+
+import mem0.memory.main as mem0_main
+import mem0.memory.telemetry as mem0_telemetry
+import pytest
+from mem0 import AsyncMemory, Memory
+from mem0.exceptions import LLMError
+
+from mem0_routed._registration import register
+from mem0_routed._router import reset_routers
+from mem0_routed.testing import DEFAULT_TEST_KEY, FakeOllamaServer, FakeOpenAIServer
+
+DIMS = 768  # nomic-embed-text on the fake Ollama
+USER = "alice"
+CONVERSATION = [
+    {"role": "user", "content": "My name is Alice and I live in Lisbon. I work as a marine biologist."},
+    {"role": "assistant", "content": "Nice to meet you, Alice!"},
+    {"role": "user", "content": "I am allergic to peanuts."},
+]
+FACTS = ("Lisbon", "marine biologist", "peanuts")
+# Short router timeouts: a failure must surface quickly, never hang a test.
+FAST = {"connect_timeout_s": 2.0, "read_timeout_s": 30.0, "external_timeout_s": 30.0, "max_retries": 1}
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    for name in ("OPENAI_API_KEY", "OLLAMA_URL", "MEM0_LLM_MODEL", "MEM0_EMBEDDER_MODEL", "LLM_LOCAL_THRESHOLD",
+                 "LLM_ROUTING_ENABLED", "MEM0_ROUTED_LEDGER", "MEM0_ROUTED_LOCAL_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MEM0_TELEMETRY", "False")
+    monkeypatch.setenv("MEM0_DIR", str(tmp_path / "mem0"))
+    monkeypatch.setattr(mem0_main, "MEM0_TELEMETRY", False)
+    monkeypatch.setattr(mem0_telemetry, "MEM0_TELEMETRY", False)
+    register()
+    reset_routers()
+    yield
+    reset_routers()
+
+
+@pytest.fixture
+def ollama() -> Iterator[FakeOllamaServer]:
+    with FakeOllamaServer() as server:
+        yield server
+
+
+@pytest.fixture
+def openai_server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+def _config(tmp_path: Path, llm: dict[str, Any], embedder: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "llm": {"provider": "routed", "config": {**FAST, **llm}},
+        "embedder": {"provider": "routed", "config": {**FAST, "embedding_dims": DIMS, **embedder}},
+        "vector_store": {
+            "provider": "qdrant",
+            "config": {"path": str(tmp_path / "qdrant"), "embedding_model_dims": DIMS, "collection_name": "e2e"},
+        },
+        "history_db_path": str(tmp_path / "history.db"),
+        **extra,
+    }
+
+
+@pytest.fixture
+def make_memory(tmp_path: Path) -> Iterator[Any]:
+    """Build Memory/AsyncMemory from a config; close the embedded Qdrant client at teardown."""
+    made: list[Any] = []
+
+    def make(config: dict[str, Any], cls: type = Memory) -> Any:
+        memory = cls.from_config(config)
+        made.append(memory)
+        return memory
+
+    yield make
+    for memory in made:
+        memory.vector_store.client.close()
+
+
+def _stored(memory: Memory) -> list[str]:
+    return [item["memory"] for item in memory.get_all(filters={"user_id": USER})["results"]]
+
+
+def _chat_bodies(server: FakeOllamaServer, model: str | None = None) -> list[dict[str, Any]]:
+    bodies = server.requests_to("/api/chat")
+    return [b for b in bodies if model is None or b.get("model") == model]
+
+
+def _has_all_facts(texts: list[str]) -> bool:
+    joined = " ".join(texts)
+    return all(fact in joined for fact in FACTS)
+
+
+def test_add_and_search_despite_long_extraction_prompt(make_memory: Any, tmp_path: Path,
+                                                        ollama: FakeOllamaServer) -> None:
+    memory = make_memory(_config(tmp_path, {"ollama_base_url": ollama.url}, {"ollama_base_url": ollama.url}))
+    result = memory.add(CONVERSATION, user_id=USER)
+    assert result["results"], "the extraction answer was lost"
+    stored = _stored(memory)
+    assert _has_all_facts(stored), stored
+    # mem0's ~8k-token prompt only fits because the router asked for a bigger context than 2048
+    chats = _chat_bodies(ollama)
+    assert chats and all((b.get("options") or {}).get("num_ctx", 0) > 2048 for b in chats)
+    found = memory.search("Where does Alice live?", filters={"user_id": USER}, top_k=3)["results"]
+    assert any("Lisbon" in hit["memory"] for hit in found), found
+    metrics = memory.llm.router.get_metrics()
+    assert metrics["external_queries"] == 0 and metrics["local_queries"] >= 1
+
+
+def test_local_invalid_json_is_recovered(make_memory: Any, tmp_path: Path, ollama: FakeOllamaServer,
+                                         openai_server: FakeOpenAIServer) -> None:
+    ollama.set_fault("invalid_json", model="mistral:7b", times=1, paths=["/api/chat"])
+    llm = {"ollama_base_url": ollama.url, "openai_api_key": DEFAULT_TEST_KEY, "openai_base_url": openai_server.base_url}
+    memory = make_memory(_config(tmp_path, llm, {"ollama_base_url": ollama.url}))
+    memory.add(CONVERSATION, user_id=USER)
+    stored = _stored(memory)
+    assert _has_all_facts(stored), stored
+    assert len(_chat_bodies(ollama)) + len(openai_server.requests_to("/v1/chat/completions")) >= 2
+
+
+def test_ollama_down_falls_back_to_openai(make_memory: Any, tmp_path: Path, ollama: FakeOllamaServer,
+                                          openai_server: FakeOpenAIServer) -> None:
+    with FakeOllamaServer() as chat_host:
+        chat_host.set_fault("refused")  # the LLM's Ollama is down; embeddings still have a host
+        llm = {"ollama_base_url": chat_host.url, "openai_api_key": DEFAULT_TEST_KEY,
+               "openai_base_url": openai_server.base_url}
+        memory = make_memory(_config(tmp_path, llm, {"ollama_base_url": ollama.url}))
+        memory.add(CONVERSATION, user_id=USER)
+    stored = _stored(memory)
+    assert _has_all_facts(stored), stored
+    assert openai_server.requests_to("/v1/chat/completions"), "the fallback was not used"
+    assert memory.llm.router.get_metrics()["external_queries"] >= 1
+
+
+def test_ollama_down_without_key_raises_a_clear_error(make_memory: Any, tmp_path: Path,
+                                                      ollama: FakeOllamaServer) -> None:
+    with FakeOllamaServer() as chat_host:
+        chat_host.set_fault("refused")
+        memory = make_memory(_config(tmp_path, {"ollama_base_url": chat_host.url}, {"ollama_base_url": ollama.url}))
+        with pytest.raises(LLMError) as info:
+            memory.add(CONVERSATION, user_id=USER)
+    message = str(info.value)
+    assert "ollama" in message.lower()
+    assert "OPENAI_API_KEY" in message or "openai_api_key" in message, message  # names the fix
+    assert _stored(memory) == []
+
+
+def test_llm_reranker_calls_go_local(make_memory: Any, tmp_path: Path, ollama: FakeOllamaServer,
+                                     openai_server: FakeOpenAIServer) -> None:
+    llm = {"ollama_base_url": ollama.url, "openai_api_key": DEFAULT_TEST_KEY, "openai_base_url": openai_server.base_url}
+    reranker = {"provider": "llm_reranker", "config": {"llm": {"provider": "routed", "config": {**FAST, **llm}}}}
+    memory = make_memory(_config(tmp_path, llm, {"ollama_base_url": ollama.url}, reranker=reranker))
+    memory.add(CONVERSATION, user_id=USER)
+    before = len(_chat_bodies(ollama))
+    hits = memory.search("Where does Alice live?", filters={"user_id": USER}, top_k=3, rerank=True)["results"]
+    assert hits
+    scoring = [b for b in _chat_bodies(ollama)[before:] if "relevance" in str(b.get("messages", [{}])[0]).lower()]
+    assert len(scoring) == len(hits)  # one local call per candidate document
+    assert all(b["model"] != "gpt-5-mini" for b in scoring)
+    assert openai_server.requests_to("/v1/chat/completions") == []
+    metrics = memory.reranker.llm.router.get_metrics()
+    assert metrics["by_call_kind"].get("mem0_reranker", 0) >= len(hits)
+    assert metrics["external_queries"] == 0
+
+
+def test_procedural_memory(make_memory: Any, tmp_path: Path, ollama: FakeOllamaServer) -> None:
+    memory = make_memory(_config(tmp_path, {"ollama_base_url": ollama.url}, {"ollama_base_url": ollama.url}))
+    steps = [
+        {"role": "user", "content": "Open the browser and search for flights to Lisbon."},
+        {"role": "assistant", "content": "I opened the browser and found three flights to Lisbon."},
+    ]
+    result = memory.add(steps, agent_id="travel-agent", memory_type="procedural_memory")
+    assert result["results"] and result["results"][0]["memory"].strip()
+    stored = memory.get_all(filters={"agent_id": "travel-agent"})["results"]
+    assert len(stored) == 1 and stored[0]["metadata"]["memory_type"] == "procedural_memory"
+
+
+async def test_async_memory_add_and_search(make_memory: Any, tmp_path: Path, ollama: FakeOllamaServer) -> None:
+    config = _config(tmp_path, {"ollama_base_url": ollama.url}, {"ollama_base_url": ollama.url})
+    memory = make_memory(config, AsyncMemory)
+    await memory.add(CONVERSATION, user_id=USER)
+    stored = [m["memory"] for m in (await memory.get_all(filters={"user_id": USER}))["results"]]
+    assert _has_all_facts(stored), stored
+    found = (await memory.search("Who is allergic to peanuts?", filters={"user_id": USER}, top_k=3))["results"]
+    assert any("peanuts" in hit["memory"] for hit in found), found
