@@ -23,6 +23,7 @@ from ._errors import (
     RoutingError,
 )
 from ._execute import ChatOutcome
+from ._registration import is_registered, register
 from ._router import Mem0LLMRouter, Router, get_router, router_for
 from ._types import CallKind, Classification, QueryMetrics, QueryType, RoutingDecision
 from ._usage import UsageRecord
@@ -79,8 +80,14 @@ __all__ = [
     "get_metrics",
     "get_router",
     "health_check",
+    "is_registered",
+    "register",
     "route_query",
     "router_for",
 ]
 
 __version__ = "0.1.0"
+
+# mem0 has no plugin entry point: teach it the provider "routed" now, so that a
+# Memory.from_config that follows this import accepts it. Idempotent and self-checked.
+register()

@@ -76,7 +76,8 @@ def _llm_router_options(model: Any, api_key: str | None, options: Mapping[str, A
             out.setdefault("llm_model", model)
     elif model is not None and not isinstance(model, str):
         raise ConfigError(
-            f"model: {type(model).__name__} is not a model name; give a string such as 'mistral:7b'", key="model"
+            f"model: {type(model).__name__} is not a model name; give a string such as 'mistral:7b'",
+            key="model",
         )
     if api_key:
         out.setdefault("openai_api_key", api_key)
@@ -89,7 +90,8 @@ def _embedder_router_options(options: Mapping[str, Any]) -> dict[str, Any]:
     if model is not None:
         if not isinstance(model, str) or not model.strip():
             raise ConfigError(
-                f"model: {model!r} is not an embedding model name; e.g. 'nomic-embed-text:latest'", key="model"
+                f"model: {model!r} is not an embedding model name; e.g. 'nomic-embed-text:latest'",
+                key="model",
             )
         out.setdefault("embedder_model", model)
     api_key = out.pop("api_key", None)
@@ -247,7 +249,9 @@ class RoutedEmbedder(EmbeddingBase):
                 key="embedding_dims",
             )
         # Without embedding_dims, the store's size is what every vector must have.
-        self.dims: int | None = dims if dims is not None else (store_dims if isinstance(store_dims, int) else None)
+        self.dims: int | None = (
+            dims if dims is not None else (store_dims if isinstance(store_dims, int) else None)
+        )
         base = BaseEmbedderConfig(
             model=self.model,
             embedding_dims=self.dims,
@@ -263,7 +267,9 @@ class RoutedEmbedder(EmbeddingBase):
             self._router = _router_for(self.router_config)
         return self._router
 
-    def embed(self, text: str, memory_action: Literal["add", "search", "update"] | None = None) -> list[float]:
+    def embed(
+        self, text: str, memory_action: Literal["add", "search", "update"] | None = None
+    ) -> list[float]:
         """One vector; ``memory_action`` does not change the vector for local models."""
         return self.router.embed([text], model=self.model, dims=self.dims)[0]
 

@@ -75,7 +75,14 @@ def register() -> None:
             raise _registration_error(f"{type(exc).__name__}: {exc}") from exc
         _self_check()
         _registered = True
-        logger.debug("mem0-routed: provider %r registered with mem0ai %s", PROVIDER, _mem0_version())
+        version = _mem0_version()
+        if not _supported(version):
+            logger.warning(
+                "mem0-routed: mem0ai %s is untested (supported: %s); registration checked OK",
+                version,
+                SUPPORTED_MEM0,
+            )
+        logger.debug("mem0-routed: provider %r registered with mem0ai %s", PROVIDER, version)
 
 
 # --- validators -------------------------------------------------------------------------------------
@@ -201,6 +208,16 @@ def _mem0_version() -> str:
         return version("mem0ai")
     except PackageNotFoundError:
         return "unknown (mem0ai not installed as a distribution)"
+
+
+def _supported(version: str) -> bool:
+    """mem0ai>=2.2,<3, read from the leading numbers (enough for mem0's plain version strings)."""
+    parts = version.split(".")
+    try:
+        major, minor = int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or 0)
+    except (IndexError, ValueError):
+        return False
+    return major == 2 and minor >= 2
 
 
 def _registration_error(detail: str) -> RegistrationError:

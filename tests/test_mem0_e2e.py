@@ -1,6 +1,7 @@
 """The real mem0 ``Memory``/``AsyncMemory`` with provider "routed", against fake Ollama/OpenAI servers.
 
-Every wait is bounded by the router's own timeouts, set short here; nothing asserts on time.
+The servers come from tests/conftest.py (``ollama_server``, ``openai_server``); a second Ollama is
+started where one host must be down while embeddings still have one. Every wait is bounded by the router's own timeouts, set short here; nothing asserts on time.
 """
 
 from __future__ import annotations
@@ -32,12 +33,21 @@ CONVERSATION = [
 FACTS = ("Lisbon", "marine biologist", "peanuts")
 # Short router timeouts: a failure must surface quickly, never hang a test.
 FAST = {"connect_timeout_s": 2.0, "read_timeout_s": 30.0, "external_timeout_s": 30.0, "max_retries": 1}
+# "Ollama down" means no local model at all: no switch to the in-process (llama.cpp) backend.
+OLLAMA_ONLY = {"local_backend": "ollama"}
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in ("OPENAI_API_KEY", "OLLAMA_URL", "MEM0_LLM_MODEL", "MEM0_EMBEDDER_MODEL", "LLM_LOCAL_THRESHOLD",
-                 "LLM_ROUTING_ENABLED", "MEM0_ROUTED_LEDGER", "MEM0_ROUTED_LOCAL_BACKEND"):
+    for name in (
+        "OPENAI_API_KEY",
+        "OLLAMA_URL",
+        "MEM0_LLM_MODEL",
+        "MEM0_EMBEDDER_MODEL",
+        "LLM_LOCAL_THRESHOLD",
+        "LLM_ROUTING_ENABLED",
+        "MEM0_ROUTED_LOCAL_BACKEND",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MEM0_TELEMETRY", "False")
     monkeypatch.setenv("MEM0_DIR", str(tmp_path / "mem0"))
@@ -49,25 +59,17 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None
     reset_routers()
 
 
-@pytest.fixture
-def ollama() -> Iterator[FakeOllamaServer]:
-    with FakeOllamaServer() as server:
-        yield server
-
-
-@pytest.fixture
-def openai_server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as server:
-        yield server
-
-
 def _config(tmp_path: Path, llm: dict[str, Any], embedder: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {
         "llm": {"provider": "routed", "config": {**FAST, **llm}},
         "embedder": {"provider": "routed", "config": {**FAST, "embedding_dims": DIMS, **embedder}},
         "vector_store": {
             "provider": "qdrant",
-            "config": {"path": str(tmp_path / "qdrant"), "embedding_model_dims": DIMS, "collection_name": "e2e"},
+            "config": {
+                "path": str(tmp_path / "qdrant"),
+                "embedding_model_dims": DIMS,
+                "collection_name": "e2e",
+            },
         },
         "history_db_path": str(tmp_path / "history.db"),
         **extra,
@@ -103,15 +105,18 @@ def _has_all_facts(texts: list[str]) -> bool:
     return all(fact in joined for fact in FACTS)
 
 
-def test_add_and_search_despite_long_extraction_prompt(make_memory: Any, tmp_path: Path,
-                                                        ollama: FakeOllamaServer) -> None:
-    memory = make_memory(_config(tmp_path, {"ollama_base_url": ollama.url}, {"ollama_base_url": ollama.url}))
+def test_add_and_search_despite_long_extraction_prompt(
+    make_memory: Any, tmp_path: Path, ollama_server: FakeOllamaServer
+) -> None:
+    memory = make_memory(
+        _config(tmp_path, {"ollama_base_url": ollama_server.url}, {"ollama_base_url": ollama_server.url})
+    )
     result = memory.add(CONVERSATION, user_id=USER)
     assert result["results"], "the extraction answer was lost"
     stored = _stored(memory)
     assert _has_all_facts(stored), stored
     # mem0's ~8k-token prompt only fits because the router asked for a bigger context than 2048
-    chats = _chat_bodies(ollama)
+    chats = _chat_bodies(ollama_server)
     assert chats and all((b.get("options") or {}).get("num_ctx", 0) > 2048 for b in chats)
     found = memory.search("Where does Alice live?", filters={"user_id": USER}, top_k=3)["results"]
     assert any("Lisbon" in hit["memory"] for hit in found), found
@@ -119,24 +124,34 @@ def test_add_and_search_despite_long_extraction_prompt(make_memory: Any, tmp_pat
     assert metrics["external_queries"] == 0 and metrics["local_queries"] >= 1
 
 
-def test_local_invalid_json_is_recovered(make_memory: Any, tmp_path: Path, ollama: FakeOllamaServer,
-                                         openai_server: FakeOpenAIServer) -> None:
-    ollama.set_fault("invalid_json", model="mistral:7b", times=1, paths=["/api/chat"])
-    llm = {"ollama_base_url": ollama.url, "openai_api_key": DEFAULT_TEST_KEY, "openai_base_url": openai_server.base_url}
-    memory = make_memory(_config(tmp_path, llm, {"ollama_base_url": ollama.url}))
+def test_local_invalid_json_is_recovered(
+    make_memory: Any, tmp_path: Path, ollama_server: FakeOllamaServer, openai_server: FakeOpenAIServer
+) -> None:
+    ollama_server.set_fault("invalid_json", model="mistral:7b", times=1, paths=["/api/chat"])
+    llm = {
+        "ollama_base_url": ollama_server.url,
+        "openai_api_key": DEFAULT_TEST_KEY,
+        "openai_base_url": openai_server.base_url,
+    }
+    memory = make_memory(_config(tmp_path, llm, {"ollama_base_url": ollama_server.url}))
     memory.add(CONVERSATION, user_id=USER)
     stored = _stored(memory)
     assert _has_all_facts(stored), stored
-    assert len(_chat_bodies(ollama)) + len(openai_server.requests_to("/v1/chat/completions")) >= 2
+    assert len(_chat_bodies(ollama_server)) + len(openai_server.requests_to("/v1/chat/completions")) >= 2
 
 
-def test_ollama_down_falls_back_to_openai(make_memory: Any, tmp_path: Path, ollama: FakeOllamaServer,
-                                          openai_server: FakeOpenAIServer) -> None:
+def test_ollama_down_falls_back_to_openai(
+    make_memory: Any, tmp_path: Path, ollama_server: FakeOllamaServer, openai_server: FakeOpenAIServer
+) -> None:
     with FakeOllamaServer() as chat_host:
         chat_host.set_fault("refused")  # the LLM's Ollama is down; embeddings still have a host
-        llm = {"ollama_base_url": chat_host.url, "openai_api_key": DEFAULT_TEST_KEY,
-               "openai_base_url": openai_server.base_url}
-        memory = make_memory(_config(tmp_path, llm, {"ollama_base_url": ollama.url}))
+        llm = {
+            "ollama_base_url": chat_host.url,
+            "openai_api_key": DEFAULT_TEST_KEY,
+            "openai_base_url": openai_server.base_url,
+            **OLLAMA_ONLY,
+        }
+        memory = make_memory(_config(tmp_path, llm, {"ollama_base_url": ollama_server.url}))
         memory.add(CONVERSATION, user_id=USER)
     stored = _stored(memory)
     assert _has_all_facts(stored), stored
@@ -144,11 +159,13 @@ def test_ollama_down_falls_back_to_openai(make_memory: Any, tmp_path: Path, olla
     assert memory.llm.router.get_metrics()["external_queries"] >= 1
 
 
-def test_ollama_down_without_key_raises_a_clear_error(make_memory: Any, tmp_path: Path,
-                                                      ollama: FakeOllamaServer) -> None:
+def test_ollama_down_without_key_raises_a_clear_error(
+    make_memory: Any, tmp_path: Path, ollama_server: FakeOllamaServer
+) -> None:
     with FakeOllamaServer() as chat_host:
         chat_host.set_fault("refused")
-        memory = make_memory(_config(tmp_path, {"ollama_base_url": chat_host.url}, {"ollama_base_url": ollama.url}))
+        llm = {"ollama_base_url": chat_host.url, **OLLAMA_ONLY}
+        memory = make_memory(_config(tmp_path, llm, {"ollama_base_url": ollama_server.url}))
         with pytest.raises(LLMError) as info:
             memory.add(CONVERSATION, user_id=USER)
     message = str(info.value)
@@ -157,16 +174,28 @@ def test_ollama_down_without_key_raises_a_clear_error(make_memory: Any, tmp_path
     assert _stored(memory) == []
 
 
-def test_llm_reranker_calls_go_local(make_memory: Any, tmp_path: Path, ollama: FakeOllamaServer,
-                                     openai_server: FakeOpenAIServer) -> None:
-    llm = {"ollama_base_url": ollama.url, "openai_api_key": DEFAULT_TEST_KEY, "openai_base_url": openai_server.base_url}
-    reranker = {"provider": "llm_reranker", "config": {"llm": {"provider": "routed", "config": {**FAST, **llm}}}}
-    memory = make_memory(_config(tmp_path, llm, {"ollama_base_url": ollama.url}, reranker=reranker))
+def test_llm_reranker_calls_go_local(
+    make_memory: Any, tmp_path: Path, ollama_server: FakeOllamaServer, openai_server: FakeOpenAIServer
+) -> None:
+    llm = {
+        "ollama_base_url": ollama_server.url,
+        "openai_api_key": DEFAULT_TEST_KEY,
+        "openai_base_url": openai_server.base_url,
+    }
+    reranker = {
+        "provider": "llm_reranker",
+        "config": {"llm": {"provider": "routed", "config": {**FAST, **llm}}},
+    }
+    memory = make_memory(_config(tmp_path, llm, {"ollama_base_url": ollama_server.url}, reranker=reranker))
     memory.add(CONVERSATION, user_id=USER)
-    before = len(_chat_bodies(ollama))
+    before = len(_chat_bodies(ollama_server))
     hits = memory.search("Where does Alice live?", filters={"user_id": USER}, top_k=3, rerank=True)["results"]
     assert hits
-    scoring = [b for b in _chat_bodies(ollama)[before:] if "relevance" in str(b.get("messages", [{}])[0]).lower()]
+    scoring = [
+        b
+        for b in _chat_bodies(ollama_server)[before:]
+        if "relevance" in str(b.get("messages", [{}])[0]).lower()
+    ]
     assert len(scoring) == len(hits)  # one local call per candidate document
     assert all(b["model"] != "gpt-5-mini" for b in scoring)
     assert openai_server.requests_to("/v1/chat/completions") == []
@@ -175,8 +204,10 @@ def test_llm_reranker_calls_go_local(make_memory: Any, tmp_path: Path, ollama: F
     assert metrics["external_queries"] == 0
 
 
-def test_procedural_memory(make_memory: Any, tmp_path: Path, ollama: FakeOllamaServer) -> None:
-    memory = make_memory(_config(tmp_path, {"ollama_base_url": ollama.url}, {"ollama_base_url": ollama.url}))
+def test_procedural_memory(make_memory: Any, tmp_path: Path, ollama_server: FakeOllamaServer) -> None:
+    memory = make_memory(
+        _config(tmp_path, {"ollama_base_url": ollama_server.url}, {"ollama_base_url": ollama_server.url})
+    )
     steps = [
         {"role": "user", "content": "Open the browser and search for flights to Lisbon."},
         {"role": "assistant", "content": "I opened the browser and found three flights to Lisbon."},
@@ -187,11 +218,35 @@ def test_procedural_memory(make_memory: Any, tmp_path: Path, ollama: FakeOllamaS
     assert len(stored) == 1 and stored[0]["metadata"]["memory_type"] == "procedural_memory"
 
 
-async def test_async_memory_add_and_search(make_memory: Any, tmp_path: Path, ollama: FakeOllamaServer) -> None:
-    config = _config(tmp_path, {"ollama_base_url": ollama.url}, {"ollama_base_url": ollama.url})
+async def test_async_memory_add_and_search(
+    make_memory: Any, tmp_path: Path, ollama_server: FakeOllamaServer
+) -> None:
+    config = _config(tmp_path, {"ollama_base_url": ollama_server.url}, {"ollama_base_url": ollama_server.url})
     memory = make_memory(config, AsyncMemory)
     await memory.add(CONVERSATION, user_id=USER)
     stored = [m["memory"] for m in (await memory.get_all(filters={"user_id": USER}))["results"]]
     assert _has_all_facts(stored), stored
-    found = (await memory.search("Who is allergic to peanuts?", filters={"user_id": USER}, top_k=3))["results"]
+    found = (await memory.search("Who is allergic to peanuts?", filters={"user_id": USER}, top_k=3))[
+        "results"
+    ]
     assert any("peanuts" in hit["memory"] for hit in found), found
+
+
+def test_vision_message_is_described_then_stored(
+    make_memory: Any, tmp_path: Path, ollama_server: FakeOllamaServer
+) -> None:
+    llm = {"ollama_base_url": ollama_server.url, "enable_vision": True}
+    memory = make_memory(_config(tmp_path, llm, {"ollama_base_url": ollama_server.url}))
+    pixel = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    image_message = {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "Look at my cat."},
+            {"type": "image_url", "image_url": {"url": pixel}},
+        ],
+    }
+    memory.add([image_message, {"role": "user", "content": "My cat is called Miso."}], user_id=USER)
+    chats = _chat_bodies(ollama_server)
+    vision_calls = [b for b in chats if any(m.get("images") for m in b.get("messages", []))]
+    assert vision_calls, "the image never reached the local model"
+    assert any("Miso" in text for text in _stored(memory))

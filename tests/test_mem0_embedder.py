@@ -86,7 +86,9 @@ def test_store_dims_are_expected_when_embedder_gives_none(router: Any) -> None:
 
 
 def test_built_from_base_embedder_config(router: Any) -> None:
-    emb = RoutedEmbedder(BaseEmbedderConfig(model="all-minilm", embedding_dims=2, ollama_base_url="http://h:3"))
+    emb = RoutedEmbedder(
+        BaseEmbedderConfig(model="all-minilm", embedding_dims=2, ollama_base_url="http://h:3")
+    )
     assert (emb.model, emb.dims, emb.router_config.ollama_urls) == ("all-minilm", 2, ["http://h:3"])
 
 

@@ -102,8 +102,15 @@ def test_external_model_name_is_ignored(caplog: pytest.LogCaptureFixture, monkey
 
 def test_reranker_style_creation_goes_through_the_factory(router: Any) -> None:
     # what mem0's llm_reranker does: setdefault model/temperature/max_tokens, then LlmFactory.create
-    llm = LlmFactory.create("routed", {"ollama_base_url": "http://127.0.0.1:9", "model": "gpt-5-mini",
-                                       "temperature": 0.0, "max_tokens": 100})
+    llm = LlmFactory.create(
+        "routed",
+        {
+            "ollama_base_url": "http://127.0.0.1:9",
+            "model": "gpt-5-mini",
+            "temperature": 0.0,
+            "max_tokens": 100,
+        },
+    )
     assert isinstance(llm, RoutedLLM)
     assert llm.config.router_config.llm_model is None
     llm.generate_response([{"role": "user", "content": "Query: a\nDocument: b"}])

@@ -44,7 +44,9 @@ def _patch_state() -> tuple[Any, ...]:
 
 
 def test_routed_accepted_by_memory_config() -> None:
-    cfg = MemoryConfig(llm={"provider": "routed", "config": {}}, embedder={"provider": "routed", "config": {}})
+    cfg = MemoryConfig(
+        llm={"provider": "routed", "config": {}}, embedder={"provider": "routed", "config": {}}
+    )
     assert (cfg.llm.provider, cfg.embedder.provider) == ("routed", "routed")
     assert LlmConfig(provider="routed", config={"model": "mistral:7b"}).config == {"model": "mistral:7b"}
     assert EmbedderConfig(provider="routed", config={"embedding_dims": 768}).config == {"embedding_dims": 768}
@@ -59,7 +61,7 @@ def test_register_is_idempotent() -> None:
     assert _registration.is_registered()
     # the wrapper wraps mem0's function, never our own wrapper
     wrapper = LlmConfig.__pydantic_decorators__.field_validators["validate_config"].func
-    original = getattr(wrapper, "__mem0_routed_original__")
+    original = wrapper.__mem0_routed_original__
     assert getattr(original, "__mem0_routed_original__", None) is None
     assert getattr(EmbedderFactory.create.__mem0_routed_original__, "__mem0_routed_original__", None) is None
 
@@ -74,7 +76,7 @@ def test_register_from_many_threads() -> None:
         try:
             barrier.wait(timeout=30)
             register()
-        except BaseException as exc:  # collected and asserted below
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
@@ -205,7 +207,13 @@ def test_import_then_from_config_in_a_fresh_process(tmp_path: Path) -> None:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     proc = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path
+        [sys.executable, "-c", script],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("OK")
@@ -213,9 +221,30 @@ def test_import_then_from_config_in_a_fresh_process(tmp_path: Path) -> None:
 
 def test_without_registration_mem0_rejects_routed(tmp_path: Path) -> None:
     """Documents the rule "import mem0_routed before Memory.from_config": mem0 has no plugin hook."""
-    script = "from mem0.configs.base import MemoryConfig\nMemoryConfig(llm={'provider': 'routed', 'config': {}})\n"
+    script = (
+        "from mem0.configs.base import MemoryConfig\nMemoryConfig(llm={'provider': 'routed', 'config': {}})\n"
+    )
     env = {**os.environ, "MEM0_TELEMETRY": "False", "MEM0_DIR": str(tmp_path)}
     proc = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path
+        [sys.executable, "-c", script],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
     )
     assert proc.returncode != 0 and "Unsupported LLM provider: routed" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("version", "warned"), [("2.2.1", False), ("2.10.0", False), ("2.1.9", True), ("3.0.0", True)]
+)
+def test_untested_mem0_version_is_warned_about(
+    mocker: Any, caplog: pytest.LogCaptureFixture, version: str, warned: bool
+) -> None:
+    _registration._registered = False
+    mocker.patch("importlib.metadata.version", return_value=version)
+    with caplog.at_level("WARNING", logger="mem0_routed"):
+        register()
+    assert any("untested" in r.getMessage() and version in r.getMessage() for r in caplog.records) is warned

@@ -19,13 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._errors import (
-    BackendError,
-    BackendTimeout,
-    BadRequest,
-    ContextOverflow,
-    ModelNotFound,
-)
+from .._errors import BackendError, BackendTimeout, BadRequest, ContextOverflow, ModelNotFound
 from .._models import EMBEDDED_INSTALL, PACKAGED_MODELS, packaged_model_path, packaged_weights, verify_sha256
 from .._types import BackendKind
 from ._base import ChatRequest, ChatResult, Health
@@ -60,7 +54,7 @@ def _slot(key: tuple[Any, ...]) -> _Slot:
 
 
 class _Deadline(Exception):
-    """Raised from a logits processor to stop a generation that ran past ``timeout_s``."""
+    """A generation ran past ``timeout_s``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,10 +194,8 @@ class EmbeddedBackend:
                 kwargs["grammar"] = _grammar(request.json_schema, request.model)
             elif request.json_mode:
                 kwargs["response_format"] = {"type": "json_object"}
-            if deadline is not None:
-                kwargs["logits_processor"] = _deadline_processor(deadline)
             try:
-                out = llm.create_chat_completion(messages=request.messages, **kwargs)
+                text, finish = _generate(llm, request.messages, kwargs, deadline)
             except _Deadline:
                 raise BackendTimeout(
                     f"generation with {request.model!r} ran past timeout_s={request.timeout_s}",
@@ -216,18 +208,17 @@ class EmbeddedBackend:
                 raise BadRequest(str(exc), backend=self.name, model=request.model) from exc
             except RuntimeError as exc:
                 raise BackendError(f"llama.cpp failed: {exc}", backend=self.name, model=request.model) from exc
+            tokens_out = len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
         finally:
             slot.lock.release()
-        choice = out["choices"][0]
-        usage = out.get("usage") or {}
         return ChatResult(
-            text=choice["message"].get("content") or "",
+            text=text,
             model=request.model,
             backend="embedded",
             host="in-process",
-            tokens_in=usage.get("prompt_tokens"),
-            tokens_out=usage.get("completion_tokens"),
-            done_reason=choice.get("finish_reason"),
+            tokens_in=prompt_tokens,
+            tokens_out=tokens_out,
+            done_reason=finish,
             latency_s=time.monotonic() - start,
         )
 
@@ -371,12 +362,8 @@ def _import_llama_cpp(model: str) -> Any:
     try:
         import llama_cpp
     except (ImportError, OSError) as exc:
-        raise ModelNotFound(
-            f"{model!r} needs llama-cpp-python, which is not importable: {exc}",
-            backend="embedded",
-            model=model,
-            fix=EMBEDDED_INSTALL,
-        ) from exc
+        raise ModelNotFound(f"{model!r} needs llama-cpp-python, which is not importable: {exc}",
+            backend="embedded", model=model, fix=EMBEDDED_INSTALL) from exc
     return llama_cpp
 
 
@@ -423,15 +410,26 @@ def _grammar(schema: dict[str, Any], model: str) -> Any:
         ) from exc
 
 
-def _deadline_processor(deadline: float) -> Any:
-    from llama_cpp import LogitsProcessorList
+def _generate(llm: Any, messages: list[dict[str, Any]], kwargs: dict[str, Any],
+              deadline: float | None) -> tuple[str, str | None]:
+    """Stream the completion so a deadline can stop it between tokens.
 
-    def check(input_ids: Any, scores: Any) -> Any:
-        if time.monotonic() > deadline:
-            raise _Deadline
-        return scores
-
-    return LogitsProcessorList([check])
+    llama-cpp-python 0.3.x has no other way to cancel a generation: an exception raised in a
+    logits processor is swallowed by its ctypes callback. Closing the stream stops the loop.
+    """
+    stream = llm.create_chat_completion(messages=messages, stream=True, **kwargs)
+    parts: list[str] = []
+    finish: str | None = None
+    try:
+        for chunk in stream:
+            choice = chunk["choices"][0]
+            parts.append(choice.get("delta", {}).get("content") or "")
+            finish = choice.get("finish_reason") or finish
+            if deadline is not None and finish is None and time.monotonic() > deadline:
+                raise _Deadline
+    finally:
+        stream.close()
+    return "".join(parts), finish
 
 
 def _remaining(deadline: float | None) -> float:

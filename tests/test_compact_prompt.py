@@ -1,0 +1,167 @@
+"""The compact extraction prompt, checked against mem0's real prompt builders (not copies)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import jsonschema
+import pytest
+from mem0.configs.prompts import (
+    ADDITIVE_EXTRACTION_PROMPT,
+    AGENT_CONTEXT_SUFFIX,
+    PROCEDURAL_MEMORY_SYSTEM_PROMPT,
+    generate_additive_extraction_prompt,
+)
+from mem0.memory.utils import parse_messages
+
+from mem0_routed._classify import estimate_tokens
+from mem0_routed._compact_prompt import (
+    COMPACT_AGENT_SUFFIX,
+    COMPACT_EXTRACTION_PROMPT,
+    MEM0_EXTRACTION_SCHEMA,
+    compact_examples,
+    compact_extraction_messages,
+    is_mem0_extraction_prompt,
+)
+
+CONVERSATION = [
+    {"role": "user", "content": "I'm Lena, I moved to Oslo and I'm allergic to shellfish."},
+    {"role": "assistant", "content": "Welcome to Oslo! Try the Mathallen food hall."},
+]
+
+
+def mem0_extraction_messages(*, agent: bool = False, custom: str | None = "Only keep food facts.") -> list[dict]:
+    """What ``Memory.add`` sends, built with mem0's own builder and every optional section filled."""
+    user_prompt = generate_additive_extraction_prompt(
+        summary="Lena is a new user.",
+        recently_extracted_memories=[{"id": "0", "text": "User's name is Lena"}],
+        existing_memories=[{"id": "3f1c-uuid", "text": "User likes fish soup"}],
+        new_messages=parse_messages(CONVERSATION),
+        last_k_messages=[{"role": "user", "content": "Hello again"}],
+        current_date="2025-06-02",
+        timestamp="2025-06-01",
+        custom_instructions=custom,
+    )
+    system = ADDITIVE_EXTRACTION_PROMPT + (AGENT_CONTEXT_SUFFIX if agent else "")
+    return [{"role": "system", "content": system}, {"role": "user", "content": user_prompt}]
+
+
+def headings(text: str) -> list[str]:
+    return re.findall(r"^#+ .+$", text, flags=re.MULTILINE)
+
+
+def test_keeps_mem0_user_prompt_with_every_section() -> None:
+    original = mem0_extraction_messages()
+    compact = compact_extraction_messages(original)
+
+    assert compact[-1] == original[-1]  # mem0's user prompt, unchanged
+    user_prompt = original[-1]["content"]
+    sections = headings(user_prompt)
+    # the builder's sections, including the optional ones this test filled in
+    for expected in ("## Summary", "## Last k Messages", "## Recently Extracted Memories", "## Existing Memories",
+                     "## New Messages", "## Observation Date", "## Current Date", "## Custom Instructions"):
+        assert expected in sections
+    for needle in ("3f1c-uuid", "allergic to shellfish", "2025-06-01", "2025-06-02", "Only keep food facts."):
+        assert needle in compact[-1]["content"]
+
+
+def test_drops_the_big_system_prompt() -> None:
+    compact = compact_extraction_messages(mem0_extraction_messages())
+
+    systems = [m for m in compact if m["role"] == "system"]
+    assert systems == [{"role": "system", "content": COMPACT_EXTRACTION_PROMPT}]
+    assert not any(ADDITIVE_EXTRACTION_PROMPT.strip()[:200] in str(m["content"]) for m in compact)
+    assert not any(is_mem0_extraction_prompt(str(m["content"])) for m in compact)
+
+
+def test_total_tokens_far_below_original() -> None:
+    original = mem0_extraction_messages()
+    compact = compact_extraction_messages(original)
+
+    before = sum(estimate_tokens(m["content"]) for m in original)
+    after = sum(estimate_tokens(m["content"]) for m in compact)
+    assert before > 7000  # mem0's prompt really is that big (guards against a changed builder)
+    assert after < before / 8
+    assert estimate_tokens(COMPACT_EXTRACTION_PROMPT) < 400
+
+
+def test_agent_scoped_prompt_keeps_an_agent_note() -> None:
+    agent = compact_extraction_messages(mem0_extraction_messages(agent=True))
+    user = compact_extraction_messages(mem0_extraction_messages(agent=False))
+
+    assert agent[0]["content"] == COMPACT_EXTRACTION_PROMPT + COMPACT_AGENT_SUFFIX
+    assert user[0]["content"] == COMPACT_EXTRACTION_PROMPT
+
+
+def test_does_not_change_its_input() -> None:
+    original = mem0_extraction_messages()
+    snapshot = copy.deepcopy(original)
+    compact = compact_extraction_messages(original)
+    compact[-1]["content"] = "changed"
+
+    assert original == snapshot
+
+
+def test_without_system_message_puts_the_compact_one_first() -> None:
+    only_user = mem0_extraction_messages()[1:]
+    compact = compact_extraction_messages(only_user, examples=False)
+
+    assert compact == [{"role": "system", "content": COMPACT_EXTRACTION_PROMPT}, only_user[0]]
+
+
+def test_examples_are_mem0_shaped_turns_with_valid_answers() -> None:
+    turns = compact_examples()
+    compact = compact_extraction_messages(mem0_extraction_messages())
+
+    assert [m["role"] for m in turns] == ["user", "assistant"] * (len(turns) // 2)
+    assert compact[1:-1] == list(turns)
+    answers = [json.loads(m["content"]) for m in turns if m["role"] == "assistant"]
+    for answer in answers:
+        jsonschema.validate(answer, MEM0_EXTRACTION_SCHEMA)
+    assert {"memory": []} in answers  # the model is shown that nothing is a valid answer
+    for m in turns:
+        if m["role"] == "user":
+            assert "## New Messages" in m["content"]
+            assert "Lena" not in m["content"]
+    assert compact_extraction_messages(mem0_extraction_messages(), examples=False)[1:] == mem0_extraction_messages()[1:]
+
+
+def test_recognises_mem0_extraction_prompt_only() -> None:
+    assert is_mem0_extraction_prompt(ADDITIVE_EXTRACTION_PROMPT)
+    assert is_mem0_extraction_prompt(ADDITIVE_EXTRACTION_PROMPT + AGENT_CONTEXT_SUFFIX)
+    assert not is_mem0_extraction_prompt(PROCEDURAL_MEMORY_SYSTEM_PROMPT)
+    assert not is_mem0_extraction_prompt(COMPACT_EXTRACTION_PROMPT)
+    assert not is_mem0_extraction_prompt("You are a Memory Extractor. ## New Messages")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"memory": []},
+        {"memory": [{"id": "0", "text": "User lives in Oslo"}]},
+        {"memory": [{"id": "0", "text": "User lives in Oslo", "attributed_to": "user", "linked_memory_ids": ["a"]},
+                    {"id": "1", "text": "User was recommended Mathallen", "attributed_to": "assistant"}]},
+    ],
+)
+def test_schema_accepts_mem0_answers(answer: dict) -> None:
+    jsonschema.validate(answer, MEM0_EXTRACTION_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {},  # no "memory"
+        [],  # a top-level list (mem0 silently drops it)
+        {"memory": ["User lives in Oslo"]},  # strings instead of objects (raises inside mem0)
+        {"memory": [{"id": "0"}]},  # no text
+        {"memory": [{"id": "0", "text": ["a", "b"]}]},  # text as a list (raises inside mem0)
+        {"memory": [{"id": 0, "text": "x"}]},  # id not a string
+        {"memory": [{"id": "0", "text": "x", "attributed_to": "system"}]},
+        {"memory": [{"id": "0", "text": "x", "linked_memory_ids": "a"}]},
+    ],
+)
+def test_schema_rejects_what_mem0_cannot_use(answer: object) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(answer, MEM0_EXTRACTION_SCHEMA)
