@@ -23,13 +23,13 @@ from typing import Any
 
 os.environ.setdefault("MEM0_TELEMETRY", "False")
 
-from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt  # noqa: E402
-from mem0.memory.utils import parse_messages  # noqa: E402
+from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
+from mem0.memory.utils import parse_messages
 
-from mem0_routed._compact_prompt import MEM0_EXTRACTION_SCHEMA, compact_extraction_messages  # noqa: E402
-from mem0_routed._errors import ContextOverflow  # noqa: E402
-from mem0_routed.backends._base import ChatRequest  # noqa: E402
-from mem0_routed.backends._embedded import EmbeddedBackend  # noqa: E402
+from mem0_routed._compact_prompt import MEM0_EXTRACTION_SCHEMA, compact_extraction_messages
+from mem0_routed._errors import ContextOverflow
+from mem0_routed.backends._base import ChatRequest
+from mem0_routed.backends._embedded import EmbeddedBackend
 
 # (name, messages, key facts: each a list of alternative keywords, any one counts as found)
 CONVERSATIONS: list[tuple[str, list[dict[str, str]], list[list[str]]]] = [
@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         facts = f"{r.facts_found}/{r.facts_expected}" if r.facts_found is not None else "-"
         detail = r.note or " | ".join(t[:60] for t in r.texts)
         print(
-            f"{r.conversation:<12} {r.prompt:<8} {str(r.fits):<5} {r.prompt_tokens or '-':>6} "
-            f"{r.seconds if r.seconds is not None else '-':>6} {str(r.valid_json or '-'):<5} "
+            f"{r.conversation:<12} {r.prompt:<8} {r.fits!s:<5} {r.prompt_tokens or '-':>6} "
+            f"{r.seconds if r.seconds is not None else '-':>6} {r.valid_json or '-'!s:<5} "
             f"{r.memories if r.memories is not None else '-':>4} {facts:>6}  {detail}"
         )
     summary: dict[str, Any] = {}

@@ -14,6 +14,7 @@ Run from the repo root: ``python -m benchmarks.bench_context``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 from collections import defaultdict
@@ -32,7 +33,9 @@ QUERIES = ["What's the capital of France?", "Summarize: the meeting moved to Tue
            "Write a python function that reverses a string.", "How many days are in a leap year?"]  # fmt: skip
 
 
-def row(figure: str, value: Any, unit: str, target: Any = None, ok: bool | None = None, note: str = "") -> dict:
+def row(
+    figure: str, value: Any, unit: str, target: Any = None, ok: bool | None = None, note: str = ""
+) -> dict:
     """One result row in the suite's common shape."""
     return {"figure": figure, "value": value, "unit": unit, "target": target, "ok": ok, "note": note}
 
@@ -40,8 +43,11 @@ def row(figure: str, value: Any, unit: str, target: Any = None, ok: bool | None 
 def print_rows(title: str, rows: list[dict]) -> None:
     """The rows as a table; a missed target reads MISSED."""
     status = {True: "ok", False: "MISSED", None: ""}
-    print_table(title, ["figure", "value", "unit", "target", "", "note"],
-                [[r["figure"], r["value"], r["unit"], r["target"], status[r["ok"]], r["note"]] for r in rows])
+    print_table(
+        title,
+        ["figure", "value", "unit", "target", "", "note"],
+        [[r["figure"], r["value"], r["unit"], r["target"], status[r["ok"]], r["note"]] for r in rows],
+    )
 
 
 Call = tuple[str, list[dict[str, Any]], dict[str, Any]]
@@ -55,11 +61,13 @@ def reranker_system_prompt() -> str:
 
     spec = importlib.util.find_spec("mem0")
     assert spec is not None and spec.submodule_search_locations
-    path = os.path.join(list(spec.submodule_search_locations)[0], "reranker", "llm_reranker.py")
+    path = os.path.join(next(iter(spec.submodule_search_locations)), "reranker", "llm_reranker.py")
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read())
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_SYSTEM_PROMPT" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", "") == "_SYSTEM_PROMPT" for t in node.targets
+        ):
             return str(ast.literal_eval(node.value))
     raise LookupError("LLMReranker._SYSTEM_PROMPT not found in mem0's source")
 
@@ -83,18 +91,30 @@ def workload() -> list[Call]:
             last_k_messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}],
         )
         system = ADDITIVE_EXTRACTION_PROMPT + (AGENT_CONTEXT_SUFFIX if i % 5 == 4 else "")
-        calls.append(("extraction", [{"role": "system", "content": system}, {"role": "user", "content": user}],
-                      {"response_format": {"type": "json_object"}, "max_tokens": 2000, "temperature": 0.1}))
+        calls.append(
+            (
+                "extraction",
+                [{"role": "system", "content": system}, {"role": "user", "content": user}],
+                {"response_format": {"type": "json_object"}, "max_tokens": 2000, "temperature": 0.1},
+            )
+        )
         memories.append({"id": str(i), "text": fact})
     for i in range(15):  # llm_reranker: one call per candidate document
         user = f"Query: {QUERIES[i % 4]}\n\nDocument: {FACTS[i % len(FACTS)]}"
-        calls.append(("reranker", [{"role": "system", "content": reranker_system_prompt()},
-                                   {"role": "user", "content": user}], {"max_tokens": 100, "temperature": 0.0}))
+        calls.append(
+            (
+                "reranker",
+                [{"role": "system", "content": reranker_system_prompt()}, {"role": "user", "content": user}],
+                {"max_tokens": 100, "temperature": 0.0},
+            )
+        )
     for i in range(5):  # procedural memory, as Memory._create_procedural_memory builds it
-        msgs = [{"role": "system", "content": PROCEDURAL_MEMORY_SYSTEM_PROMPT},
-                {"role": "user", "content": f"Step {i}: open the browser and search for {FACTS[i]}"},
-                {"role": "assistant", "content": "Opened the browser and searched."},
-                {"role": "user", "content": "Create procedural memory of the above conversation."}]
+        msgs = [
+            {"role": "system", "content": PROCEDURAL_MEMORY_SYSTEM_PROMPT},
+            {"role": "user", "content": f"Step {i}: open the browser and search for {FACTS[i]}"},
+            {"role": "assistant", "content": "Opened the browser and searched."},
+            {"role": "user", "content": "Create procedural memory of the above conversation."},
+        ]
         calls.append(("procedural", msgs, {"max_tokens": 2000, "temperature": 0.1}))
     for i in range(10):  # plain queries (execute_query style: no max_tokens)
         calls.append(("query", [{"role": "user", "content": QUERIES[i % 4]}], {}))
@@ -110,8 +130,12 @@ def run_order(name: str, calls: list[Call]) -> tuple[list[dict], dict[str, Any]]
 
     reset_routers()
     with FakeOllamaServer() as server:
-        router = Router(RouterConfig.from_mapping({"ollama_base_url": server.url, "ledger": "memory",
-                                                   "local_backend": "ollama"}), ledger=MemoryLedger())
+        router = Router(
+            RouterConfig.from_mapping(
+                {"ollama_base_url": server.url, "ledger": "memory", "local_backend": "ollama"}
+            ),
+            ledger=MemoryLedger(),
+        )
         kinds: dict[str, set[str]] = defaultdict(set)
         errors = 0
         for kind, messages, kwargs in calls:
@@ -128,11 +152,19 @@ def run_order(name: str, calls: list[Call]) -> tuple[list[dict], dict[str, Any]]
     reset_routers()
     rows = []
     for model, seq in sorted(sizes.items()):
-        changes = sum(1 for a, b in zip(seq, seq[1:]) if a != b)
-        rows.append(row(f"num_ctx changes after first call [{name}] {model}", changes, "changes", "0", changes == 0,
-                        f"{len(seq)} calls ({', '.join(sorted(kinds[model]))}); num_ctx sent {sorted(set(seq))}; "
-                        f"fake server reloads {reloads.get(model, 0)}; router planner changes "
-                        f"{planner_changes.get(model, 0)}"))
+        changes = sum(1 for a, b in itertools.pairwise(seq) if a != b)
+        rows.append(
+            row(
+                f"num_ctx changes after first call [{name}] {model}",
+                changes,
+                "changes",
+                "0",
+                changes == 0,
+                f"{len(seq)} calls ({', '.join(sorted(kinds[model]))}); num_ctx sent {sorted(set(seq))}; "
+                f"fake server reloads {reloads.get(model, 0)}; router planner changes "
+                f"{planner_changes.get(model, 0)}",
+            )
+        )
     info = {"errors": errors}
     if errors:
         rows.append(row(f"failed calls [{name}]", errors, "calls", "0", False, "router.chat raised"))
@@ -149,7 +181,11 @@ def run(quick: bool = False) -> list[dict]:
     short_first = [c for c in calls if c[0] != "extraction"] + [c for c in calls if c[0] == "extraction"]
     rows: list[dict] = []
     extraction_first = [c for c in calls if c[0] == "extraction"] + [c for c in calls if c[0] != "extraction"]
-    orders = (("shuffled", shuffled), ("short calls first", short_first), ("extraction first", extraction_first))
+    orders = (
+        ("shuffled", shuffled),
+        ("short calls first", short_first),
+        ("extraction first", extraction_first),
+    )
     for name, order in orders:
         got, _ = run_order(name, order)
         rows += got

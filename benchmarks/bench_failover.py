@@ -29,7 +29,9 @@ PROMPT = [{"role": "user", "content": "hello, how are you today?"}]
 _ENV_TO_CLEAR = ("OLLAMA_URL", "OPENAI_API_KEY", "MEM0_LLM_MODEL", "LLM_LOCAL_THRESHOLD")
 
 
-def row(figure: str, value: Any, unit: str, target: Any = None, ok: bool | None = None, note: str = "") -> dict:
+def row(
+    figure: str, value: Any, unit: str, target: Any = None, ok: bool | None = None, note: str = ""
+) -> dict:
     """One result row in the suite's common shape."""
     return {"figure": figure, "value": value, "unit": unit, "target": target, "ok": ok, "note": note}
 
@@ -37,8 +39,11 @@ def row(figure: str, value: Any, unit: str, target: Any = None, ok: bool | None 
 def print_rows(title: str, rows: list[dict]) -> None:
     """The rows as a table; a missed target reads MISSED."""
     status = {True: "ok", False: "MISSED", None: ""}
-    print_table(title, ["figure", "value", "unit", "target", "", "note"],
-                [[r["figure"], r["value"], r["unit"], r["target"], status[r["ok"]], r["note"]] for r in rows])
+    print_table(
+        title,
+        ["figure", "value", "unit", "target", "", "note"],
+        [[r["figure"], r["value"], r["unit"], r["target"], status[r["ok"]], r["note"]] for r in rows],
+    )
 
 
 def make_router(ollama_url: str, openai_url: str, key: str, **cfg: Any) -> Any:
@@ -73,7 +78,7 @@ def _refused(quick: bool, profile: bool) -> list[dict]:
         direct_t: list[float] = []
         clock = time.perf_counter
         for i in range(n):  # alternate one by one so both see the same machine noise
-            for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+            for which in (0, 1) if i % 2 == 0 else (1, 0):
                 t0 = clock()
                 if which == 0:
                     router.chat(PROMPT)
@@ -91,13 +96,24 @@ def _refused(quick: bool, profile: bool) -> list[dict]:
     paired = statistics.median(a - b for a, b in zip(routed_t, direct_t)) * 1e3
     extra = r_med - d_med
     return [
-        row("failover, local refused, breaker open: extra per call", round(extra, 3), "ms",
-            f"<= {TARGET_EXTRA_MS}", extra <= TARGET_EXTRA_MS,
+        row(
+            "failover, local refused, breaker open: extra per call",
+            round(extra, 3),
+            "ms",
+            f"<= {TARGET_EXTRA_MS}",
+            extra <= TARGET_EXTRA_MS,
             f"routed {r_med:.3f} ms - direct OpenAIBackend.chat {d_med:.3f} ms (medians of {n} alternating "
-            f"calls; median paired diff {paired:.3f} ms); breakers {sorted(set(state.values()))}{prof_note}"),
+            f"calls; median paired diff {paired:.3f} ms); breakers {sorted(set(state.values()))}{prof_note}",
+        ),
     ] + [
-        row(f"failover path without network, ledger of {size} records", round(us, 1), "µs", None, None,
-            "routed call, local refused + breaker open, external backend stubbed (no HTTP): router's own cost")
+        row(
+            f"failover path without network, ledger of {size} records",
+            round(us, 1),
+            "µs",
+            None,
+            None,
+            "routed call, local refused + breaker open, external backend stubbed (no HTTP): router's own cost",
+        )
         for size, us in stub_us.items()
     ]
 
@@ -140,8 +156,14 @@ def _hanging(quick: bool, paths: list[str] | None, failures: int) -> list[dict]:
     pace = 0.03 if quick else 0.06  # seconds between calls, so several windows elapse
     reset_routers()
     with FakeOllamaServer(hang_limit_s=30.0) as ollama, FakeOpenAIServer(api_key=DEFAULT_TEST_KEY) as openai:
-        router = make_router(ollama.url, openai.base_url, DEFAULT_TEST_KEY, read_timeout_s=read_timeout,
-                             breaker_cooldown_s=cooldown, breaker_failures=failures)
+        router = make_router(
+            ollama.url,
+            openai.base_url,
+            DEFAULT_TEST_KEY,
+            read_timeout_s=read_timeout,
+            breaker_cooldown_s=cooldown,
+            breaker_failures=failures,
+        )
         ollama.set_fault("hang", paths=paths)
         backends: Counter[str] = Counter()
         slow, lost = 0, 0.0
@@ -169,13 +191,24 @@ def _hanging(quick: bool, paths: list[str] | None, failures: int) -> list[dict]:
     per_path = ", ".join(f"{p} {c}" for p, c in sorted(hung.items()))
     fast_ms = statistics.median(fast_t) * 1e3 if fast_t else float("nan")
     return [
-        row(f"hang ({where}), breaker_failures={failures}: timeouts paid", paid, "timeouts",
-            f"<= {allowed} ({windows} windows)", paid <= allowed,
+        row(
+            f"hang ({where}), breaker_failures={failures}: timeouts paid",
+            paid,
+            "timeouts",
+            f"<= {allowed} ({windows} windows)",
+            paid <= allowed,
             f"{calls} calls in {elapsed:.1f} s, cool-down {cooldown} s, read_timeout_s {read_timeout}; requests "
-            f"held: {per_path}; answered by {dict(backends)}; median call without a timeout {fast_ms:.2f} ms"),
-        row(f"hang ({where}), breaker_failures={failures}: seconds waited", round(lost, 2), "s", None, None,
+            f"held: {per_path}; answered by {dict(backends)}; median call without a timeout {fast_ms:.2f} ms",
+        ),
+        row(
+            f"hang ({where}), breaker_failures={failures}: seconds waited",
+            round(lost, 2),
+            "s",
+            None,
+            None,
             f"{slow} calls took >= read_timeout_s; {lost / max(1, slow):.2f} s per such call "
-            f"(read_timeout_s is {read_timeout})"),
+            f"(read_timeout_s is {read_timeout})",
+        ),
     ]
 
 
@@ -184,7 +217,10 @@ def _profile(routed: Any, direct: Any) -> str:
     import cProfile
     import pstats
 
-    for label, fn in (("routed (local refused, breaker open)", routed), ("direct OpenAIBackend.chat", direct)):
+    for label, fn in (
+        ("routed (local refused, breaker open)", routed),
+        ("direct OpenAIBackend.chat", direct),
+    ):
         prof = cProfile.Profile()
         prof.enable()
         for _ in range(200):

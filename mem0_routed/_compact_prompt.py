@@ -20,8 +20,8 @@ from typing import Any
 __all__ = [
     "COMPACT_AGENT_SUFFIX",
     "COMPACT_EXTRACTION_PROMPT",
-    "compact_examples",
     "MEM0_EXTRACTION_SCHEMA",
+    "compact_examples",
     "compact_extraction_messages",
     "is_mem0_extraction_prompt",
 ]

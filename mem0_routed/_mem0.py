@@ -270,14 +270,15 @@ class RoutedEmbedder(EmbeddingBase):
     def embed(
         self, text: str, memory_action: Literal["add", "search", "update"] | None = None
     ) -> list[float]:
-        """One vector; ``memory_action`` does not change the vector for local models."""
-        return self.router.embed([text], model=self.model, dims=self.dims)[0]
+        """One vector; ``memory_action`` does not change the vector for local models. The router
+        picks the model of its local tier (this config's model on Ollama, the packaged one embedded)."""
+        return self.router.embed([text], dims=self.dims)[0]
 
     def embed_batch(self, texts: list[str], memory_action: str = "add") -> list[list[float]]:
         """Many vectors in one batched call (the router caches by model and text)."""
         if not texts:
             return []
-        return self.router.embed(list(texts), model=self.model, dims=self.dims)
+        return self.router.embed(list(texts), dims=self.dims)
 
 
 def _embedder_options(config: Mapping[str, Any] | BaseEmbedderConfig | None) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from typing import Literal
 from ._errors import ModelNotFound
 
 __all__ = [
-    "PACKAGED_MODELS",
     "EMBEDDED_INSTALL",
+    "PACKAGED_MODELS",
     "ModelChecksumError",
     "PackagedModel",
     "packaged_model_path",

@@ -28,6 +28,7 @@ from ._policy import Policy
 from ._requests import message_text
 from ._shared import (
     BREAKERS,
+    LOCAL_KINDS,
     PROCESS_RECORDS,
     ROUTERS,
     SHARED_LOCK,
@@ -110,19 +111,25 @@ class Router:
                             cooldown_s=self.config.breaker_cooldown_s)
 
     def local_kind(self, *, probe: bool = True) -> BackendKind:
-        """Which local tier serves this process: decided once, because embeddings never switch model."""
+        """Which local tier serves this process: decided once per set of Ollama URLs (so the LLM's
+        and the embedder's routers agree), because embeddings never switch model."""
         if self._local_kind is not None:
             return self._local_kind
         setting = self.config.local_backend
         if setting != "auto":
             self._local_kind = setting
             return setting
-        if not probe:
+        key = ",".join(self.config.ollama_urls) if self._explicit is None else f"explicit-{id(self)}"
+        known = LOCAL_KINDS.get(key)
+        if known is None and not probe:
             return "ollama"
-        with self._lock:
-            if self._local_kind is None:
-                self._local_kind = self._probe_local_kind()
-        return self._local_kind
+        if known is None:
+            with SHARED_LOCK:
+                known = LOCAL_KINDS.get(key)
+                if known is None:
+                    known = LOCAL_KINDS[key] = self._probe_local_kind()
+        self._local_kind = known  # type: ignore[assignment]
+        return self._local_kind  # type: ignore[return-value]
 
     def _probe_local_kind(self) -> BackendKind:
         if self._explicit is not None:

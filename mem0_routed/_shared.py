@@ -31,6 +31,9 @@ _PLANNERS: dict[str, ContextPlanner] = {}
 #: Every record of this process, whichever router made it.
 PROCESS_RECORDS: deque[UsageRecord] = deque(maxlen=100_000)
 ROUTERS: weakref.WeakSet[Router] = weakref.WeakSet()
+#: The local tier chosen per set of Ollama URLs: decided once per process, because the LLM's and
+#: the embedder's routers must agree and embeddings must never switch model mid-process.
+LOCAL_KINDS: dict[str, str] = {}
 
 
 def shared_backend(key: str, factory: Callable[[], Backend]) -> Backend:
@@ -96,5 +99,6 @@ def reset_shared() -> None:
                 pass
         _BACKENDS.clear()
         _PLANNERS.clear()
+        LOCAL_KINDS.clear()
         PROCESS_RECORDS.clear()
     BREAKERS.clear()

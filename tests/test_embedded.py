@@ -119,7 +119,7 @@ def test_import_does_not_load_heavy_libraries() -> None:
         "b = EmbeddedBackend(); b.has_model('smollm2:135m'); b.context_window('smollm2:135m')\n"
         "print([m for m in ('llama_cpp', 'torch', 'sentence_transformers', 'llm') if m in sys.modules])\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "MEM0_TELEMETRY": "False"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
@@ -129,6 +129,14 @@ def test_protocol_and_identity() -> None:
     b = EmbeddedBackend()
     assert isinstance(b, Backend)
     assert (b.name, b.kind, b.is_local) == ("embedded", "embedded", True)
+
+
+def test_context_window_is_the_model_window_or_a_smaller_configured_one() -> None:
+    assert EmbeddedBackend().context_window(CHAT) == 8192
+    assert EmbeddedBackend(n_ctx=2048).context_window(CHAT) == 2048
+    assert EmbeddedBackend(n_ctx=32768).context_window(CHAT) == 8192  # never more than trained
+    assert EmbeddedBackend().context_window(EMBED) is None
+    assert EmbeddedBackend().context_window("nope") is None
 
 
 def test_bad_settings_are_rejected() -> None:
@@ -262,3 +270,10 @@ def test_timeout_stops_generation_and_model_stays_usable(backend: EmbeddedBacken
     with pytest.raises(BackendTimeout, match="timeout_s"):
         backend.chat(ask("Write a long story.", max_tokens=64, timeout_s=1e-6))
     assert backend.chat(ask("Name a colour.", max_tokens=4)).text
+
+
+@pytest.mark.realmodel
+def test_gguf_chat_model_can_embed_without_sentence_transformers(backend: EmbeddedBackend) -> None:
+    vectors = backend.embed(CHAT, ["I love my cat", "Interest rates rose again"])
+    assert len(vectors) == 2 and all(len(v) == 576 for v in vectors)  # SmolLM2's hidden size, mean-pooled
+    assert all(math.isclose(math.fsum(x * x for x in v), 1.0, rel_tol=1e-3) for v in vectors)

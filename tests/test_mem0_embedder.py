@@ -38,10 +38,12 @@ def test_default_model_and_env_override(monkeypatch: Any) -> None:
     assert RoutedEmbedder({"model": "all-minilm:latest"}).model == "all-minilm:latest"  # config wins
 
 
-def test_embed_calls_router_with_model_and_dims(router: Any) -> None:
+def test_embed_calls_router_with_dims_and_the_model_in_its_config(router: Any) -> None:
     emb = RoutedEmbedder({"model": "all-minilm:latest", "embedding_dims": 2})
     assert emb.embed("hello", "search") == [5.0, 1.0]
-    router.embed.assert_called_once_with(["hello"], model="all-minilm:latest", dims=2)
+    # the router picks the model of its local tier: this config's model on Ollama
+    router.embed.assert_called_once_with(["hello"], dims=2)
+    assert emb.router_config.models["embedding"] == "all-minilm:latest"
 
 
 def test_embed_batch_is_one_router_call(router: Any) -> None:

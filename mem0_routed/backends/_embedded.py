@@ -102,10 +102,8 @@ class EmbeddedBackend:
         if spec is None:
             raise ModelNotFound(
                 f"embedded backend has no model {model!r}; it has: {', '.join(sorted(self._specs))}",
-                backend=self.name,
-                model=model,
-                fix="pass models={name: '/path/to/model.gguf'} to EmbeddedBackend (embedded_models)",
-            )
+                backend=self.name, model=model,
+                fix="pass models={name: '/path/to/model.gguf'} to EmbeddedBackend (embedded_models)")
         if spec.packaged:
             path = packaged_model_path(model)
             weights, sha = packaged_weights(model)
@@ -134,15 +132,14 @@ class EmbeddedBackend:
                             n_threads=self.n_threads,
                             n_threads_batch=self.n_threads,
                             embedding=embedding,
-                            verbose=False,
-                        )
+                            # mean pooling: one vector per text even for chat models without a pooling type
+                            **({"pooling_type": llama_cpp.LLAMA_POOLING_TYPE_MEAN} if embedding else {}),
+                            verbose=False)
                     except (ValueError, RuntimeError, OSError) as exc:
                         raise BadRequest(
                             f"llama.cpp could not load {str(path)!r} for {model!r}: {exc}",
-                            backend=self.name,
-                            model=model,
-                            fix="check that the file is a GGUF model llama-cpp-python supports",
-                        ) from exc
+                            backend=self.name, model=model,
+                            fix="check that the file is a GGUF model llama-cpp-python supports") from exc
                     if not embedding:
                         slot.formatter = _formatter_for(llama_cpp, slot.obj)
         return slot
@@ -157,9 +154,7 @@ class EmbeddedBackend:
         if path.is_dir():
             raise BadRequest(
                 f"{request.model!r} is an embedding model (a sentence-transformers directory), not a chat model",
-                backend=self.name,
-                model=request.model,
-            )
+                backend=self.name, model=request.model)
         if request.tools:
             raise BadRequest("the embedded backend does not support tool calls", backend=self.name,
                              model=request.model)
@@ -167,13 +162,10 @@ class EmbeddedBackend:
         if not slot.lock.acquire(timeout=_remaining(deadline)):
             raise BackendTimeout(
                 f"{request.model!r} stayed busy for {request.timeout_s}s (one generation at a time per model)",
-                backend=self.name,
-                model=request.model,
-            )
+                backend=self.name, model=request.model)
         try:
             llm = slot.obj
-            window = llm.n_ctx()
-            self._windows[request.model] = window
+            window = self._windows[request.model] = _window(llm)
             limit = min(window, request.num_ctx) if request.num_ctx else window
             prompt_tokens = _count_prompt_tokens(llm, slot.formatter, request.messages)
             max_tokens = request.max_tokens if request.max_tokens is not None else limit - prompt_tokens
@@ -181,10 +173,8 @@ class EmbeddedBackend:
                 raise ContextOverflow(
                     f"prompt of {prompt_tokens} tokens + max_tokens {request.max_tokens} = "
                     f"{prompt_tokens + max(max_tokens, 1)} tokens > context window {limit} of {request.model!r}",
-                    backend=self.name,
-                    model=request.model,
-                    fix="shorten the prompt (compact extraction prompt), lower max_tokens, or use a larger model",
-                )
+                    backend=self.name, model=request.model,
+                    fix="shorten the prompt (compact extraction prompt), lower max_tokens, or use a larger model")
             kwargs: dict[str, Any] = {"max_tokens": max_tokens}
             if request.temperature is not None:
                 kwargs["temperature"] = request.temperature
@@ -199,9 +189,7 @@ class EmbeddedBackend:
             except _Deadline:
                 raise BackendTimeout(
                     f"generation with {request.model!r} ran past timeout_s={request.timeout_s}",
-                    backend=self.name,
-                    model=request.model,
-                ) from None
+                    backend=self.name, model=request.model) from None
             except ValueError as exc:
                 if "context window" in str(exc):
                     raise ContextOverflow(str(exc), backend=self.name, model=request.model) from exc
@@ -219,8 +207,7 @@ class EmbeddedBackend:
             tokens_in=prompt_tokens,
             tokens_out=tokens_out,
             done_reason=finish,
-            latency_s=time.monotonic() - start,
-        )
+            latency_s=time.monotonic() - start)
 
     async def achat(self, request: ChatRequest) -> ChatResult:
         """``chat`` in a worker thread, so the event loop keeps running during a generation."""
@@ -245,8 +232,7 @@ class EmbeddedBackend:
             if path.is_dir():
                 vectors = slot.obj.encode(
                     list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
+                    show_progress_bar=False)
                 return [[float(x) for x in row] for row in vectors.tolist()]
             return [list(map(float, v)) for v in slot.obj.embed(list(texts), normalize=True)]
         except (ValueError, RuntimeError) as exc:
@@ -267,10 +253,8 @@ class EmbeddedBackend:
                     except ImportError as exc:
                         raise ModelNotFound(
                             f"embedding model {model!r} needs sentence-transformers and torch: {exc}",
-                            backend=self.name,
-                            model=model,
-                            fix=_ST_HINT,
-                        ) from exc
+                            backend=self.name, model=model,
+                            fix=_ST_HINT) from exc
                     if self.n_threads:
                         import torch
 
@@ -300,7 +284,7 @@ class EmbeddedBackend:
                 return None
             if path.is_dir():
                 return None
-            window = self._llama(model, path).obj.n_ctx()
+            window = _window(self._llama(model, path).obj)
         window = min(window, self.n_ctx) if self.n_ctx else window
         self._windows[model] = window
         return window
@@ -348,8 +332,7 @@ class EmbeddedBackend:
             models=models,
             error="; ".join(problems) or None,
             latency_s=time.monotonic() - start,
-            context_windows=dict(self._windows),
-        )
+            context_windows=dict(self._windows))
 
     def close(self) -> None:
         """Nothing to close: loaded models are shared by the process (see the module cache)."""
@@ -385,11 +368,14 @@ def _formatter_for(llama_cpp: Any, llm: Any) -> Any:
 def _count_prompt_tokens(llm: Any, formatter: Any, messages: list[dict[str, Any]]) -> int:
     """Tokens of the prompt as the model will see it, counted with the model's own tokenizer."""
     if formatter is not None:
+        from jinja2 import TemplateError
+
         try:
             prompt = formatter(messages=messages).prompt
+        except (TemplateError, ValueError, TypeError):
+            prompt = None  # a template that rejects these messages: fall back to an upper estimate
+        if prompt is not None:
             return len(llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
-        except Exception:  # a template that rejects these messages: fall back to an upper estimate
-            pass
     total = 0
     for message in messages:
         content = message.get("content")
@@ -430,6 +416,12 @@ def _generate(llm: Any, messages: list[dict[str, Any]], kwargs: dict[str, Any],
     finally:
         stream.close()
     return "".join(parts), finish
+
+
+def _window(llm: Any) -> int:
+    """The usable window: the loaded context, never more than the model was trained for."""
+    trained = int(llm._model.n_ctx_train())
+    return min(llm.n_ctx(), trained) if trained > 0 else int(llm.n_ctx())
 
 
 def _remaining(deadline: float | None) -> float:
