@@ -5,7 +5,9 @@ that makes mem0's fixed ~8.5k-token system prompt cheap after the first call). 5
 ``Router`` against ``FakeOllamaServer``: extraction prompts from mem0's own builders (json_object,
 max_tokens 2000 as ``RoutedLLM`` passes them), llm_reranker-style scoring calls (max_tokens 100),
 procedural-memory summaries, and plain queries. Counted server-side: the ``num_ctx`` each request
-carried per model, and the fake's reload counter. Three orders: a fixed shuffle, the worst case
+carried per model, and the fake's reload counter. The router is flagged ``serves_mem0`` as the mem0
+provider flags it, so the extraction route's model is sized for mem0's prompt from its first call.
+Three orders: a fixed shuffle, the worst case
 where every short call comes before the first extraction, and the best case (extractions first).
 
 Run from the repo root: ``python -m benchmarks.bench_context``.
@@ -136,6 +138,7 @@ def run_order(name: str, calls: list[Call]) -> tuple[list[dict], dict[str, Any]]
             ),
             ledger=MemoryLedger(),
         )
+        router.serves_mem0 = True  # what RoutedLLM sets: mem0's calls come through the provider
         kinds: dict[str, set[str]] = defaultdict(set)
         errors = 0
         for kind, messages, kwargs in calls:

@@ -80,6 +80,10 @@ def classify_rows(quick: bool) -> list[dict]:
         rows.append(row(f"classify: {name}", round(c["ours_median_us"], 2), "µs",
                         f"<= {target:g}" if target is not None else None,
                         None if target is None else not c["missed"], note))  # fmt: skip
+        if c.get("ratio_target") is not None and c.get("ratio") is not None:
+            rows.append(row(f"classify: LiteLLM / ours, {name}", round(c["ratio"], 1), "x",
+                            f">= {c['ratio_target']:g}", not c["ratio_missed"],
+                            "same input, same run, medians"))  # fmt: skip
     return rows
 
 

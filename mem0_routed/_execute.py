@@ -132,7 +132,9 @@ def execute_chat(router: Router, job: ChatJob) -> Generator[Call, ChatResult, Ch
         reservation: Reservation | None = None
         if not cand.is_local:
             got = router.reserve_external(job, primary=(cand is job.decision.chain[0] and job.primary_external))
-            if isinstance(got, Refusal):
+            if got is None:
+                pass  # nothing to reserve: no budget set and the share does not apply to a fallback
+            elif isinstance(got, Refusal):
                 attempts.append(Attempt("openai", cand.model, got.message, kind="blocked"))
                 escalations.append(f"external refused: {got.reason}")
                 if got.reason == "budget" and cand is job.decision.chain[-1]:
@@ -196,7 +198,8 @@ def _try_backend(
         return None
     tries = 2
     for n in range(tries):
-        request = build_request(router.config, router.planner, job, cand, backend, messages)
+        request = build_request(router.config, router.planner, job, cand, backend, messages,
+                                min_need=router.num_ctx_floor(cand.model))
         router.begin(backend)
         try:
             result = yield Call(backend, request, router.config.max_retries)
@@ -254,11 +257,51 @@ def _note_failure(breaker: Any, exc: BackendError, attempts: list[Attempt], back
 
 
 # --- drivers ------------------------------------------------------------------------------------
+# The first try is a plain call: stamina's retry machinery costs ~50 µs to set up, so it is entered
+# only after a failure it should retry. Replaying that failure as attempt 1 lets stamina apply its
+# backoff (or a server's Retry-After) and its test mode exactly as if it had made the first try.
+
+
+def _retry_context(retries: int) -> Any:
+    import stamina
+
+    return stamina.retry_context(on=retry_hook, attempts=retries + 1, timeout=None,
+                                 wait_initial=0.05, wait_max=2.0, wait_jitter=0.05)
+
+
+def _call_sync(call: Call) -> ChatResult:
+    try:
+        return call.backend.chat(call.request)
+    except Exception as exc:
+        if call.retries <= 0 or not retry_hook(exc):
+            raise
+        first: Exception | None = exc
+    for attempt in _retry_context(call.retries):
+        with attempt:
+            if first is not None:
+                exc, first = first, None
+                raise exc
+            return call.backend.chat(call.request)
+    raise AssertionError("unreachable: stamina re-raises the last error")
+
+
+async def _call_async(call: Call) -> ChatResult:
+    try:
+        return await call.backend.achat(call.request)
+    except Exception as exc:
+        if call.retries <= 0 or not retry_hook(exc):
+            raise
+        first: Exception | None = exc
+    async for attempt in _retry_context(call.retries):
+        with attempt:
+            if first is not None:
+                exc, first = first, None
+                raise exc
+            return await call.backend.achat(call.request)
+    raise AssertionError("unreachable: stamina re-raises the last error")
 
 
 def run_sync(gen: Generator[Call, ChatResult, ChatOutcome]) -> ChatOutcome:
-    import stamina
-
     send: Any = None
     error: BaseException | None = None
     while True:
@@ -268,17 +311,12 @@ def run_sync(gen: Generator[Call, ChatResult, ChatOutcome]) -> ChatOutcome:
             return stop.value  # type: ignore[no-any-return]
         send, error = None, None
         try:
-            for attempt in stamina.retry_context(on=retry_hook, attempts=call.retries + 1, timeout=None,
-                                                 wait_initial=0.05, wait_max=2.0, wait_jitter=0.05):
-                with attempt:
-                    send = call.backend.chat(call.request)
+            send = _call_sync(call)
         except Exception as exc:  # noqa: BLE001 - handed to the generator, which decides
             error = exc
 
 
 async def run_async(gen: Generator[Call, ChatResult, ChatOutcome]) -> ChatOutcome:
-    import stamina
-
     send: Any = None
     error: BaseException | None = None
     while True:
@@ -288,9 +326,6 @@ async def run_async(gen: Generator[Call, ChatResult, ChatOutcome]) -> ChatOutcom
             return stop.value  # type: ignore[no-any-return]
         send, error = None, None
         try:
-            async for attempt in stamina.retry_context(on=retry_hook, attempts=call.retries + 1, timeout=None,
-                                                       wait_initial=0.05, wait_max=2.0, wait_jitter=0.05):
-                with attempt:
-                    send = await call.backend.achat(call.request)
+            send = await _call_async(call)
         except Exception as exc:  # noqa: BLE001
             error = exc

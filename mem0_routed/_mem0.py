@@ -181,7 +181,9 @@ class RoutedLLM(LLMBase):
     def router(self) -> Router:
         """The process-wide router for this config, made on first use (no network before)."""
         if self._router is None:
-            self._router = _router_for(self.config.router_config)
+            router = _router_for(self.config.router_config)
+            router.serves_mem0 = True  # size the extraction model for mem0's prompt from the first call
+            self._router = router
         return self._router
 
     def generate_response(

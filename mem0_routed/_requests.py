@@ -70,9 +70,25 @@ def fit_messages(config: RouterConfig, job: ChatJob, cand: Candidate,
         fix=f"route this call type to a model with a larger window than {cand.model}")
 
 
+def mem0_extraction_need() -> int:
+    """Window mem0's extraction call needs: its fixed system prompt, a typical user prompt and
+    mem0's default max_tokens (2000). Sizing a mem0 router's extraction model for it from the
+    first call means a short call that comes first cannot cause a reload later."""
+    global _MEM0_NEED
+    if _MEM0_NEED is None:
+        from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT
+
+        _MEM0_NEED = needed_tokens(estimate_tokens(ADDITIVE_EXTRACTION_PROMPT) + 1024, 2000)
+    return _MEM0_NEED
+
+
+_MEM0_NEED: int | None = None
+
+
 def build_request(config: RouterConfig, planner: ContextPlanner, job: ChatJob, cand: Candidate, backend: Backend,
-                  messages: list[dict[str, Any]]) -> ChatRequest:
-    """The request for one try; ``num_ctx`` comes from the planner, so it only ever grows."""
+                  messages: list[dict[str, Any]], *, min_need: int = 0) -> ChatRequest:
+    """The request for one try; ``num_ctx`` comes from the planner, so it only ever grows.
+    ``min_need`` sizes a model for calls it will get later (see ``mem0_extraction_need``)."""
     schema = job.json_schema
     if job.cls.call_kind is CallKind.MEM0_EXTRACTION and backend.is_local:
         from ._compact_prompt import MEM0_EXTRACTION_SCHEMA
@@ -81,7 +97,10 @@ def build_request(config: RouterConfig, planner: ContextPlanner, job: ChatJob, c
     num_ctx = None
     if backend.kind == "ollama":
         need = needed_tokens(estimate_messages(messages), job.max_tokens)
-        num_ctx = planner.plan(cand.model, need, backend.context_window(cand.model))
+        window = backend.context_window(cand.model)
+        if min_need > need:
+            need = min(min_need, window) if window else min_need
+        num_ctx = planner.plan(cand.model, need, window)
     return ChatRequest(
         model=cand.model, messages=messages, temperature=job.temperature, top_p=job.top_p,
         max_tokens=job.max_tokens, json_mode=job.cls.wants_json and schema is None, json_schema=schema,

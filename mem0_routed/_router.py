@@ -25,7 +25,7 @@ from ._errors import Mem0RoutedError
 from ._execute import ChatJob, ChatOutcome, execute_chat, run_async, run_sync
 from ._health import collect_health
 from ._policy import Policy
-from ._requests import message_text
+from ._requests import mem0_extraction_need, message_text
 from ._shared import (
     BREAKERS,
     LOCAL_KINDS,
@@ -68,6 +68,9 @@ class Router:
         self._inflight: dict[str, int] = {}
         self._rr = itertools.count()
         self._rules: Any = None
+        self._backend_lists: dict[str, list[Backend]] = {}
+        #: Set by the mem0 provider classes: size for mem0's calls before they arrive.
+        self.serves_mem0 = False
         self.embeddings = EmbeddingService(self)
         ROUTERS.add(self)
         key = ",".join(self.config.ollama_urls) if self._explicit is None else f"explicit-{id(self)}"
@@ -78,9 +81,14 @@ class Router:
 
     # --- backends ----------------------------------------------------------------------------------
     def _backends_of(self, kind: str) -> list[Backend]:
-        if self._explicit is not None:
-            return [b for b in self._explicit if b.kind == kind]
-        return make_backends(self.config, kind)
+        found = self._backend_lists.get(kind)
+        if found is None:
+            if self._explicit is not None:
+                found = [b for b in self._explicit if b.kind == kind]
+            else:
+                found = make_backends(self.config, kind)
+            self._backend_lists[kind] = found
+        return found
 
     def backends_for(self, cand: Candidate) -> list[Backend]:
         """Backends that may serve ``cand``: healthy hosts first, then the least busy, rotating."""
@@ -270,8 +278,19 @@ class Router:
                          query_type=query_type, **kwargs).to_dict()
 
     # --- hooks used by the executor ------------------------------------------------------------------
-    def reserve_external(self, job: ChatJob, *, primary: bool) -> Reservation | Refusal:
+    def num_ctx_floor(self, model: str) -> int:
+        """For a router that serves mem0, the model of the extraction route is sized for mem0's
+        extraction prompt from its first call, so ``num_ctx`` never changes afterwards."""
+        if self.serves_mem0 and model == self.policy().local_model(QueryType.EXTRACTION):
+            return mem0_extraction_need()
+        return 0
+
+    def reserve_external(self, job: ChatJob, *, primary: bool) -> Reservation | Refusal | None:
+        """Claim an external call in the ledger, atomically. None when there is nothing to claim: no
+        budget is set and a fallback is not bound by the share (availability comes first)."""
         cfg = self.config
+        if cfg.monthly_budget_usd is None and not primary:
+            return None
         cost = self.policy().estimate_cost(job.cls.estimated_tokens, job.max_tokens)
         return self.ledger.reserve_external(
             cost, budget_usd=cfg.monthly_budget_usd, budget_since=utc_month_start(),

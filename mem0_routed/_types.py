@@ -46,9 +46,9 @@ class CallKind(str, enum.Enum):
         return self.value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~1.2 µs more per call
 class Classification:
-    """What the classifier saw in one call.
+    """What the classifier saw in one call (treat it as read-only).
 
     ``estimated_tokens`` is the whole prompt (what must fit a context window);
     ``variable_tokens`` is the part that varies between calls of this kind (what sizes the work).

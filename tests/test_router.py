@@ -357,3 +357,18 @@ def test_concurrent_threads_share_one_router(ollama_server) -> None:
         t.join(timeout=60)
     assert not errors and len(results) == 16
     assert router.get_metrics()["total_queries"] == 16
+
+
+def test_a_mem0_router_sizes_the_extraction_model_for_mem0_from_the_first_call(ollama_server) -> None:
+    router = make_router(ollama_server)
+    router.serves_mem0 = True
+    router.chat([{"role": "user", "content": "score this: Query: a\n\nDocument: b"}], max_tokens=100)
+    router.chat(extraction_messages(), response_format={"type": "json_object"}, max_tokens=2000)
+    sizes = [r["options"]["num_ctx"] for r in chats(ollama_server) if r["model"] == "mistral:7b"]
+    assert sizes == [16384, 16384]  # no reload when the big call comes second
+
+
+def test_a_plain_router_keeps_small_windows_for_small_calls(ollama_server) -> None:
+    router = make_router(ollama_server)
+    router.chat([{"role": "user", "content": "hello"}], max_tokens=100)
+    assert chats(ollama_server)[-1]["options"]["num_ctx"] == 4096

@@ -336,18 +336,23 @@ class OllamaBackend:
         return value
 
     def _model_names(self, timeout_s: float | None = None) -> frozenset[str]:
-        with self._call("", timeout_s or self.connect_timeout_s + 5.0, "list models"):
+        with self._call("", timeout_s or min(self.read_timeout_s, self.connect_timeout_s + 5.0), "list models"):
             listed = self._sync().list().models
         names = frozenset(normalize_model_name(m.model) for m in listed if m.model)
         self._models = (time.monotonic(), names)
         return names
 
     def has_model(self, model: str) -> bool | None:
-        """From the ``/api/tags`` list cached for ``models_ttl_s``; None when Ollama cannot be asked."""
+        """From the ``/api/tags`` list cached for ``models_ttl_s``; None when Ollama cannot be asked.
+
+        A timeout is raised, not swallowed: a hanging host must trip its breaker after one wait,
+        not cost a second timeout on the chat call that would follow."""
         cached = self._models
         if cached is None or time.monotonic() - cached[0] > self.models_ttl_s:
             try:
                 names = self._model_names()
+            except BackendTimeout:
+                raise
             except BackendError:
                 return None
         else:

@@ -103,6 +103,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # real Ollama listens with the OS maximum; 5 resets 32 eager threads
 
     def __init__(self, addr: tuple[str, int], owner: FakeServerBase) -> None:
         self.owner = owner
