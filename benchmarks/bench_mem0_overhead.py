@@ -14,6 +14,7 @@ Run from the repo root: ``python -m benchmarks.bench_mem0_overhead [--quick] [--
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
 import shutil
@@ -85,13 +86,27 @@ def ensure_registered() -> bool:
     return on_import
 
 
+# The default ledger kind (SQLite, one row per call). One file for the whole run: a path per round
+# would make a new router config, hence new routers, every round (not the steady state measured).
+_LEDGER_PATH = os.path.join(tempfile.gettempdir(), f"mem0-routed-bench-{os.getpid()}.sqlite3")
+LEDGER = f"sqlite:///{_LEDGER_PATH}"
+
+
+@atexit.register
+def _remove_ledger() -> None:
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            os.remove(_LEDGER_PATH + suffix)
+
+
 def memory_config(provider: str, url: str, path: str, tag: str, **routed_embedder: Any) -> dict[str, Any]:
     """mem0 config for ``provider`` ("routed" or "ollama") on ``url``; extra keys go to a routed embedder."""
     llm: dict[str, Any] = {"model": LLM_MODEL, "ollama_base_url": url}
     emb: dict[str, Any] = {"model": EMBED_MODEL, "ollama_base_url": url, "embedding_dims": DIMS}
     if provider == "routed":
         for cfg in (llm, emb):
-            cfg.update(local_backend="ollama", ledger="memory")
+            # the default ledger kind (SQLite, one row per call), in the run's temp dir
+            cfg.update(local_backend="ollama", ledger=LEDGER)
         emb.update(routed_embedder)
     return {
         "llm": {"provider": provider, "config": llm},
