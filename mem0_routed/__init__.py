@@ -18,6 +18,7 @@ from ._errors import (
     ContextOverflow,
     EmbeddingDimensionMismatch,
     Mem0RoutedError,
+    MissingExtra,
     ModelNotFound,
     RegistrationError,
     RoutingError,
@@ -25,6 +26,7 @@ from ._errors import (
 from ._execute import ChatOutcome
 from ._registration import is_registered, register
 from ._router import Mem0LLMRouter, Router, get_router, router_for
+from ._shared import add_hook, remove_hook
 from ._types import CallKind, Classification, QueryMetrics, QueryType, RoutingDecision
 from ._usage import UsageRecord
 
@@ -63,6 +65,7 @@ __all__ = [
     "EmbeddingDimensionMismatch",
     "Mem0LLMRouter",
     "Mem0RoutedError",
+    "MissingExtra",
     "ModelNotFound",
     "QueryMetrics",
     "QueryType",
@@ -72,6 +75,7 @@ __all__ = [
     "RoutingDecision",
     "RoutingError",
     "UsageRecord",
+    "add_hook",
     "classify_messages",
     "classify_query",
     "classify_text",
@@ -82,6 +86,7 @@ __all__ = [
     "health_check",
     "is_registered",
     "register",
+    "remove_hook",
     "route_query",
     "router_for",
 ]

@@ -43,15 +43,17 @@ class CircuitBreaker:
             return "half-open"
         return "open"
 
-    def allow(self) -> bool:
-        """May a call go through now? In half-open state only the first asker gets ``True``."""
+    def allow(self) -> Literal["closed", "probe", False]:
+        """May a call go through now? ``"closed"`` or, in half-open state for the first asker only,
+        ``"probe"`` (truthy both); ``False`` otherwise. A probe must end in ``success``,
+        ``failure`` or ``release``."""
         with self._lock:
             state = self._state_locked()
             if state == "closed":
-                return True
+                return "closed"
             if state == "half-open" and not self._probing:
                 self._probing = True
-                return True
+                return "probe"
             return False
 
     def success(self) -> None:
@@ -88,19 +90,29 @@ class BreakerBoard:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._breakers: dict[str, CircuitBreaker] = {}
+        # keyed by settings too: a router configured with other thresholds gets its own breaker
+        # for the host instead of silently inheriting the first router's
+        self._breakers: dict[tuple[str, int, float], CircuitBreaker] = {}
 
     def get(self, name: str, *, failures: int, cooldown_s: float) -> CircuitBreaker:
+        key = (name, failures, cooldown_s)
         with self._lock:
-            br = self._breakers.get(name)
+            br = self._breakers.get(key)
             if br is None:
-                br = self._breakers[name] = CircuitBreaker(name, failures=failures, cooldown_s=cooldown_s)
+                br = self._breakers[key] = CircuitBreaker(name, failures=failures, cooldown_s=cooldown_s)
             return br
 
     def snapshot(self) -> dict[str, State]:
+        """State per host; with several settings for one host, the least healthy state is shown."""
         with self._lock:
-            items = list(self._breakers.items())
-        return {name: br.state for name, br in items}
+            items = list(self._breakers.values())
+        rank = {"closed": 0, "half-open": 1, "open": 2}
+        out: dict[str, State] = {}
+        for br in items:
+            state = br.state
+            if rank[state] >= rank[out.get(br.name, "closed")]:
+                out[br.name] = state
+        return out
 
     def clear(self) -> None:
         with self._lock:

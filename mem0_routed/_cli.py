@@ -32,7 +32,17 @@ def _table(rows: list[tuple[str, str]], width: int = 26) -> None:
         click.echo(f"  {key:<{width}} {value}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Every error mem0-routed raises on purpose is shown as one message, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Mem0RoutedError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--ollama-url", "ollama_base_url", help="Ollama URL(s), comma-separated (env OLLAMA_URL).")
 @click.option("--ledger", help="Ledger: 'memory', a SQLite path, or redis://… (env MEM0_ROUTED_LEDGER).")
 @click.option("--threshold", "local_threshold", type=float, help="Local share target in percent (env LLM_LOCAL_THRESHOLD).")

@@ -43,6 +43,35 @@ _URL_RE = re.compile(r"^https?://[^\s/:]+(:\d{1,5})?(/[^\s]*)?$")
 _EXTERNAL_MODEL_RE = re.compile(r"^(gpt-(?!oss)|o\d|chatgpt-|text-|davinci|openai/)", re.IGNORECASE)
 
 
+def mask_url(url: str) -> str:
+    """``redis://user:secret@host`` -> ``redis://user:***@host``: URLs are shown, passwords never."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is None and "@" not in parts.netloc:
+            return url
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:  # unparsable (e.g. a bad port): hide everything after the scheme
+        return url.split("://", 1)[0] + "://***"
+
+
+def has_credentials(value: Any) -> bool:
+    """Whether a config value (or anything inside it) is a URL with a user or password in it."""
+    if isinstance(value, str):
+        return "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]
+    if isinstance(value, Mapping):
+        return any(has_credentials(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(has_credentials(v) for v in value)
+    return False
+
+
+_URL_FIELDS = ("ollama_base_url", "openai_base_url", "ledger")
+
+
 def is_external_model_name(name: str) -> bool:
     """True for names like ``gpt-5-mini`` that can never be an Ollama model."""
     return bool(_EXTERNAL_MODEL_RE.match(name))
@@ -61,26 +90,26 @@ class RouterConfig(BaseSettings):
     )
 
     ollama_base_url: str | list[str] = Field(
-        default=DEFAULT_OLLAMA_URL, validation_alias=AliasChoices("ollama_base_url", "OLLAMA_URL")
+        default=DEFAULT_OLLAMA_URL, validation_alias=AliasChoices("OLLAMA_URL")
     )
     models: dict[str, str] = Field(default_factory=dict)
     fallback_model: str = DEFAULT_FALLBACK_MODEL
     openai_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("openai_api_key", "OPENAI_API_KEY")
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY")
     )
     openai_base_url: str | None = None
     local_threshold: float = Field(
-        default=95.0, validation_alias=AliasChoices("local_threshold", "LLM_LOCAL_THRESHOLD")
+        default=95.0, validation_alias=AliasChoices("LLM_LOCAL_THRESHOLD")
     )
     routing_enabled: bool = Field(
-        default=True, validation_alias=AliasChoices("routing_enabled", "LLM_ROUTING_ENABLED")
+        default=True, validation_alias=AliasChoices("LLM_ROUTING_ENABLED")
     )
     monthly_budget_usd: float | None = Field(
-        default=None, validation_alias=AliasChoices("monthly_budget_usd", "MEM0_ROUTED_MONTHLY_BUDGET_USD")
+        default=None, validation_alias=AliasChoices("MEM0_ROUTED_MONTHLY_BUDGET_USD")
     )
-    llm_model: str | None = Field(default=None, validation_alias=AliasChoices("llm_model", "MEM0_LLM_MODEL"))
+    llm_model: str | None = Field(default=None, validation_alias=AliasChoices("MEM0_LLM_MODEL"))
     embedder_model: str | None = Field(
-        default=None, validation_alias=AliasChoices("embedder_model", "MEM0_EMBEDDER_MODEL")
+        default=None, validation_alias=AliasChoices("MEM0_EMBEDDER_MODEL")
     )
 
     # --- execution -------------------------------------------------------------------------------
@@ -94,12 +123,12 @@ class RouterConfig(BaseSettings):
     num_ctx_max: int | None = None
     compact_extraction: Literal["auto", "always", "never"] = "auto"
     local_backend: Literal["auto", "ollama", "embedded"] = Field(
-        default="auto", validation_alias=AliasChoices("local_backend", "MEM0_ROUTED_LOCAL_BACKEND")
+        default="auto", validation_alias=AliasChoices("MEM0_ROUTED_LOCAL_BACKEND")
     )
     embedded_models: dict[str, str] = Field(default_factory=dict)
 
     # --- ledger, privacy ---------------------------------------------------------------------------
-    ledger: str = Field(default="sqlite", validation_alias=AliasChoices("ledger", "MEM0_ROUTED_LEDGER"))
+    ledger: str = Field(default="sqlite", validation_alias=AliasChoices("MEM0_ROUTED_LEDGER"))
     share_window_days: float = 30.0
     keep_local_secrets: bool = True
     keep_local_pii: bool = True
@@ -173,8 +202,7 @@ class RouterConfig(BaseSettings):
         if low in ("memory", "memory://", ":memory:", "sqlite") or low.startswith(("sqlite://", "redis://", "rediss://")):
             return v.strip()
         if "://" in low or not low:
-            shown = v.split("@")[-1] if "@" in v else v  # never echo a password in a URL
-            raise ValueError(f"{shown!r} is not a ledger; allowed: 'memory', 'sqlite', a file path, "
+            raise ValueError(f"{mask_url(v)!r} is not a ledger; allowed: 'memory', 'sqlite', a file path, "
                              "'sqlite:///path', 'redis://host:6379/0'")
         return v.strip()
 
@@ -229,10 +257,16 @@ class RouterConfig(BaseSettings):
         return self.models[str(query_type)]
 
     def safe_dict(self) -> dict[str, Any]:
-        """A dict for display: the key reported as set or not, never its value."""
+        """A dict for display: the key reported as set or not, never its value; URLs without passwords."""
         data = self.model_dump()
         data["openai_api_key"] = "set" if self.openai_api_key else None
+        for key in _URL_FIELDS:
+            data[key] = _masked(data[key])
         return data
+
+    def __repr_args__(self) -> Any:
+        for key, value in super().__repr_args__():
+            yield key, _masked(value) if key in _URL_FIELDS else value
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None = None, /, **overrides: Any) -> RouterConfig:
@@ -242,6 +276,14 @@ class RouterConfig(BaseSettings):
             return cls(**data)
         except ValidationError as exc:
             raise _friendly(exc) from None
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_url(value)
+    if isinstance(value, list):
+        return [mask_url(v) if isinstance(v, str) else v for v in value]
+    return value
 
 
 _ENV_NAMES = {

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from ._errors import BackendError, EmbeddingDimensionMismatch, ModelNotFound, RoutingError
+from ._execute import call_with_retries, note_failure
 from ._types import Attempt, Candidate, QueryType
 from ._usage import UsageRecord
 
@@ -115,19 +116,15 @@ class EmbeddingService:
                 if backend.has_model(model) is False:
                     raise ModelNotFound(f"model {model!r} not found on {backend.name}", backend=backend.name,
                                         model=model, fix=f"ollama pull {model}" if kind == "ollama" else None)
-                vectors = _with_retries(lambda: backend.embed(model, texts), router.config.max_retries)
-            except BackendError as exc:
-                if exc.trips_breaker:
-                    breaker.failure(str(exc), fix=exc.fix)
-                else:
-                    breaker.release()
-                attempts.append(Attempt(backend.name, model, str(exc).splitlines()[0][:240], fix=exc.fix))
+                vectors = call_with_retries(lambda: backend.embed(model, texts), router.config.max_retries)
+            except Exception as exc:  # a client bug must not escape as a deep traceback, nor stick a probe
+                err = exc if isinstance(exc, BackendError) else BackendError(
+                    f"unexpected {type(exc).__name__}: {exc}", backend=backend.name, model=model)
+                note_failure(breaker, err, attempts, backend, cand)
                 continue
             finally:
                 router.end(backend)
             breaker.success()
-            if len(vectors) != len(texts):
-                raise RoutingError(f"{backend.name} returned {len(vectors)} embeddings for {len(texts)} texts")
             router.record(UsageRecord(ts=time.time(), call_kind="embedding", query_type="embedding", model=model,
                                       backend=backend.kind, is_local=True, latency_s=time.perf_counter() - started,
                                       host=backend.name, tokens_in=sum(len(t) for t in texts) // 4))
@@ -141,15 +138,3 @@ class EmbeddingService:
                                   error="; ".join(a.error for a in attempts)[:500]))
         raise RoutingError(f"could not embed {len(texts)} text(s) with {model!r}", attempts,
                            blocked_by="embeddings never switch model or leave this machine")
-
-
-def _with_retries(fn: Any, retries: int) -> Any:
-    import stamina
-
-    from ._execute import retry_hook
-
-    for attempt in stamina.retry_context(on=retry_hook, attempts=retries + 1, timeout=None,
-                                         wait_initial=0.05, wait_max=2.0, wait_jitter=0.05):
-        with attempt:
-            return fn()
-    raise AssertionError("unreachable")

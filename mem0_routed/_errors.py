@@ -25,6 +25,10 @@ class ConfigError(Mem0RoutedError, ValueError):
         self.key = key
 
 
+class MissingExtra(Mem0RoutedError, ImportError):
+    """An optional part was asked for but its extra is not installed; the message names the pip line."""
+
+
 class RegistrationError(Mem0RoutedError, RuntimeError):
     """mem0's internals changed so the "routed" provider could not be registered."""
 

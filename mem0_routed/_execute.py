@@ -8,11 +8,12 @@ wrapping a call in stamina's retries, so the sync path (mem0's ``Memory``) and t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._context import looks_truncated
 from ._errors import (
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from ._router import Router
 
 log = logging.getLogger("mem0_routed")
+T = TypeVar("T")
 
 #: Longest Retry-After we wait out in place; longer ones fail over instead.
 MAX_RETRY_AFTER_S = 5.0
@@ -138,6 +140,8 @@ def execute_chat(router: Router, job: ChatJob) -> Generator[Call, ChatResult, Ch
                 attempts.append(Attempt("openai", cand.model, got.message, kind="blocked"))
                 escalations.append(f"external refused: {got.reason}")
                 if got.reason == "budget" and cand is job.decision.chain[-1]:
+                    router.record_failure(job, attempts, escalations, time.perf_counter() - started,
+                                          outcome="blocked")
                     raise BudgetExceeded("no candidate could serve the call", attempts, blocked_by=got.message)
                 continue
             reservation = got
@@ -181,34 +185,55 @@ def _try_backend(
     escalations: list[str],
     reservation: Reservation | None,
 ) -> Generator[Call, ChatResult, ChatOutcome | None]:
-    """Up to two tries on one backend (a bad answer or a truncation gets one local retry)."""
+    """Up to two tries on one backend (a bad answer or a truncation gets one local retry).
+
+    Whatever happens — an answer, an error, or the caller cancelling at the ``yield`` — the breaker
+    hears about it: a half-open probe that is never settled would lock the host out for good."""
     breaker = router.breaker(backend)
-    if not breaker.allow():
+    token = breaker.allow()
+    if not token:
         attempts.append(Attempt(backend.name, cand.model, f"circuit open (retry in {breaker.retry_in():.0f}s)",
                                 fix=breaker.last_fix, kind="skipped"))
         return None
     try:
-        if backend.is_local and backend.has_model(cand.model) is False:
-            raise ModelNotFound(f"model {cand.model!r} not found on {backend.name}",
-                                backend=backend.name, model=cand.model, fix=f"ollama pull {cand.model}"
-                                if backend.kind == "ollama" else None)
-        messages, compact = fit_messages(router.config, job, cand, backend)
-    except BackendError as exc:
-        _note_failure(breaker, exc, attempts, backend, cand)
-        return None
+        return (yield from _tries(router, job, cand, backend, breaker, attempts, escalations))
+    finally:
+        if token == "probe":
+            breaker.release()  # no-op when the probe was settled by success() or failure()
+
+
+def _tries(
+    router: Router,
+    job: ChatJob,
+    cand: Candidate,
+    backend: Backend,
+    breaker: Any,
+    attempts: list[Attempt],
+    escalations: list[str],
+) -> Generator[Call, ChatResult, ChatOutcome | None]:
     tries = 2
     for n in range(tries):
-        request = build_request(router.config, router.planner, job, cand, backend, messages,
-                                min_need=router.num_ctx_floor(cand.model))
+        try:
+            if n == 0:
+                if backend.is_local and backend.has_model(cand.model) is False:
+                    raise ModelNotFound(f"model {cand.model!r} not found on {backend.name}",
+                                        backend=backend.name, model=cand.model, fix=f"ollama pull {cand.model}"
+                                        if backend.kind == "ollama" else None)
+                messages, compact = fit_messages(router.config, job, cand, backend)
+            request = build_request(router.config, router.planner, job, cand, backend, messages,
+                                    min_need=router.num_ctx_floor(cand.model))
+        except BackendError as exc:
+            note_failure(breaker, exc, attempts, backend, cand)
+            return None
         router.begin(backend)
         try:
             result = yield Call(backend, request, router.config.max_retries)
         except BackendError as exc:
-            _note_failure(breaker, exc, attempts, backend, cand)
+            note_failure(breaker, exc, attempts, backend, cand)
             return None
         except Exception as exc:  # a client bug must not escape as a deep traceback
             err = BackendError(f"unexpected {type(exc).__name__}: {_short(exc)}", backend=backend.name)
-            _note_failure(breaker, err, attempts, backend, cand)
+            note_failure(breaker, err, attempts, backend, cand)
             return None
         finally:
             router.end(backend)
@@ -219,7 +244,7 @@ def _try_backend(
             escalations.append(f"truncated prompt on {cand.model} (num_ctx {request.num_ctx})")
             attempts.append(Attempt(backend.name, cand.model, f"prompt truncated at num_ctx {request.num_ctx}",
                                     kind="truncated"))
-            if router.planner.grow(cand.model, backend.context_window(cand.model)) is None:
+            if router.planner.grow(cand.model, _window_of(backend, cand.model)) is None:
                 return None
             continue
         if result.done_reason == "length" and not (result.text or "").strip():
@@ -244,7 +269,15 @@ def _try_backend(
     return None
 
 
-def _note_failure(breaker: Any, exc: BackendError, attempts: list[Attempt], backend: Backend, cand: Candidate) -> None:
+def _window_of(backend: Backend, model: str) -> int | None:
+    """The model's window, already cached by the first try; a failed look-up means "unknown"."""
+    try:
+        return backend.context_window(model)
+    except BackendError:
+        return None
+
+
+def note_failure(breaker: Any, exc: BackendError, attempts: list[Attempt], backend: Backend, cand: Candidate) -> None:
     if exc.trips_breaker:
         breaker.failure(_short(exc), fix=exc.fix)
     else:
@@ -269,20 +302,25 @@ def _retry_context(retries: int) -> Any:
                                  wait_initial=0.05, wait_max=2.0, wait_jitter=0.05)
 
 
-def _call_sync(call: Call) -> ChatResult:
+def call_with_retries(fn: Callable[[], T], retries: int) -> T:
+    """``fn()``, retried by stamina on what ``retry_hook`` accepts (used for chat and embeddings)."""
     try:
-        return call.backend.chat(call.request)
+        return fn()
     except Exception as exc:
-        if call.retries <= 0 or not retry_hook(exc):
+        if retries <= 0 or not retry_hook(exc):
             raise
         first: Exception | None = exc
-    for attempt in _retry_context(call.retries):
+    for attempt in _retry_context(retries):
         with attempt:
             if first is not None:
                 exc, first = first, None
                 raise exc
-            return call.backend.chat(call.request)
+            return fn()
     raise AssertionError("unreachable: stamina re-raises the last error")
+
+
+def _call_sync(call: Call) -> ChatResult:
+    return call_with_retries(lambda: call.backend.chat(call.request), call.retries)
 
 
 async def _call_async(call: Call) -> ChatResult:
@@ -316,16 +354,36 @@ def run_sync(gen: Generator[Call, ChatResult, ChatOutcome]) -> ChatOutcome:
             error = exc
 
 
+def _step(gen: Generator[Call, ChatResult, ChatOutcome], send: Any,
+          error: BaseException | None) -> tuple[bool, Any]:
+    """One resumption of the chain: ``(False, next call)`` or ``(True, outcome)``."""
+    try:
+        return False, (gen.throw(error) if error is not None else gen.send(send))
+    except StopIteration as stop:
+        return True, stop.value
+
+
 async def run_async(gen: Generator[Call, ChatResult, ChatOutcome]) -> ChatOutcome:
+    """Like ``run_sync``, but the generator's own steps (ledger writes, a first ``/api/show``, a model
+    load) run in a worker thread, so only the backend call itself runs on the event loop."""
+    import asyncio
+
     send: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            call = gen.throw(error) if error is not None else gen.send(send)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        send, error = None, None
-        try:
-            send = await _call_async(call)
-        except Exception as exc:  # noqa: BLE001
-            error = exc
+    try:
+        while True:
+            # StopIteration cannot cross a Future (it would leave it pending forever), so the
+            # generator's end travels back as a value.
+            done, call = await asyncio.to_thread(_step, gen, send, error)
+            if done:
+                return call  # type: ignore[no-any-return]
+            send, error = None, None
+            try:
+                send = await _call_async(call)
+            except Exception as exc:  # noqa: BLE001
+                error = exc
+    finally:
+        # cancelled mid-call: settle the breaker probe and release any reservation now (if the
+        # worker thread is still inside a step, the generator is closed when that step returns)
+        with contextlib.suppress(ValueError):
+            gen.close()

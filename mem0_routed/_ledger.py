@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._config import mask_url
 from ._errors import ConfigError
 from ._usage import Ledger, Refusal, Reservation, ShareCounts, UsageRecord
 
@@ -53,21 +54,6 @@ def default_ledger_path() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("mem0-routed")) / "ledger.sqlite3"
-
-
-def mask_url(url: str) -> str:
-    """``redis://user:secret@host`` -> ``redis://user:***@host``: URLs are shown, passwords never."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        if parts.password is None and "@" not in parts.netloc:
-            return url
-        user = parts.username or ""
-        host = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:  # unparsable (e.g. a bad port): hide everything after the scheme
-        return url.split("://", 1)[0] + "://***"
 
 
 def _when(ts: float) -> str:

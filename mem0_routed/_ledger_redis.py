@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from ._errors import MissingExtra
 from ._ledger import EMBEDDING, RESERVATION_TTL_S, check_reservation, mask_url, new_reservation_id
 from ._usage import Refusal, Reservation, ShareCounts, UsageRecord
 
@@ -101,7 +102,7 @@ def _import_redis() -> Any:
     try:
         import redis
     except ImportError as exc:
-        raise ImportError(
+        raise MissingExtra(
             "the Redis ledger needs the redis package: pip install 'mem0-routed[redis]'"
         ) from exc
     return redis

@@ -58,7 +58,8 @@ class Policy:
         return chain
 
     def external_blocked_by(
-        self, query_type: QueryType, *, force_local: bool, keep_local_rule: str | None, spent_usd: float | None
+        self, query_type: QueryType, *, force_local: bool, keep_local_rule: str | None, spent_usd: float | None,
+        ledger_error: str | None = None,
     ) -> str | None:
         """Why an external call is not allowed at all (not even as a fallback), or None."""
         cfg = self.config
@@ -70,6 +71,8 @@ class Policy:
             return "routing disabled (LLM_ROUTING_ENABLED=false)"
         if keep_local_rule:
             return f"keep-local rule {keep_local_rule}"
+        if ledger_error:  # budget and share cannot be checked: nothing goes out
+            return ledger_error
         if cfg.openai_api_key is None:
             return "OpenAI not configured (set OPENAI_API_KEY)"
         if cfg.monthly_budget_usd is not None and spent_usd is not None and spent_usd >= cfg.monthly_budget_usd:
@@ -91,6 +94,7 @@ class Policy:
         counts: ShareCounts | None = None,
         spent_usd: float | None = None,
         max_tokens: int | None = None,
+        ledger_error: str | None = None,
     ) -> RoutingDecision:
         qt = QueryType(query_type) if query_type is not None else cls.query_type
         reasons = list(cls.reasons)
@@ -98,7 +102,8 @@ class Policy:
             reasons.append(f"type set by caller: {qt}")
         chain = self.local_chain(qt)
         blocked = self.external_blocked_by(
-            qt, force_local=force_local, keep_local_rule=keep_local_rule, spent_usd=spent_usd
+            qt, force_local=force_local, keep_local_rule=keep_local_rule, spent_usd=spent_usd,
+            ledger_error=ledger_error,
         )
         external = Candidate("openai", self.config.fallback_model, False, "external")
         primary_external = False

@@ -11,6 +11,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from ._errors import MissingExtra
 from ._usage import UsageRecord
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def _import_prometheus() -> Any:
     try:
         import prometheus_client
     except ImportError as exc:
-        raise ImportError(
+        raise MissingExtra(
             "PrometheusHook needs prometheus_client: pip install 'mem0-routed[prometheus]'"
         ) from exc
     return prometheus_client

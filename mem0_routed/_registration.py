@@ -31,6 +31,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ._config import has_credentials
 from ._errors import RegistrationError
 
 __all__ = ["PROVIDER", "SUPPORTED_MEM0", "is_registered", "register"]
@@ -116,9 +117,10 @@ def _wrap_validator(model: type[Any], check: Callable[[dict[str, Any]], None]) -
 
     def validate_config(v: Any, info: Any) -> Any:
         if info.data.get("provider") == PROVIDER:
-            # pydantic echoes the whole input dict in its error; a config holding a key is checked
-            # when mem0 builds the provider instead, where ConfigError carries no input.
-            if not _skip_config_check.get() and not _SECRET_KEYS.intersection(v or {}):
+            # pydantic echoes the whole input dict in its error; a config holding a key or a URL
+            # with a password is checked when mem0 builds the provider, where ConfigError carries
+            # no input.
+            if not _skip_config_check.get() and not _SECRET_KEYS.intersection(v or {}) and not has_credentials(v):
                 check(dict(v or {}))
             return v
         return original(v, info)

@@ -98,9 +98,15 @@ def build_request(config: RouterConfig, planner: ContextPlanner, job: ChatJob, c
     if backend.kind == "ollama":
         need = needed_tokens(estimate_messages(messages), job.max_tokens)
         window = backend.context_window(cand.model)
-        if min_need > need:
-            need = min(min_need, window) if window else min_need
+        caps = [c for c in (window, config.num_ctx_max) if c]
+        if min_need > need:  # size up front for later calls, but never past what the model allows
+            need = min([min_need, *caps])
         num_ctx = planner.plan(cand.model, need, window)
+        if num_ctx is None:  # never send an Ollama call without num_ctx: it would truncate silently
+            raise ContextOverflow(
+                f"prompt needs ~{need} tokens but {cand.model} allows {min(caps) if caps else '?'}",
+                backend=backend.name, model=cand.model,
+                fix="raise num_ctx_max or route this call type to a model with a larger window")
     return ChatRequest(
         model=cand.model, messages=messages, temperature=job.temperature, top_p=job.top_p,
         max_tokens=job.max_tokens, json_mode=job.cls.wants_json and schema is None, json_schema=schema,

@@ -15,11 +15,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from ._breaker import CircuitBreaker
 from ._classify import classify_messages, classify_text
-from ._config import RouterConfig
+from ._config import RouterConfig, mask_url
 from ._embedding import EmbeddingService
 from ._errors import Mem0RoutedError
 from ._execute import ChatJob, ChatOutcome, execute_chat, run_async, run_sync
@@ -28,6 +28,7 @@ from ._policy import Policy
 from ._requests import mem0_extraction_need, message_text
 from ._shared import (
     BREAKERS,
+    HOOKS,
     LOCAL_KINDS,
     PROCESS_RECORDS,
     ROUTERS,
@@ -132,10 +133,9 @@ class Router:
         if known is None and not probe:
             return "ollama"
         if known is None:
+            probed = self._probe_local_kind()  # network: never under the process-wide lock
             with SHARED_LOCK:
-                known = LOCAL_KINDS.get(key)
-                if known is None:
-                    known = LOCAL_KINDS[key] = self._probe_local_kind()
+                known = LOCAL_KINDS.setdefault(key, probed)  # the first prober's answer wins
         self._local_kind = known  # type: ignore[assignment]
         return self._local_kind  # type: ignore[return-value]
 
@@ -193,10 +193,18 @@ class Router:
     def _share_since(self) -> float:
         return time.time() - self.config.share_window_days * 86400
 
-    def _spent(self) -> float | None:
-        if self.config.monthly_budget_usd is None:
-            return None
-        return self.ledger.spent_usd(since=utc_month_start())
+    def _ledger_read(self, what: str, fn: Callable[[], Any]) -> tuple[Any, str | None]:
+        """Run a ledger read; a broken ledger (Redis down, SQLite locked) must never fail a call
+        that can stay local, so its error comes back as a reason instead of a traceback."""
+        try:
+            return fn(), None
+        except Exception as exc:  # noqa: BLE001
+            log.warning("mem0-routed: ledger %s unavailable for %s: %s", self._ledger_url(), what,
+                        str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            return None, f"ledger unavailable ({type(exc).__name__})"
+
+    def _ledger_url(self) -> str:
+        return mask_url(self.config.ledger)
 
     # --- decisions ---------------------------------------------------------------------------------
     def classify_query(self, text: str, context_length: int | None = None) -> tuple[QueryType, int]:
@@ -214,8 +222,12 @@ class Router:
                 max_tokens: int | None, *, probe: bool = True) -> tuple[RoutingDecision, str | None]:
         policy = self.policy(self.local_kind(probe=probe))
         qt = QueryType(query_type) if query_type is not None else cls.query_type
-        spent = self._spent()
-        blocked = policy.external_blocked_by(qt, force_local=force_local, keep_local_rule=None, spent_usd=spent)
+        spent, ledger_error = None, None
+        if self.config.monthly_budget_usd is not None:
+            spent, ledger_error = self._ledger_read(
+                "the budget", lambda: self.ledger.spent_usd(since=utc_month_start()))
+        blocked = policy.external_blocked_by(qt, force_local=force_local, keep_local_rule=None,
+                                             spent_usd=spent, ledger_error=ledger_error)
         rule = checked = None
         if blocked is None:
             verdict = self.rules.check(text, str(cls.call_kind))
@@ -223,9 +235,12 @@ class Router:
             rule = verdict.rule if verdict.keep_local else None
         counts: ShareCounts | None = None
         if qt is QueryType.COMPLEX and blocked is None and rule is None:
-            counts = self.ledger.counts(since=self._share_since())
+            counts, share_error = self._ledger_read(
+                "the local share", lambda: self.ledger.counts(since=self._share_since()))
+            if share_error:  # cannot tell the share: the complex call stays local, fallback still allowed
+                counts = ShareCounts(total=0, local=0, external=0)
         decision = policy.decide(cls, query_type=qt, force_local=force_local, keep_local_rule=rule,
-                                 counts=counts, spent_usd=spent, max_tokens=max_tokens)
+                                 counts=counts, spent_usd=spent, max_tokens=max_tokens, ledger_error=ledger_error)
         return decision, checked
 
     # --- chat --------------------------------------------------------------------------------------
@@ -292,9 +307,12 @@ class Router:
         if cfg.monthly_budget_usd is None and not primary:
             return None
         cost = self.policy().estimate_cost(job.cls.estimated_tokens, job.max_tokens)
-        return self.ledger.reserve_external(
+        got, error = self._ledger_read("a reservation", lambda: self.ledger.reserve_external(
             cost, budget_usd=cfg.monthly_budget_usd, budget_since=utc_month_start(),
-            max_external_share=cfg.max_external_share if primary else None, share_since=self._share_since())
+            max_external_share=cfg.max_external_share if primary else None, share_since=self._share_since()))
+        if error:  # the budget and the share cannot be checked, so nothing is sent out
+            return Refusal("share", f"{error}: external calls need the ledger's budget and share checks")
+        return got  # type: ignore[no-any-return]
 
     def record_chat(self, job: ChatJob, outcome: ChatOutcome, *, reservation: Reservation | None) -> None:
         if not outcome.is_local:
@@ -314,12 +332,13 @@ class Router:
             response=outcome.text if self.config.log_prompts else None)
         self.record(rec, reservation=reservation)
 
-    def record_failure(self, job: ChatJob, attempts: list[Attempt], escalations: list[str], latency: float) -> None:
+    def record_failure(self, job: ChatJob, attempts: list[Attempt], escalations: list[str], latency: float,
+                       *, outcome: Literal["error", "blocked"] = "error") -> None:
         first = job.decision.chain[0] if job.decision.chain else None
         self.record(UsageRecord(
             ts=time.time(), call_kind=str(job.cls.call_kind), query_type=str(job.decision.query_type),
             model=first.model if first else "", backend=first.backend if first else "",
-            is_local=first.is_local if first else True, latency_s=latency, outcome="error",
+            is_local=first.is_local if first else True, latency_s=latency, outcome=outcome,
             escalations=list(escalations), error="; ".join(f"{a.backend} {a.model}: {a.error}" for a in attempts)[:500]))
 
     def record(self, rec: UsageRecord, *, reservation: Reservation | None = None) -> None:
@@ -329,8 +348,8 @@ class Router:
         try:
             self.ledger.record(rec, reservation=reservation)
         except Exception as exc:  # noqa: BLE001
-            log.error("mem0-routed: could not write the usage ledger (%s): %s", self.config.ledger, exc)
-        for hook in self.hooks:
+            log.error("mem0-routed: could not write the usage ledger (%s): %s", self._ledger_url(), exc)
+        for hook in (*self.hooks, *HOOKS):
             try:
                 hook(rec)
             except Exception as exc:  # noqa: BLE001
@@ -373,8 +392,11 @@ class Router:
         return await asyncio.to_thread(collect_health, self)
 
     def close(self) -> None:
-        if self._ledger is not None:
-            self._ledger.close()
+        """Close the ledger; the router stays usable (the ledger is reopened on the next call)."""
+        with self._lock:
+            ledger, self._ledger = self._ledger, None
+        if ledger is not None:
+            ledger.close()
 
 
 class Mem0LLMRouter(Router):

@@ -31,9 +31,25 @@ _PLANNERS: dict[str, ContextPlanner] = {}
 #: Every record of this process, whichever router made it.
 PROCESS_RECORDS: deque[UsageRecord] = deque(maxlen=100_000)
 ROUTERS: weakref.WeakSet[Router] = weakref.WeakSet()
+#: Instrumentation hooks every router runs after each usage record (e.g. ``PrometheusHook``), so
+#: the routers mem0 builds from its config are covered too.
+HOOKS: list[Callable[[UsageRecord], None]] = []
 #: The local tier chosen per set of Ollama URLs: decided once per process, because the LLM's and
 #: the embedder's routers must agree and embeddings must never switch model mid-process.
 LOCAL_KINDS: dict[str, str] = {}
+
+
+def add_hook(hook: Callable[[UsageRecord], None]) -> None:
+    """Run ``hook(record)`` after every routed call in this process (all routers, mem0's included)."""
+    with SHARED_LOCK:
+        if hook not in HOOKS:
+            HOOKS.append(hook)
+
+
+def remove_hook(hook: Callable[[UsageRecord], None]) -> None:
+    with SHARED_LOCK:
+        if hook in HOOKS:
+            HOOKS.remove(hook)
 
 
 def shared_backend(key: str, factory: Callable[[], Backend]) -> Backend:
@@ -49,8 +65,9 @@ def make_backends(cfg: RouterConfig, kind: str) -> list[Backend]:
     if kind == "ollama":
         from .backends._ollama import OllamaBackend
 
+        timeouts = f"{cfg.connect_timeout_s}/{cfg.read_timeout_s}"
         return [
-            shared_backend(f"ollama@{url}", lambda url=url: OllamaBackend(
+            shared_backend(f"ollama@{url}#{timeouts}", lambda url=url: OllamaBackend(
                 url, connect_timeout_s=cfg.connect_timeout_s, read_timeout_s=cfg.read_timeout_s))
             for url in cfg.ollama_urls
         ]
@@ -61,8 +78,10 @@ def make_backends(cfg: RouterConfig, kind: str) -> list[Backend]:
 
         # keyed by a hash of the key: two keys, two clients; the key itself is never a dict key
         tag = hashlib.sha256(cfg.openai_api_key.get_secret_value().encode()).hexdigest()[:12]
-        return [shared_backend(f"openai@{cfg.openai_base_url}#{tag}", lambda: OpenAIBackend(
-            cfg.openai_api_key, base_url=cfg.openai_base_url, read_timeout_s=cfg.external_timeout_s))]
+        return [shared_backend(
+            f"openai@{cfg.openai_base_url}#{tag}/{cfg.connect_timeout_s}/{cfg.external_timeout_s}",
+            lambda: OpenAIBackend(cfg.openai_api_key, base_url=cfg.openai_base_url,
+                                  connect_timeout_s=cfg.connect_timeout_s, read_timeout_s=cfg.external_timeout_s))]
     if kind == "embedded":
         if importlib.util.find_spec("llama_cpp") is None:
             return []
@@ -74,6 +93,8 @@ def make_backends(cfg: RouterConfig, kind: str) -> list[Backend]:
 
 
 def planner_for(key: str, cfg: RouterConfig) -> ContextPlanner:
+    """One ``num_ctx`` plan per host set and bounds, shared by the routers that use them."""
+    key = f"{key}#{cfg.num_ctx_min}/{cfg.num_ctx_max}"
     with SHARED_LOCK:
         planner = _PLANNERS.get(key)
         if planner is None:

@@ -81,7 +81,7 @@ def test_breaker_opens_after_consecutive_failures_and_probes_once_after_cooldown
     assert br.state == "open" and not br.allow() and br.last_fix == "start Ollama"
     clock.t = 10.0
     assert br.state == "half-open"
-    assert br.allow() is True and br.allow() is False  # one probe only
+    assert br.allow() == "probe" and br.allow() is False  # one probe only
     br.failure("still down")
     assert br.state == "open" and br.times_opened == 1  # a failed probe keeps it open, not a new opening
     clock.t = 20.0
@@ -104,7 +104,7 @@ def test_half_open_allows_exactly_one_probe_across_threads() -> None:
     br.failure()
     clock.t = 5
     granted: list[bool] = []
-    threads = [threading.Thread(target=lambda: granted.append(br.allow())) for _ in range(32)]
+    threads = [threading.Thread(target=lambda: granted.append(bool(br.allow()))) for _ in range(32)]
     for t in threads:
         t.start()
     for t in threads:
