@@ -24,6 +24,7 @@ from ._errors import (
     RoutingError,
 )
 from ._execute import ChatOutcome
+from ._prometheus import PrometheusHook
 from ._registration import is_registered, register
 from ._router import Mem0LLMRouter, Router, get_router, router_for
 from ._shared import add_hook, remove_hook
@@ -65,6 +66,7 @@ __all__ = [
     "EmbeddingDimensionMismatch",
     "Mem0LLMRouter",
     "Mem0RoutedError",
+    "PrometheusHook",
     "MissingExtra",
     "ModelNotFound",
     "QueryMetrics",

@@ -23,7 +23,6 @@ __all__ = [
     "MEM0_EXTRACTION_SCHEMA",
     "compact_examples",
     "compact_extraction_messages",
-    "is_mem0_extraction_prompt",
 ]
 
 COMPACT_EXTRACTION_PROMPT = """\
@@ -77,15 +76,8 @@ MEM0_EXTRACTION_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
-# Lines of mem0's extraction system prompt that stay stable across releases; two must match so a
-# user's own system prompt that merely mentions one is not mistaken for mem0's.
-_MEM0_MARKERS = ("You are a Memory Extractor", "# OUTPUT FORMAT", '"memory"', "## New Messages")
+#: mem0 appends AGENT_CONTEXT_SUFFIX (this heading) to the extraction prompt for agent-only scopes.
 _MEM0_AGENT_MARKER = "## Entity Context"
-
-
-def is_mem0_extraction_prompt(text: str) -> bool:
-    """Whether ``text`` is mem0's (full) additive extraction system prompt."""
-    return sum(marker in text for marker in _MEM0_MARKERS) >= 2 and len(text) > 2000
 
 
 @functools.lru_cache(maxsize=1)
@@ -110,7 +102,7 @@ def compact_extraction_messages(
     """mem0's extraction messages with its system prompt replaced by ``COMPACT_EXTRACTION_PROMPT``.
 
     The first system message is replaced (call this for extraction calls only; the router knows
-    them, see ``is_mem0_extraction_prompt``), followed by the worked example turns unless
+    them: ``classify_messages`` recognises them), followed by the worked example turns unless
     ``examples=False``. Every other message (mem0's user prompt with its sections) is kept as it
     is. mem0's agent-scoped variant keeps a short agent note. Without a system message the compact
     one is put first. The input list and its dicts are not changed.

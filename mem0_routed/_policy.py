@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ._config import RouterConfig
-from ._types import BackendKind, Candidate, Classification, QueryType, RoutingDecision
+from ._types import BackendKind, CallKind, Candidate, Classification, QueryType, RoutingDecision
 from ._usage import ShareCounts
 
 #: Which other local routes can stand in when a route's model fails (order = preference).
@@ -24,9 +24,6 @@ _STAND_INS: dict[QueryType, tuple[QueryType, ...]] = {
     QueryType.MEDIUM: (QueryType.SIMPLE, QueryType.COMPLEX),
     QueryType.COMPLEX: (QueryType.MEDIUM, QueryType.SIMPLE),
 }
-
-#: Expected answer size when the caller does not say; used for cost estimates only.
-DEFAULT_OUTPUT_TOKENS = 300
 
 CostFn = Callable[[str, int, int], float]
 
@@ -79,10 +76,15 @@ class Policy:
             return f"monthly budget ${cfg.monthly_budget_usd:.2f} spent (${spent_usd:.2f} this month)"
         return None
 
-    def estimate_cost(self, estimated_tokens: int, max_tokens: int | None = None) -> float:
+    def estimate_cost(self, estimated_tokens: int, max_tokens: int | None = None,
+                      call_kind: CallKind | str = CallKind.QUERY) -> float:
+        """Price of sending the call out: its prompt plus a typical answer for its kind."""
         if self._cost_fn is None:
             return 0.0
-        return self._cost_fn(self.config.fallback_model, estimated_tokens, max_tokens or DEFAULT_OUTPUT_TOKENS)
+        from ._prices import estimate_tokens_out_default
+
+        tokens_out = estimate_tokens_out_default(str(call_kind), max_tokens)
+        return self._cost_fn(self.config.fallback_model, estimated_tokens, tokens_out)
 
     def decide(
         self,
@@ -121,7 +123,7 @@ class Policy:
         elif blocked is None:
             chain = [*chain, external]  # availability first: a local failure may still end here
         first = chain[0]
-        cost = self.estimate_cost(cls.estimated_tokens, max_tokens) if not first.is_local else 0.0
+        cost = self.estimate_cost(cls.estimated_tokens, max_tokens, cls.call_kind) if not first.is_local else 0.0
         return RoutingDecision(
             model=first.model,
             backend=first.backend,

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ._errors import ConfigError
 from ._types import CallKind
 
-__all__ = ["KeepLocalRules", "KeepLocalVerdict", "luhn_ok", "messages_text"]
+__all__ = ["KeepLocalRules", "KeepLocalVerdict", "luhn_ok"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,18 +220,6 @@ class KeepLocalRules:
             return KeepLocalVerdict(False, None, f"{self.summary}: none matched")
         return KeepLocalVerdict(True, rule, f"{self.summary}: matched {rule}")
 
-    def check_messages(
-        self, messages: Iterable[Mapping[str, Any]], call_kind: str = "query", *, include_system: bool = True
-    ) -> KeepLocalVerdict:
-        """``check`` over the text of chat messages (string contents and text parts).
-
-        ``include_system=False`` skips system messages: for mem0's own calls the system prompt is
-        mem0's fixed text (up to 34k characters), so checking it costs time and finds nothing.
-        """
-        if not include_system:
-            messages = [m for m in messages if m.get("role") != "system"]
-        return self.check(messages_text(messages), call_kind)
-
     def _first_match(self, text: str, call_kind: str) -> str | None:
         if call_kind in self.call_kinds:
             return f"call_kind:{call_kind}"
@@ -254,17 +241,3 @@ class KeepLocalRules:
             if pattern.search(text):
                 return f"pattern:{i}"
         return None
-
-
-def messages_text(messages: Iterable[Mapping[str, Any]]) -> str:
-    """All text in OpenAI-style messages, joined by newlines (image parts are skipped)."""
-    out: list[str] = []
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, str):
-            out.append(content)
-        elif isinstance(content, list):
-            out.extend(
-                p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str)
-            )
-    return "\n".join(out)

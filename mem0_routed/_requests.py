@@ -30,8 +30,9 @@ def message_text(messages: Sequence[Mapping[str, Any]], *, skip_system: bool) ->
         content = m.get("content")
         if isinstance(content, str):
             parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        elif isinstance(content, list):  # text parts, and bare strings as the classifier counts them
+            parts.extend(p if isinstance(p, str) else p.get("text", "") for p in content
+                         if isinstance(p, str) or (isinstance(p, dict) and p.get("type") == "text"))
     return "\n".join(parts)
 
 

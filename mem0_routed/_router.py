@@ -306,7 +306,7 @@ class Router:
         cfg = self.config
         if cfg.monthly_budget_usd is None and not primary:
             return None
-        cost = self.policy().estimate_cost(job.cls.estimated_tokens, job.max_tokens)
+        cost = self.policy().estimate_cost(job.cls.estimated_tokens, job.max_tokens, job.cls.call_kind)
         got, error = self._ledger_read("a reservation", lambda: self.ledger.reserve_external(
             cost, budget_usd=cfg.monthly_budget_usd, budget_since=utc_month_start(),
             max_external_share=cfg.max_external_share if primary else None, share_since=self._share_since()))
@@ -316,9 +316,9 @@ class Router:
 
     def record_chat(self, job: ChatJob, outcome: ChatOutcome, *, reservation: Reservation | None) -> None:
         if not outcome.is_local:
-            from ._prices import external_cost
+            from ._prices import call_cost
 
-            outcome.cost_usd = external_cost(outcome.model, outcome.tokens_in, outcome.tokens_out)
+            outcome.cost_usd = call_cost(outcome.backend, outcome.model, outcome.tokens_in, outcome.tokens_out)
         first = job.decision.chain[0] if job.decision.chain else None
         rec = UsageRecord(
             ts=time.time(), call_kind=str(job.cls.call_kind), query_type=str(job.decision.query_type),

@@ -58,9 +58,10 @@ def test_health_reports_missing_models_and_exits_nonzero_when_down(ollama_server
 
 
 def test_stats_and_project_read_the_ledger(tmp_path) -> None:
+    import time
+
     from mem0_routed._ledger import SQLiteLedger
     from mem0_routed._usage import UsageRecord
-    import time
 
     path = tmp_path / "ledger.sqlite3"
     ledger = SQLiteLedger(str(path))

@@ -11,7 +11,6 @@ import pytest
 from mem0.configs.prompts import (
     ADDITIVE_EXTRACTION_PROMPT,
     AGENT_CONTEXT_SUFFIX,
-    PROCEDURAL_MEMORY_SYSTEM_PROMPT,
     generate_additive_extraction_prompt,
 )
 from mem0.memory.utils import parse_messages
@@ -23,7 +22,6 @@ from mem0_routed._compact_prompt import (
     MEM0_EXTRACTION_SCHEMA,
     compact_examples,
     compact_extraction_messages,
-    is_mem0_extraction_prompt,
 )
 
 CONVERSATION = [
@@ -73,7 +71,9 @@ def test_drops_the_big_system_prompt() -> None:
     systems = [m for m in compact if m["role"] == "system"]
     assert systems == [{"role": "system", "content": COMPACT_EXTRACTION_PROMPT}]
     assert not any(ADDITIVE_EXTRACTION_PROMPT.strip()[:200] in str(m["content"]) for m in compact)
-    assert not any(is_mem0_extraction_prompt(str(m["content"])) for m in compact)
+    from mem0_routed._classify import classify_messages
+
+    assert classify_messages([m for m in compact if m["role"] == "system"]).call_kind.value == "query"
 
 
 def test_total_tokens_far_below_original() -> None:
@@ -126,14 +126,6 @@ def test_examples_are_mem0_shaped_turns_with_valid_answers() -> None:
             assert "## New Messages" in m["content"]
             assert "Lena" not in m["content"]
     assert compact_extraction_messages(mem0_extraction_messages(), examples=False)[1:] == mem0_extraction_messages()[1:]
-
-
-def test_recognises_mem0_extraction_prompt_only() -> None:
-    assert is_mem0_extraction_prompt(ADDITIVE_EXTRACTION_PROMPT)
-    assert is_mem0_extraction_prompt(ADDITIVE_EXTRACTION_PROMPT + AGENT_CONTEXT_SUFFIX)
-    assert not is_mem0_extraction_prompt(PROCEDURAL_MEMORY_SYSTEM_PROMPT)
-    assert not is_mem0_extraction_prompt(COMPACT_EXTRACTION_PROMPT)
-    assert not is_mem0_extraction_prompt("You are a Memory Extractor. ## New Messages")
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from mem0_routed._errors import ConfigError
-from mem0_routed._privacy import KeepLocalRules, KeepLocalVerdict, luhn_ok, messages_text
+from mem0_routed._privacy import KeepLocalRules, KeepLocalVerdict, luhn_ok
 from mem0_routed._types import CallKind
 
 # Built at run time so no scanner flags this file, and so each is unique to the test run.
@@ -139,18 +139,6 @@ def test_call_kinds_force_local_first_and_are_validated() -> None:
     assert rules.check("plain words", "query").keep_local is False
     with pytest.raises(ConfigError, match="mem0_extractoin"):
         KeepLocalRules(call_kinds=["mem0_extractoin"])
-
-
-def test_check_messages_reads_text_parts_and_can_skip_system() -> None:
-    messages = [
-        {"role": "system", "content": "contact admin@example.com for help"},
-        {"role": "user", "content": [{"type": "text", "text": "my card"},
-                                     {"type": "image_url", "image_url": {"url": "data:..."}}]},
-    ]  # fmt: skip
-    assert messages_text(messages) == "contact admin@example.com for help\nmy card"
-    rules = KeepLocalRules()
-    assert rules.check_messages(messages, "query").rule == "pii:email"
-    assert rules.check_messages(messages, "query", include_system=False).keep_local is False
 
 
 def test_non_ascii_text_keeps_offsets_right() -> None:

@@ -10,8 +10,8 @@ import time
 
 import pytest
 import stamina
-
 from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
+
 from mem0_routed import ConfigError, Router, RouterConfig, RoutingError
 from mem0_routed._ledger import MemoryLedger
 from mem0_routed._router import reset_routers
@@ -131,9 +131,10 @@ def test_a_closed_router_reopens_its_ledger(ollama_server) -> None:
 
 
 def test_redis_password_never_shown(caplog) -> None:
-    import mem0_routed  # noqa: F401  registers "routed"
     from mem0.configs.base import MemoryConfig
     from pydantic import ValidationError
+
+    import mem0_routed  # noqa: F401  registers "routed"
 
     url = "redis://:s3cretpw@redis.internal:6379/0"
     cfg = RouterConfig.from_mapping(ledger=url)

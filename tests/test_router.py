@@ -9,8 +9,8 @@ import threading
 
 import pytest
 import stamina
-
 from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
+
 from mem0_routed import BudgetExceeded, Router, RouterConfig, RoutingError
 from mem0_routed._ledger import MemoryLedger
 from mem0_routed._router import reset_routers
