@@ -10,6 +10,8 @@ loading one model never blocks calls to another. ``llama_cpp``, ``torch`` and
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import json
 import os
 import threading
@@ -43,6 +45,20 @@ class _Slot:
 
 _slots: dict[tuple[Any, ...], _Slot] = {}
 _slots_lock = threading.Lock()  # guards the dict only; never held while loading or generating
+
+
+@atexit.register
+def _free_models() -> None:
+    """Free loaded models before the interpreter tears down llama_cpp's module globals (after
+    which Llama.__del__ prints "'NoneType' object is not callable" tracebacks at exit)."""
+    with _slots_lock:
+        slots = list(_slots.values())
+    for slot in slots:
+        obj, slot.obj = slot.obj, None
+        close = getattr(obj, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
 
 
 def _slot(key: tuple[Any, ...]) -> _Slot:
