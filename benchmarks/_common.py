@@ -82,3 +82,20 @@ def _fmt(c: Any) -> str:
     if isinstance(c, float):
         return f"{c:.1f}" if abs(c) >= 10 else f"{c:.2f}"
     return "" if c is None else str(c)
+
+
+def row(
+    figure: str, value: Any, unit: str, target: Any = None, ok: bool | None = None, note: str = ""
+) -> dict[str, Any]:
+    """One result row in the suite's common shape."""
+    return {"figure": figure, "value": value, "unit": unit, "target": target, "ok": ok, "note": note}
+
+
+def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
+    """The rows as a table; a missed target reads MISSED."""
+    status = {True: "ok", False: "MISSED", None: ""}
+    print_table(
+        title,
+        ["figure", "value", "unit", "target", "", "note"],
+        [[r["figure"], r["value"], r["unit"], r["target"], status[r["ok"]], r["note"]] for r in rows],
+    )

@@ -15,15 +15,14 @@ Run from the repo root: ``python -m benchmarks.bench_concurrency [--quick]``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from benchmarks._common import machine_info, print_table
+from benchmarks._common import machine_info, print_rows, row
 
 THREADS = (1, 8, 32)
 SLOW_S = 0.2
@@ -33,21 +32,6 @@ PROMPTS = ["hi there, how are you?", "What's the capital of France?", "Name thre
 _ENV_TO_CLEAR = ("OLLAMA_URL", "OPENAI_API_KEY", "MEM0_LLM_MODEL", "LLM_LOCAL_THRESHOLD")
 
 
-def row(
-    figure: str, value: Any, unit: str, target: Any = None, ok: bool | None = None, note: str = ""
-) -> dict:
-    """One result row in the suite's common shape."""
-    return {"figure": figure, "value": value, "unit": unit, "target": target, "ok": ok, "note": note}
-
-
-def print_rows(title: str, rows: list[dict]) -> None:
-    """The rows as a table; a missed target reads MISSED."""
-    status = {True: "ok", False: "MISSED", None: ""}
-    print_table(
-        title,
-        ["figure", "value", "unit", "target", "", "note"],
-        [[r["figure"], r["value"], r["unit"], r["target"], status[r["ok"]], r["note"]] for r in rows],
-    )
 
 
 def _blast(call: Callable[[int], object], threads: int, total: int) -> float:
@@ -90,7 +74,7 @@ def run(quick: bool = False) -> list[dict]:
     rounds, total = (3, 160) if quick else (5, 320)
     reset_routers()
     rows: list[dict] = []
-    with _listen_backlog(128), FakeOllamaServer() as server:
+    with FakeOllamaServer() as server:  # listens with a backlog of 128, like a real server
         router = Router(
             RouterConfig.from_mapping(
                 {"ollama_base_url": server.url, "ledger": "memory", "local_backend": "ollama"}
@@ -151,22 +135,6 @@ def run(quick: bool = False) -> list[dict]:
         )
     )
     return rows
-
-
-@contextlib.contextmanager
-def _listen_backlog(size: int) -> Iterator[None]:
-    """The fake's listen backlog is socketserver's default of 5: 32 threads overflow it and get
-    connection resets (the bare client fails, the router retries). Real Ollama (Go) listens with
-    the OS maximum, so the benchmark raises it for the fake it starts."""
-    from mem0_routed.testing import _base
-
-    cls = _base._HTTPServer
-    old = cls.request_queue_size
-    cls.request_queue_size = size
-    try:
-        yield
-    finally:
-        cls.request_queue_size = old
 
 
 def _wall_of_parallel(router: Any, messages: list[list[dict[str, str]]], threads: int) -> float:

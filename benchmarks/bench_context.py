@@ -22,7 +22,7 @@ import random
 from collections import defaultdict
 from typing import Any
 
-from benchmarks._common import machine_info, print_table
+from benchmarks._common import machine_info, print_rows, row
 
 os.environ.setdefault("MEM0_TELEMETRY", "False")
 
@@ -35,21 +35,6 @@ QUERIES = ["What's the capital of France?", "Summarize: the meeting moved to Tue
            "Write a python function that reverses a string.", "How many days are in a leap year?"]  # fmt: skip
 
 
-def row(
-    figure: str, value: Any, unit: str, target: Any = None, ok: bool | None = None, note: str = ""
-) -> dict:
-    """One result row in the suite's common shape."""
-    return {"figure": figure, "value": value, "unit": unit, "target": target, "ok": ok, "note": note}
-
-
-def print_rows(title: str, rows: list[dict]) -> None:
-    """The rows as a table; a missed target reads MISSED."""
-    status = {True: "ok", False: "MISSED", None: ""}
-    print_table(
-        title,
-        ["figure", "value", "unit", "target", "", "note"],
-        [[r["figure"], r["value"], r["unit"], r["target"], status[r["ok"]], r["note"]] for r in rows],
-    )
 
 
 Call = tuple[str, list[dict[str, Any]], dict[str, Any]]

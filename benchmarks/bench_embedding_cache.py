@@ -18,7 +18,7 @@ from typing import Any
 
 os.environ["MEM0_TELEMETRY"] = "False"
 
-from benchmarks._common import machine_info, median, p95, print_table, timeit_us
+from benchmarks._common import machine_info, median, p95, print_rows, row, timeit_us
 from benchmarks.bench_mem0_overhead import (
     _ENV_TO_CLEAR,
     CONVERSATIONS,
@@ -31,21 +31,6 @@ from benchmarks.bench_mem0_overhead import (
 SEARCH_REPEATS = 3
 
 
-def row(
-    figure: str, value: Any, unit: str, target: Any = None, ok: bool | None = None, note: str = ""
-) -> dict:
-    """One result row in the suite's common shape."""
-    return {"figure": figure, "value": value, "unit": unit, "target": target, "ok": ok, "note": note}
-
-
-def print_rows(title: str, rows: list[dict]) -> None:
-    """The rows as a table; a missed target reads MISSED."""
-    status = {True: "ok", False: "MISSED", None: ""}
-    print_table(
-        title,
-        ["figure", "value", "unit", "target", "", "note"],
-        [[r["figure"], r["value"], r["unit"], r["target"], status[r["ok"]], r["note"]] for r in rows],
-    )
 
 
 def _latency_rows(url: str, quick: bool) -> list[dict]:

@@ -22,28 +22,13 @@ import time
 from collections import Counter
 from typing import Any
 
-from benchmarks._common import machine_info, print_table
+from benchmarks._common import machine_info, print_rows, row
 
 TARGET_EXTRA_MS = 0.2
 PROMPT = [{"role": "user", "content": "hello, how are you today?"}]
 _ENV_TO_CLEAR = ("OLLAMA_URL", "OPENAI_API_KEY", "MEM0_LLM_MODEL", "LLM_LOCAL_THRESHOLD")
 
 
-def row(
-    figure: str, value: Any, unit: str, target: Any = None, ok: bool | None = None, note: str = ""
-) -> dict:
-    """One result row in the suite's common shape."""
-    return {"figure": figure, "value": value, "unit": unit, "target": target, "ok": ok, "note": note}
-
-
-def print_rows(title: str, rows: list[dict]) -> None:
-    """The rows as a table; a missed target reads MISSED."""
-    status = {True: "ok", False: "MISSED", None: ""}
-    print_table(
-        title,
-        ["figure", "value", "unit", "target", "", "note"],
-        [[r["figure"], r["value"], r["unit"], r["target"], status[r["ok"]], r["note"]] for r in rows],
-    )
 
 
 def make_router(ollama_url: str, openai_url: str, key: str, **cfg: Any) -> Any:

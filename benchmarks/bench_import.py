@@ -19,7 +19,7 @@ import subprocess
 import sys
 from typing import Any
 
-from benchmarks._common import machine_info, print_table
+from benchmarks._common import machine_info, print_rows, row
 
 TARGET_MS = 100.0
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,21 +42,6 @@ print(json.dumps({{"alone": time.perf_counter() - t0}}))
 """
 
 
-def row(
-    figure: str, value: Any, unit: str, target: Any = None, ok: bool | None = None, note: str = ""
-) -> dict:
-    """One result row in the suite's common shape."""
-    return {"figure": figure, "value": value, "unit": unit, "target": target, "ok": ok, "note": note}
-
-
-def print_rows(title: str, rows: list[dict]) -> None:
-    """The rows as a table; a missed target reads MISSED."""
-    status = {True: "ok", False: "MISSED", None: ""}
-    print_table(
-        title,
-        ["figure", "value", "unit", "target", "", "note"],
-        [[r["figure"], r["value"], r["unit"], r["target"], status[r["ok"]], r["note"]] for r in rows],
-    )
 
 
 def _python(code: str, *flags: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

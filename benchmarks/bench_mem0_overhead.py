@@ -27,7 +27,7 @@ from typing import Any
 
 os.environ["MEM0_TELEMETRY"] = "False"
 
-from benchmarks._common import machine_info, print_table
+from benchmarks._common import machine_info, print_rows, row
 
 TARGET_RATIO = 1.03
 LLM_MODEL = "mistral:7b"
@@ -57,21 +57,6 @@ _ENV_TO_CLEAR = (
 )
 
 
-def row(
-    figure: str, value: Any, unit: str, target: Any = None, ok: bool | None = None, note: str = ""
-) -> dict:
-    """One result row in the suite's common shape."""
-    return {"figure": figure, "value": value, "unit": unit, "target": target, "ok": ok, "note": note}
-
-
-def print_rows(title: str, rows: list[dict]) -> None:
-    """The rows as a table; a missed target reads MISSED."""
-    status = {True: "ok", False: "MISSED", None: ""}
-    print_table(
-        title,
-        ["figure", "value", "unit", "target", "", "note"],
-        [[r["figure"], r["value"], r["unit"], r["target"], status[r["ok"]], r["note"]] for r in rows],
-    )
 
 
 def ensure_registered() -> bool:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import machine_info, print_table, write_json
+from benchmarks._common import machine_info, print_table, row, write_json
 
 os.environ["MEM0_TELEMETRY"] = "False"
 
@@ -36,12 +36,6 @@ RESULTS = HERE / "results.json"
 #: bench_compact_extraction runs SmolLM2 on the CPU: ~2 min per call on a busy 2-core machine.
 COMPACT_TIMEOUT_S = 1800
 
-
-def row(
-    figure: str, value: Any, unit: str, target: Any = None, ok: bool | None = None, note: str = ""
-) -> dict:
-    """One result row in the suite's common shape."""
-    return {"figure": figure, "value": value, "unit": unit, "target": target, "ok": ok, "note": note}
 
 
 def gpu_line() -> str:

@@ -19,7 +19,14 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ._errors import MissingExtra
-from ._ledger import EMBEDDING, RESERVATION_TTL_S, check_reservation, mask_url, new_reservation_id
+from ._ledger import (
+    EMBEDDING,
+    RESERVATION_TTL_S,
+    _validate_amount,
+    check_reservation,
+    mask_url,
+    new_reservation_id,
+)
 from ._usage import Refusal, Reservation, ShareCounts, UsageRecord
 
 if TYPE_CHECKING:
@@ -160,8 +167,7 @@ class RedisLedger:
         max_external_share: float | None,
         share_since: float,
     ) -> Reservation | Refusal:
-        if not amount_usd >= 0:
-            raise ValueError(f"amount_usd={amount_usd!r} must be a cost in US dollars, 0 or more")
+        _validate_amount(amount_usd)
         k = self._k
         rid = new_reservation_id()
         out = self._reserve(
