@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -147,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
                 [{"role": "user", "content": "I'm training for a marathon in May."}],
             ]
             for turn in turns:
+                started = time.perf_counter()
                 added = memory.add(turn, user_id="sam")
-                print("added:", [r["memory"] for r in added["results"]])
+                print(f"added in {time.perf_counter() - started:.1f} s:", [r["memory"] for r in added["results"]])
             for query in ("What does Sam eat?", "Where does Sam live?"):
                 hits = memory.search(query, filters={"user_id": "sam"}, top_k=3)["results"]
                 print(f"search {query!r}:", [(h["memory"], round(h["score"], 3)) for h in hits])
