@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._classify import classify_messages, classify_query, classify_text, estimate_tokens
 from ._config import RouterConfig
 from ._errors import (
@@ -37,17 +39,17 @@ def route_query(text: str, query_type: QueryType | str | None = None, *, force_l
     return get_router().route_query(text, query_type, force_local=force_local)
 
 
-async def execute_query(text: str, force_local: bool = False, query_type: QueryType | str | None = None) -> dict:
+async def execute_query(text: str, force_local: bool = False, query_type: QueryType | str | None = None) -> dict[str, Any]:
     """Route and run ``text`` with the process-wide router."""
     return await get_router().execute_query(text, force_local=force_local, query_type=query_type)
 
 
-def get_metrics() -> dict:
+def get_metrics() -> dict[str, Any]:
     """Metrics of the process-wide router."""
     return get_router().get_metrics()
 
 
-async def health_check() -> dict:
+async def health_check() -> dict[str, Any]:
     """Health of the process-wide router's backends."""
     return await get_router().health_check()
 

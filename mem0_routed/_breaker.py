@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Literal
 
 State = Literal["closed", "open", "half-open"]
 
 
 class CircuitBreaker:
-    def __init__(self, name: str, *, failures: int = 3, cooldown_s: float = 30.0, clock=time.monotonic) -> None:
+    def __init__(self, name: str, *, failures: int = 3, cooldown_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         self.failures = max(1, failures)
         self.cooldown_s = cooldown_s

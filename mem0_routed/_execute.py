@@ -313,8 +313,8 @@ def call_with_retries(fn: Callable[[], T], retries: int) -> T:
     for attempt in _retry_context(retries):
         with attempt:
             if first is not None:
-                exc, first = first, None
-                raise exc
+                replay, first = first, None
+                raise replay
             return fn()
     raise AssertionError("unreachable: stamina re-raises the last error")
 
@@ -333,8 +333,8 @@ async def _call_async(call: Call) -> ChatResult:
     async for attempt in _retry_context(call.retries):
         with attempt:
             if first is not None:
-                exc, first = first, None
-                raise exc
+                replay, first = first, None
+                raise replay
             return await call.backend.achat(call.request)
     raise AssertionError("unreachable: stamina re-raises the last error")
 

@@ -171,7 +171,7 @@ def _patch_factories() -> None:
 
     setattr(create, _MARK, original)
     create.__doc__ = original.__doc__
-    EmbedderFactory.create = classmethod(create)  # type: ignore[method-assign,assignment]
+    EmbedderFactory.create = classmethod(create)
 
 
 # --- self-check -------------------------------------------------------------------------------------

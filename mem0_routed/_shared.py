@@ -66,11 +66,12 @@ def make_backends(cfg: RouterConfig, kind: str) -> list[Backend]:
         from .backends._ollama import OllamaBackend
 
         timeouts = f"{cfg.connect_timeout_s}/{cfg.read_timeout_s}"
-        return [
-            shared_backend(f"ollama@{url}#{timeouts}", lambda url=url: OllamaBackend(
-                url, connect_timeout_s=cfg.connect_timeout_s, read_timeout_s=cfg.read_timeout_s))
-            for url in cfg.ollama_urls
-        ]
+
+        def host(url: str) -> Callable[[], Backend]:
+            return lambda: OllamaBackend(url, connect_timeout_s=cfg.connect_timeout_s,
+                                         read_timeout_s=cfg.read_timeout_s)
+
+        return [shared_backend(f"ollama@{url}#{timeouts}", host(url)) for url in cfg.ollama_urls]
     if kind == "openai":
         if cfg.openai_api_key is None:
             return []

@@ -402,7 +402,7 @@ def _count_prompt_tokens(llm: Any, formatter: Any, messages: list[dict[str, Any]
 
 def _grammar(schema: dict[str, Any], model: str) -> Any:
     """A llama.cpp grammar for ``schema``; an unsupported schema is an error, never plain JSON."""
-    from llama_cpp import LlamaGrammar
+    from llama_cpp import LlamaGrammar  # type: ignore[attr-defined]
 
     try:
         return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)

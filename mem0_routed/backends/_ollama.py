@@ -166,14 +166,14 @@ class OllamaBackend:
             client, self._client = self._client, None
             self._aclients = weakref.WeakKeyDictionary()
         if client is not None:
-            client.close()
+            client.close()  # type: ignore[no-untyped-call]
 
     async def aclose(self) -> None:
         """Close the running loop's async client (and the sync one)."""
         with self._lock:
             client = self._aclients.pop(asyncio.get_running_loop(), None)
         if client is not None:
-            await client.close()
+            await client.close()  # type: ignore[no-untyped-call]
         self.close()
 
     # --- errors ----------------------------------------------------------------------------------
