@@ -37,7 +37,7 @@ GENERAL_ROUTES = (QueryType.SIMPLE.value, QueryType.SUMMARIZATION.value, QueryTy
 
 _ROUTE_NAMES = tuple(q.value for q in QueryType)
 _CALL_KINDS = tuple(c.value for c in CallKind)
-_URL_RE = re.compile(r"^https?://[^\s/:]+(:\d{1,5})?(/[^\s]*)?$")
+_URL_RE = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[^\s/:@\[\]]+)(:\d{1,5})?(/[^\s]*)?$")  # [::1] too
 # Names that are OpenAI's, not a local model's: mem0's llm_reranker injects model="gpt-5-mini".
 # gpt-oss is an open-weight model that Ollama serves, so it is local.
 _EXTERNAL_MODEL_RE = re.compile(r"^(gpt-(?!oss)|o\d|chatgpt-|text-|davinci|openai/)", re.IGNORECASE)

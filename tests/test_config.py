@@ -58,8 +58,8 @@ def test_explicit_keys_beat_env_vars_and_explicit_models_beat_mem0_llm_model(mon
 
 
 def test_list_of_urls_is_kept_and_trailing_slashes_dropped() -> None:
-    cfg = RouterConfig.from_mapping(ollama_base_url=["http://h1:11434/", "https://h2"])
-    assert cfg.ollama_urls == ["http://h1:11434", "https://h2"]
+    cfg = RouterConfig.from_mapping(ollama_base_url=["http://h1:11434/", "https://h2", "http://[::1]:11434"])
+    assert cfg.ollama_urls == ["http://h1:11434", "https://h2", "http://[::1]:11434"]
 
 
 @pytest.mark.parametrize(
