@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import itertools
 import logging
 import threading
@@ -74,8 +73,9 @@ class Router:
         self.serves_mem0 = False
         self.embeddings = EmbeddingService(self)
         ROUTERS.add(self)
-        key = ",".join(self.config.ollama_urls) if self._explicit is None else f"explicit-{id(self)}"
-        self.planner = planner_for(key, self.config)
+        # what this router's hosts are known by in the process-wide state (its own, if explicit)
+        self._hosts_key = ",".join(self.config.ollama_urls) if self._explicit is None else f"explicit-{id(self)}"
+        self.planner = planner_for(self._hosts_key, self.config)
 
     def __repr__(self) -> str:
         return f"Router(ollama={self.config.ollama_urls}, openai={'set' if self.config.openai_api_key else 'unset'})"
@@ -128,7 +128,7 @@ class Router:
         if setting != "auto":
             self._local_kind = setting
             return setting
-        key = ",".join(self.config.ollama_urls) if self._explicit is None else f"explicit-{id(self)}"
+        key = self._hosts_key
         known = LOCAL_KINDS.get(key)
         if known is None and not probe:
             return "ollama"
@@ -147,7 +147,8 @@ class Router:
         for host in hosts:
             if host.health(timeout_s=self.config.connect_timeout_s).reachable:
                 return "ollama"
-        if importlib.util.find_spec("llama_cpp") is not None:
+        embedded = self._backends_of("embedded")  # [] unless llama_cpp is installed
+        if embedded and embedded[0].health().reachable:  # the extra *and* its model files
             log.warning("mem0-routed: no Ollama host answered at %s; local calls use the embedded llama.cpp "
                         "backend for this process", ", ".join(self.config.ollama_urls))
             return "embedded"
