@@ -150,7 +150,7 @@ def execute_chat(router: Router, job: ChatJob) -> Generator[Call, ChatResult, Ch
             attempts.append(Attempt(cand.backend, cand.model, "no backend configured", fix=_fix_for_missing(cand)))
         try:
             for backend in backends:
-                outcome = yield from _try_backend(router, job, cand, backend, attempts, escalations, reservation)
+                outcome = yield from _try_backend(router, job, cand, backend, attempts, escalations)
                 if outcome is not None:
                     outcome.latency_s = time.perf_counter() - started
                     router.record_chat(job, outcome, reservation=reservation)
@@ -158,7 +158,7 @@ def execute_chat(router: Router, job: ChatJob) -> Generator[Call, ChatResult, Ch
                     return outcome
         finally:
             if reservation is not None:
-                router.ledger.release(reservation)
+                router.release(reservation)
         if cand.is_local:
             escalations.append(f"local {cand.model} failed")
     router.record_failure(job, attempts, escalations, time.perf_counter() - started)
@@ -183,7 +183,6 @@ def _try_backend(
     backend: Backend,
     attempts: list[Attempt],
     escalations: list[str],
-    reservation: Reservation | None,
 ) -> Generator[Call, ChatResult, ChatOutcome | None]:
     """Up to two tries on one backend (a bad answer or a truncation gets one local retry).
 

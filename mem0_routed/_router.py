@@ -315,6 +315,13 @@ class Router:
             return Refusal("share", f"{error}: external calls need the ledger's budget and share checks")
         return got  # type: ignore[no-any-return]
 
+    def release(self, reservation: Reservation) -> None:
+        """Give back an unused reservation; a broken ledger is logged (the claim expires anyway)."""
+        try:
+            self.ledger.release(reservation)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("mem0-routed: could not release a reservation in %s: %s", self._ledger_url(), exc)
+
     def record_chat(self, job: ChatJob, outcome: ChatOutcome, *, reservation: Reservation | None) -> None:
         if not outcome.is_local:
             from ._prices import call_cost
