@@ -119,6 +119,7 @@ class RouterConfig(BaseSettings):
     max_retries: int = 2
     breaker_failures: int = 3
     breaker_cooldown_s: float = 30.0
+    default_max_tokens: int = 1024  # answer cap when the caller gives none (small models may never stop)
     num_ctx_min: int = 4096
     num_ctx_max: int | None = None
     compact_extraction: Literal["auto", "always", "never"] = "auto"
@@ -223,7 +224,7 @@ class RouterConfig(BaseSettings):
             raise ValueError(f"{v} must be greater than 0")
         return v
 
-    @field_validator("max_retries", "breaker_failures", "embedding_cache_size", "num_ctx_min")
+    @field_validator("max_retries", "breaker_failures", "embedding_cache_size", "num_ctx_min", "default_max_tokens")
     @classmethod
     def _check_count(cls, v: int) -> int:
         if v < 0:

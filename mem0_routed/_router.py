@@ -249,6 +249,8 @@ class Router:
              tools: list[dict[str, Any]] | None, tool_choice: str | None, temperature: float | None,
              max_tokens: int | None, top_p: float | None, force_local: bool,
              query_type: QueryType | str | None) -> ChatJob:
+        if max_tokens is None:  # bound every answer: Ollama and llama.cpp default to "until the window ends"
+            max_tokens = self.config.default_max_tokens
         cls = classify_messages(messages, dict(response_format) if response_format else None)
         mem0_call = cls.call_kind not in (CallKind.QUERY, CallKind.EMBEDDING)
         text = message_text(messages, skip_system=mem0_call)

@@ -372,3 +372,11 @@ def test_a_plain_router_keeps_small_windows_for_small_calls(ollama_server) -> No
     router = make_router(ollama_server)
     router.chat([{"role": "user", "content": "hello"}], max_tokens=100)
     assert chats(ollama_server)[-1]["options"]["num_ctx"] == 4096
+
+
+def test_an_answer_is_always_bounded_even_when_the_caller_gives_no_max_tokens(ollama_server) -> None:
+    router = make_router(ollama_server, default_max_tokens=321)
+    router.chat([{"role": "user", "content": "tell me a story"}])
+    assert ollama_server.requests_to("/api/chat")[-1]["options"]["num_predict"] == 321
+    router.chat([{"role": "user", "content": "tell me a story"}], max_tokens=50)
+    assert ollama_server.requests_to("/api/chat")[-1]["options"]["num_predict"] == 50
