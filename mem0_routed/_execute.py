@@ -219,7 +219,8 @@ def _tries(
                                         backend=backend.name, model=cand.model, fix=f"ollama pull {cand.model}"
                                         if backend.kind == "ollama" else None)
                 messages, compact = fit_messages(router.config, job, cand, backend)
-            request = build_request(router.config, router.planner, job, cand, backend, messages,
+                prompt_tokens = estimate_messages(messages)  # the same for both tries
+            request = build_request(router.config, router.planner, job, cand, backend, messages, prompt_tokens,
                                     min_need=router.num_ctx_floor(cand.model))
         except BackendError as exc:
             note_failure(breaker, exc, attempts, backend, cand)
@@ -238,7 +239,7 @@ def _tries(
             router.end(backend)
         breaker.success()
         if backend.kind == "ollama" and looks_truncated(
-            prompt_eval_count=result.tokens_in, estimated_tokens=estimate_messages(messages), num_ctx=request.num_ctx
+            prompt_eval_count=result.tokens_in, estimated_tokens=prompt_tokens, num_ctx=request.num_ctx
         ):
             escalations.append(f"truncated prompt on {cand.model} (num_ctx {request.num_ctx})")
             attempts.append(Attempt(backend.name, cand.model, f"prompt truncated at num_ctx {request.num_ctx}",

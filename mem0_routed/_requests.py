@@ -41,6 +41,13 @@ def estimate_messages(messages: Sequence[Mapping[str, Any]]) -> int:
     return estimate_tokens(message_text(messages, skip_system=False)) + 4 * len(messages)
 
 
+def window_cap(config: RouterConfig, backend: Backend, model: str) -> tuple[int | None, int | None]:
+    """``(model window, usable cap)``: the window from the backend, lowered by ``num_ctx_max``."""
+    window = backend.context_window(model)
+    caps = [c for c in (window, config.num_ctx_max) if c]
+    return window, (min(caps) if caps else None)
+
+
 def fit_messages(config: RouterConfig, job: ChatJob, cand: Candidate,
                  backend: Backend) -> tuple[list[dict[str, Any]], bool]:
     """The messages to send to ``backend``: as given, or mem0's compact extraction prompt when
@@ -53,9 +60,7 @@ def fit_messages(config: RouterConfig, job: ChatJob, cand: Candidate,
         return compact_extraction_messages(messages), True
     if not backend.is_local:
         return messages, False
-    window = backend.context_window(cand.model)
-    caps = [c for c in (window, config.num_ctx_max) if c]
-    cap = min(caps) if caps else None
+    _, cap = window_cap(config, backend, cand.model)
     need = needed_tokens(job.cls.estimated_tokens, job.max_tokens)
     if cap is None or need <= cap:
         return messages, False
@@ -87,8 +92,9 @@ _MEM0_NEED: int | None = None
 
 
 def build_request(config: RouterConfig, planner: ContextPlanner, job: ChatJob, cand: Candidate, backend: Backend,
-                  messages: list[dict[str, Any]], *, min_need: int = 0) -> ChatRequest:
+                  messages: list[dict[str, Any]], prompt_tokens: int, *, min_need: int = 0) -> ChatRequest:
     """The request for one try; ``num_ctx`` comes from the planner, so it only ever grows.
+    ``prompt_tokens`` is ``estimate_messages(messages)``, computed once by the caller.
     ``min_need`` sizes a model for calls it will get later (see ``mem0_extraction_need``)."""
     schema = job.json_schema
     if job.cls.call_kind is CallKind.MEM0_EXTRACTION and backend.is_local:
@@ -97,15 +103,14 @@ def build_request(config: RouterConfig, planner: ContextPlanner, job: ChatJob, c
         schema = MEM0_EXTRACTION_SCHEMA
     num_ctx = None
     if backend.kind == "ollama":
-        need = needed_tokens(estimate_messages(messages), job.max_tokens)
-        window = backend.context_window(cand.model)
-        caps = [c for c in (window, config.num_ctx_max) if c]
+        need = needed_tokens(prompt_tokens, job.max_tokens)
+        window, cap = window_cap(config, backend, cand.model)
         if min_need > need:  # size up front for later calls, but never past what the model allows
-            need = min([min_need, *caps])
+            need = min(min_need, cap) if cap else min_need
         num_ctx = planner.plan(cand.model, need, window)
         if num_ctx is None:  # never send an Ollama call without num_ctx: it would truncate silently
             raise ContextOverflow(
-                f"prompt needs ~{need} tokens but {cand.model} allows {min(caps) if caps else '?'}",
+                f"prompt needs ~{need} tokens but {cand.model} allows {cap if cap else '?'}",
                 backend=backend.name, model=cand.model,
                 fix="raise num_ctx_max or route this call type to a model with a larger window")
     return ChatRequest(

@@ -194,9 +194,9 @@ class Router:
     def _share_since(self) -> float:
         return time.time() - self.config.share_window_days * 86400
 
-    def _ledger_read(self, what: str, fn: Callable[[], Any]) -> tuple[Any, str | None]:
-        """Run a ledger read; a broken ledger (Redis down, SQLite locked) must never fail a call
-        that can stay local, so its error comes back as a reason instead of a traceback."""
+    def _ledger_call(self, what: str, fn: Callable[[], Any]) -> tuple[Any, str | None]:
+        """Run a ledger read or release; a broken ledger (Redis down, SQLite locked) must never fail
+        a call that can stay local, so its error comes back as a reason instead of a traceback."""
         try:
             return fn(), None
         except Exception as exc:  # noqa: BLE001
@@ -225,7 +225,7 @@ class Router:
         qt = QueryType(query_type) if query_type is not None else cls.query_type
         spent, ledger_error = None, None
         if self.config.monthly_budget_usd is not None:
-            spent, ledger_error = self._ledger_read(
+            spent, ledger_error = self._ledger_call(
                 "the budget", lambda: self.ledger.spent_usd(since=utc_month_start()))
         blocked = policy.external_blocked_by(qt, force_local=force_local, keep_local_rule=None,
                                              spent_usd=spent, ledger_error=ledger_error)
@@ -236,7 +236,7 @@ class Router:
             rule = verdict.rule if verdict.keep_local else None
         counts: ShareCounts | None = None
         if qt is QueryType.COMPLEX and blocked is None and rule is None:
-            counts, share_error = self._ledger_read(
+            counts, share_error = self._ledger_call(
                 "the local share", lambda: self.ledger.counts(since=self._share_since()))
             if share_error:  # cannot tell the share: the complex call stays local, fallback still allowed
                 counts = ShareCounts(total=0, local=0, external=0)
@@ -310,7 +310,7 @@ class Router:
         if cfg.monthly_budget_usd is None and not primary:
             return None
         cost = self.policy().estimate_cost(job.cls.estimated_tokens, job.max_tokens, job.cls.call_kind)
-        got, error = self._ledger_read("a reservation", lambda: self.ledger.reserve_external(
+        got, error = self._ledger_call("a reservation", lambda: self.ledger.reserve_external(
             cost, budget_usd=cfg.monthly_budget_usd, budget_since=utc_month_start(),
             max_external_share=cfg.max_external_share if primary else None, share_since=self._share_since()))
         if error:  # the budget and the share cannot be checked, so nothing is sent out
@@ -319,10 +319,7 @@ class Router:
 
     def release(self, reservation: Reservation) -> None:
         """Give back an unused reservation; a broken ledger is logged (the claim expires anyway)."""
-        try:
-            self.ledger.release(reservation)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("mem0-routed: could not release a reservation in %s: %s", self._ledger_url(), exc)
+        self._ledger_call("a release", lambda: self.ledger.release(reservation))
 
     def record_chat(self, job: ChatJob, outcome: ChatOutcome, *, reservation: Reservation | None) -> None:
         if not outcome.is_local:
