@@ -50,10 +50,9 @@ class EmbeddingCache:
                 self._data.popitem(last=False)
 
     def stats(self) -> dict[str, Any]:
+        """Counts only: the metrics sum them over the process's routers and derive the hit rate."""
         with self._lock:
-            total = self.hits + self.misses
-            return {"hits": self.hits, "misses": self.misses, "size": len(self._data),
-                    "hit_rate": round(self.hits / total, 4) if total else 0.0}
+            return {"hits": self.hits, "misses": self.misses, "size": len(self._data)}
 
 
 class EmbeddingService:
