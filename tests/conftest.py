@@ -6,6 +6,7 @@ request log emptied, models restored), so tests may set faults freely.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -54,3 +55,40 @@ def openai_server(_openai_server_module: FakeOpenAIServer) -> Iterator[FakeOpenA
 def openai_key() -> str:
     """The key ``openai_server`` accepts."""
     return DEFAULT_TEST_KEY
+
+
+@pytest.fixture(scope="session")
+def real_ollama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a real Ollama 0.5.4 server with ``smollm2:135m`` (marker ``realollama``).
+
+    Uses ``REAL_OLLAMA_URL`` when set; otherwise stands one up with ``scripts/real_ollama.sh`` on a free
+    port for the session. Skips when that cannot be done locally; fails under ``CI`` (the tests must run).
+    """
+    url = os.environ.get("REAL_OLLAMA_URL")
+    if url:
+        yield url.rstrip("/")
+        return
+    import signal
+    import socket
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "real_ollama.sh"
+    setup = subprocess.run(["bash", str(script), "setup"], capture_output=True, text=True, timeout=600)
+    if setup.returncode != 0:
+        message = f"real Ollama could not be set up: {setup.stderr[-2000:]}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = subprocess.run(["bash", str(script), "serve", str(port)], capture_output=True, text=True, timeout=60)
+    if started.returncode != 0:
+        pytest.fail(f"real Ollama did not start: {started.stderr[-2000:]}")
+    pid = int(started.stdout.split()[-1])
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
