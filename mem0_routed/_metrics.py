@@ -26,6 +26,8 @@ __all__ = ["compute_metrics", "percentile", "project_cost"]
 EMBEDDING = "embedding"
 #: Outcomes of calls that produced no answer: never counted as local or external.
 FAILED_OUTCOMES = frozenset({"error", "blocked"})
+#: An answer was served but marked degraded (e.g. the valid items before a repetition loop).
+DEGRADED: str = "degraded"
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -93,7 +95,7 @@ def compute_metrics(
         "latency_by_model": {m: _latency(v) for m, v in sorted(by_model.items())},
         "escalations_by_reason": dict(escalations.most_common()),
         "escalated_calls": sum(1 for r in records if r.escalations),
-        "degraded": sum(1 for r in records if r.outcome == "degraded"),
+        "degraded": sum(1 for r in records if r.outcome == DEGRADED),
         "fallbacks": sum(1 for r in records if r.fallback),
         "errors": sum(1 for r in records if r.outcome == "error"),
         "blocked": sum(1 for r in records if r.outcome == "blocked"),
