@@ -250,3 +250,93 @@ def test_vision_message_is_described_then_stored(
     vision_calls = [b for b in chats if any(m.get("images") for m in b.get("messages", []))]
     assert vision_calls, "the image never reached the local model"
     assert any("Miso" in text for text in _stored(memory))
+
+
+# --- one exception type for mem0 users, whichever provider fails -------------------------------------
+
+
+def _down_configs(tmp_path: Path, up: FakeOllamaServer, down: FakeOllamaServer) -> dict[str, dict[str, Any]]:
+    """"everything down" (the embedder fails first) and "chat host down" (mem0 wraps the LLM's error)."""
+    return {
+        "all": _config(tmp_path, {"ollama_base_url": down.url, **OLLAMA_ONLY},
+                       {"ollama_base_url": down.url, **OLLAMA_ONLY}),
+        "llm": _config(tmp_path, {"ollama_base_url": down.url, **OLLAMA_ONLY},
+                       {"ollama_base_url": up.url, **OLLAMA_ONLY}),
+    }
+
+
+def _assert_one_type(exc: BaseException, provider: str) -> None:
+    from mem0.exceptions import EmbeddingError
+    from mem0.exceptions import MemoryError as Mem0Error
+
+    from mem0_routed import routing_error
+
+    assert isinstance(exc, Mem0Error), type(exc)
+    assert isinstance(exc, LLMError if provider == "llm" else EmbeddingError), type(exc)
+    routed = routing_error(exc)
+    assert routed is not None and routed.attempts
+    assert any("start Ollama" in fix for fix in routed.fixes), routed.fixes
+
+
+def test_ollama_down_is_one_exception_type_for_memory(
+    make_memory: Any, tmp_path: Path, ollama_server: FakeOllamaServer
+) -> None:
+    from mem0.exceptions import MemoryError as Mem0Error
+
+    with FakeOllamaServer() as down:
+        down.set_fault("refused")
+        for provider, config in _down_configs(tmp_path, ollama_server, down).items():
+            reset_routers()
+            memory = make_memory(config)
+            with pytest.raises(Mem0Error) as info:
+                memory.add(CONVERSATION, user_id=USER)
+            _assert_one_type(info.value, provider)
+            if provider == "all":
+                with pytest.raises(Mem0Error) as info:
+                    memory.search("Where does Alice live?", filters={"user_id": USER})
+                _assert_one_type(info.value, "embedder")
+            memory.vector_store.client.close()  # the next config reuses the Qdrant path
+
+
+async def test_ollama_down_is_one_exception_type_for_async_memory(
+    make_memory: Any, tmp_path: Path, ollama_server: FakeOllamaServer
+) -> None:
+    from mem0.exceptions import MemoryError as Mem0Error
+
+    with FakeOllamaServer() as down:
+        down.set_fault("refused")
+        for provider, config in _down_configs(tmp_path, ollama_server, down).items():
+            reset_routers()
+            memory = make_memory(config, AsyncMemory)
+            with pytest.raises(Mem0Error) as info:
+                await memory.add(CONVERSATION, user_id=USER)
+            _assert_one_type(info.value, provider)
+            if provider == "all":
+                with pytest.raises(Mem0Error) as info:
+                    await memory.search("Where does Alice live?", filters={"user_id": USER})
+                _assert_one_type(info.value, "embedder")
+            memory.vector_store.client.close()
+
+
+def test_fix_hint_names_the_configured_model_and_its_real_failure(
+    make_memory: Any, tmp_path: Path, ollama_server: FakeOllamaServer
+) -> None:
+    """The issue's case: the user's model answers invalid JSON; the seed's medium model (a stand-in
+    the user never configured) is not pulled. The fix is about the user's model, not a pull."""
+    from mem0_routed import routing_error
+
+    ollama_server.add_model("qwen2.5-coder:0.5b")
+    ollama_server.remove_model("codellama:13b")
+    ollama_server.set_fault("invalid_json", model="qwen2.5-coder:0.5b", paths=["/api/chat"])
+    llm = {"ollama_base_url": ollama_server.url, "model": "qwen2.5-coder:0.5b", **OLLAMA_ONLY}
+    memory = make_memory(_config(tmp_path, llm, {"ollama_base_url": ollama_server.url}))
+    with pytest.raises(LLMError) as info:
+        memory.add(CONVERSATION, user_id=USER)
+    routed = routing_error(info.value)
+    assert routed is not None
+    message = str(info.value)
+    assert routed.fixes[0].startswith("qwen2.5-coder:0.5b answered but its answer was rejected"), routed.fixes
+    assert "ollama pull qwen2.5-coder:0.5b" not in message  # it is present
+    assert "To fix: ollama pull codellama:13b" not in message
+    assert any(f.startswith("optional: `ollama pull codellama:13b`") for f in routed.fixes)
+    assert "set OPENAI_API_KEY" in message  # why the external fallback was not used
