@@ -340,3 +340,52 @@ def test_fix_hint_names_the_configured_model_and_its_real_failure(
     assert "To fix: ollama pull codellama:13b" not in message
     assert any(f.startswith("optional: `ollama pull codellama:13b`") for f in routed.fixes)
     assert "set OPENAI_API_KEY" in message  # why the external fallback was not used
+
+
+_QUIET_SCRIPT = r'''
+import logging, sys
+import mem0_routed
+from mem0 import Memory
+from mem0.exceptions import MemoryError as Mem0Error
+if sys.argv[2] == "info":
+    logging.basicConfig(level=logging.WARNING, format="%(name)s|%(message)s")
+    logging.getLogger("mem0_routed").setLevel(logging.INFO)
+down = {"ollama_base_url": sys.argv[1], "local_backend": "ollama", "max_retries": 2, "ledger": "memory"}
+memory = Memory.from_config({
+    "llm": {"provider": "routed", "config": down},
+    "embedder": {"provider": "routed", "config": {**down, "embedding_dims": 768}},
+    "vector_store": {"provider": "qdrant", "config": {"path": sys.argv[3], "embedding_model_dims": 768}},
+    "history_db_path": sys.argv[3] + "/history.db",
+})
+try:
+    memory.add([{"role": "user", "content": "I live in Lisbon."}], user_id="alice")
+except Mem0Error as exc:
+    print("caught", type(exc).__name__)
+import stamina  # a retry outside the router keeps stamina's own logging
+for attempt in stamina.retry_context(on=ValueError, attempts=2, wait_initial=0.01, wait_max=0.01):
+    with attempt:
+        if attempt.num == 1:
+            raise ValueError("outside")
+'''
+
+
+@pytest.mark.parametrize("logging_setup", ["none", "info"])
+def test_dependency_log_lines_go_through_the_package_logger(tmp_path: Path, logging_setup: str) -> None:
+    """Ollama down, no logging configured: no bare `stamina.retry_scheduled` lines from the router."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens once the socket is closed
+    env = {**os.environ, "MEM0_TELEMETRY": "False", "MEM0_DIR": str(tmp_path / "mem0")}
+    out = subprocess.run([sys.executable, "-c", _QUIET_SCRIPT, dead, logging_setup, str(tmp_path / "q")],
+                         capture_output=True, text=True, timeout=240, env=env, check=True)
+    assert "caught RoutedEmbeddingError" in out.stdout, out.stdout + out.stderr
+    retry_lines = [line for line in out.stderr.splitlines() if "stamina.retry_scheduled" in line]
+    assert len(retry_lines) == 1, out.stderr  # only the retry outside the router
+    if logging_setup == "info":
+        assert "stamina|stamina.retry_scheduled" in retry_lines[0]
+        ours = [line for line in out.stderr.splitlines() if line.startswith("mem0_routed|mem0-routed: retry")]
+        assert len(ours) >= 2 and "not reachable" in ours[0], out.stderr  # max_retries=2, with the cause
