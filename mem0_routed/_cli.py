@@ -185,7 +185,7 @@ def _print_health(name: str, report: dict[str, Any]) -> None:
         for model, window in sorted(host["context_windows"].items()):
             click.echo(f"      {model}: context window {window}")
     for model, info in report["models"].items():
-        where = ", ".join(info["present_on"]) or "MISSING"
+        where = ", ".join(info["present_on"]) or ("MISSING" if info["required"] else "missing (optional)")
         click.echo(f"  model {model} ({', '.join(info['routes'])}; {info['origin']}): {where}")
     click.echo(f"  missing models: {', '.join(report['missing_models']) or 'none'}")
     click.echo(f"  openai: {'ok' if report['openai'] else report['openai_error'] or 'unreachable'}")

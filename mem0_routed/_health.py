@@ -1,11 +1,15 @@
 """Health report: which hosts answer, whether every model the configuration routes to is there on
 every host, whether OpenAI is usable — and what to do about each problem.
 
-Used by ``Router.health_check`` and ``mem0-routed health``. "Configured" means the router's own
-route table (your ``llm_model``/``models``/``embedder_model`` over the seed defaults), so the
-report checks the models your calls will actually use, not a built-in list. ``errors`` are what
-make calls fail (a host down, a model missing everywhere, OpenAI configured but unusable);
-``warnings`` are what only narrows the choice (a model missing on some hosts, no OpenAI key).
+Used by ``Router.health_check`` and ``mem0-routed health``. It checks the router's own route table
+(your ``llm_model``/``models``/``embedder_model``, env vars included, over the seed defaults), so the
+report is about the models your calls will use, not a built-in list.
+
+``errors`` are what makes calls fail: a host down, OpenAI configured but unusable, or a *required*
+model missing on every host. Required: every model you set, and the models of the general and
+embedding routes (every mem0 call uses those). ``warnings`` only narrow the choice: a model missing
+on some hosts, a seed-default model of the code/medium/complex routes you never set (those calls
+fall to a stand-in; pulling it is optional), no OpenAI key.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ["collect_health", "route_models"]
 
+#: Routes whose model every mem0 call depends on (extraction, procedural, reranker; embeddings).
+_CORE_ROUTES = frozenset({*GENERAL_ROUTES, QueryType.EMBEDDING.value})
+
 
 def _origin(cfg: RouterConfig, route: str, model: str) -> str:
     """Where a route's model came from: a key the user set, or the seed's table."""
@@ -37,7 +44,8 @@ def _origin(cfg: RouterConfig, route: str, model: str) -> str:
 
 def route_models(cfg: RouterConfig, models: dict[str, str], routes: Iterable[str] | None = None
                  ) -> dict[str, dict[str, Any]]:
-    """model -> {"routes": [...], "origin": "llm_model" | "embedder_model" | "models" | "default"}."""
+    """model -> {"routes": [...], "origin": "llm_model" | "embedder_model" | "models" | "default",
+    "required": bool}: required when you set it or a general/embedding route uses it."""
     wanted = set(routes) if routes is not None else None
     out: dict[str, dict[str, Any]] = {}
     for route, model in models.items():
@@ -47,6 +55,8 @@ def route_models(cfg: RouterConfig, models: dict[str, str], routes: Iterable[str
         entry["routes"].append(route)
         if entry["origin"] == "default":  # one route set it on purpose: it is the user's model
             entry["origin"] = _origin(cfg, route, model)
+    for model, entry in out.items():
+        entry["required"] = entry["origin"] != "default" or bool(_CORE_ROUTES & set(entry["routes"]))
     return dict(sorted(out.items()))
 
 
@@ -54,7 +64,7 @@ def _pull_fix(kind: str, model: str, info: dict[str, Any]) -> str:
     routes = ", ".join(info["routes"])
     if kind != "ollama":
         return f"embedded model missing: {model} (routes {routes}); give its GGUF path in embedded_models"
-    hint = f"run `ollama pull {model}`"
+    hint = f"run `ollama pull {model}`" if info["required"] else f"optional: `ollama pull {model}`"
     if info["origin"] == "default":
         first = info["routes"][0]
         hint += (f", or route {'them' if len(info['routes']) > 1 else 'it'} to a model you have "
@@ -108,7 +118,7 @@ def collect_health(router: Router, *, routes: Iterable[str] | None = None) -> di
         for model, info in required.items():
             if not present_on[model]:
                 missing.append(model)
-                errors.append(_pull_fix(kind, model, info))
+                (errors if info["required"] else warnings).append(_pull_fix(kind, model, info))
             elif len(present_on[model]) < len(up):
                 lacking = [h["name"] for h in hosts if h["reachable"] and model in h["missing_models"]]
                 warnings.append(f"{model} is missing on {', '.join(lacking)} (calls for it use "

@@ -51,17 +51,36 @@ def test_health_exits_nonzero_naming_a_missing_model_and_a_down_host(ollama_serv
     ok = CliRunner().invoke(main, ["--ollama-url", ollama_server.url, "health"])
     assert ok.exit_code == 0, ok.output
     assert "missing models: none" in ok.output and "healthy" in ok.output
-    ollama_server.remove_model("codellama:13b")
+    ollama_server.remove_model("mistral:7b")  # the general routes' model: every mem0 call needs it
     missing = CliRunner().invoke(main, ["--ollama-url", ollama_server.url, "health"])
     assert missing.exit_code == 1, missing.output
-    assert "missing models: codellama:13b" in missing.output and "ollama pull codellama:13b" in missing.output
-    assert "medium, complex" in missing.output  # which routes need it
+    assert "missing models: mistral:7b" in missing.output and "run `ollama pull mistral:7b`" in missing.output
+    assert "simple, summarization, extraction" in missing.output  # which routes need it
     ollama_server.set_fault("refused")
     down = CliRunner().invoke(main, ["--ollama-url", ollama_server.url, "health", "--json"])
     assert down.exit_code == 1
     report = json.loads(down.output)
     assert report["ok"] is False and report["ollama"] is False
     assert any("server down" in e and "ollama serve" in e for e in report["errors"])
+
+
+def test_a_missing_seed_default_stand_in_is_a_warning_not_a_failure(ollama_server, tmp_path) -> None:
+    ollama_server.remove_model("codellama:13b")  # medium/complex default, never set by the user
+    result = CliRunner().invoke(main, ["--ollama-url", ollama_server.url, "health", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["missing_models"] == ["codellama:13b"] and report["errors"] == []
+    assert any("optional: `ollama pull codellama:13b`" in w and "medium, complex" in w for w in report["warnings"])
+    set_by_user = CliRunner().invoke(main, ["--config", _write_models(tmp_path, ollama_server, {"medium": "phi3:mini"}),
+                                            "health"])
+    assert set_by_user.exit_code == 1, set_by_user.output  # a medium model the user chose is required
+    assert "run `ollama pull phi3:mini`" in set_by_user.output
+
+
+def _write_models(tmp_path, server, models: dict[str, str]) -> str:
+    path = tmp_path / "router.json"
+    path.write_text(json.dumps({"models": models, "ollama_base_url": server.url}))
+    return str(path)
 
 
 def test_health_checks_the_models_the_user_configured(ollama_server, monkeypatch: pytest.MonkeyPatch) -> None:
