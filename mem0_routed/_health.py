@@ -113,6 +113,12 @@ def collect_health(router: Router, *, routes: Iterable[str] | None = None) -> di
         hosts.append({"name": backend.name, "reachable": h.reachable, "error": h.error, "models": sorted(h.models),
                       "missing_models": missing_here, "context_windows": windows,
                       "breaker": router.breaker(backend).state})
+    if kind == "embedded" and cfg.local_backend == "auto":  # Ollama was asked for, and did not answer
+        for backend in router._backends_of("ollama"):
+            h = backend.health(timeout_s=cfg.connect_timeout_s)
+            if not h.reachable:
+                warnings.append(f"Ollama down at {backend.name} ({h.error}); local calls use the embedded "
+                                "backend (local_backend: auto); start Ollama to use its models")
     missing: list[str] = []
     if up:
         for model, info in required.items():

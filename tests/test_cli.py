@@ -215,3 +215,14 @@ def test_stats_shows_failures_escalations_and_degraded_calls(tmp_path) -> None:
     assert "errors / blocked" in table and "2 / 0" in table
     assert "escalated / degraded" in table and "4 / 1" in table
     assert "cache hits: per process, not in the ledger" in table
+
+
+def test_health_says_ollama_is_down_when_auto_falls_back_to_the_embedded_backend(monkeypatch) -> None:
+    pytest.importorskip("llama_cpp")
+    monkeypatch.setenv("MEM0_ROUTED_LOCAL_BACKEND", "auto")
+    result = CliRunner().invoke(main, ["--ollama-url", "http://127.0.0.1:1", "health", "--json"])
+    report = json.loads(result.output)
+    if report["local_backend"] != "embedded":
+        pytest.fail(f"the packaged embedded models are missing: {report['hosts']}")
+    assert result.exit_code == 0, result.output  # calls are served, in-process
+    assert any("Ollama down at ollama@http://127.0.0.1:1" in w and "embedded" in w for w in report["warnings"])
