@@ -44,19 +44,20 @@ def _origin(cfg: RouterConfig, route: str, model: str) -> str:
 
 def route_models(cfg: RouterConfig, models: dict[str, str], routes: Iterable[str] | None = None
                  ) -> dict[str, dict[str, Any]]:
-    """model -> {"routes": [...], "origin": "llm_model" | "embedder_model" | "models" | "default",
-    "required": bool}: required when you set it or a general/embedding route uses it."""
+    """model -> {"routes": [...], "origin": which of "llm_model", "embedder_model", "models" set it
+    (comma-separated), else "default"; "required": you set it or a general/embedding route uses it}."""
     wanted = set(routes) if routes is not None else None
     out: dict[str, dict[str, Any]] = {}
     for route, model in models.items():
         if wanted is not None and route not in wanted:
             continue
-        entry = out.setdefault(model, {"routes": [], "origin": _origin(cfg, route, model)})
+        entry = out.setdefault(model, {"routes": [], "origins": set()})
         entry["routes"].append(route)
-        if entry["origin"] == "default":  # one route set it on purpose: it is the user's model
-            entry["origin"] = _origin(cfg, route, model)
+        entry["origins"].add(_origin(cfg, route, model))
     for model, entry in out.items():
-        entry["required"] = entry["origin"] != "default" or bool(_CORE_ROUTES & set(entry["routes"]))
+        origins = sorted(entry.pop("origins") - {"default"})  # one route set it on purpose: it is yours
+        entry["origin"] = ", ".join(origins) or "default"
+        entry["required"] = bool(origins) or bool(_CORE_ROUTES & set(entry["routes"]))
     return dict(sorted(out.items()))
 
 
