@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._context import looks_truncated
-from ._logs import router_retries
 from ._errors import (
     AuthenticationError,
     BackendError,
@@ -30,6 +29,7 @@ from ._errors import (
     RateLimited,
     RoutingError,
 )
+from ._logs import router_retries
 from ._requests import build_request, estimate_messages, fit_messages
 from ._types import Attempt, Candidate, Classification, RoutingDecision
 from ._usage import Refusal, Reservation
