@@ -24,8 +24,10 @@ from ._errors import (
     ModelNotFound,
     RegistrationError,
     RoutingError,
+    routing_error,
 )
 from ._execute import ChatOutcome
+from ._mem0 import RoutedEmbeddingError, RoutedLLMError
 from ._prometheus import PrometheusHook
 from ._registration import is_registered, register
 from ._router import Mem0LLMRouter, Router, get_router, router_for
@@ -77,6 +79,8 @@ __all__ = [
     "Router",
     "RouterConfig",
     "RoutingDecision",
+    "RoutedEmbeddingError",
+    "RoutedLLMError",
     "RoutingError",
     "UsageRecord",
     "add_hook",
@@ -93,6 +97,7 @@ __all__ = [
     "remove_hook",
     "route_query",
     "router_for",
+    "routing_error",
 ]
 
 __version__ = "0.1.0"

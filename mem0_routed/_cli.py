@@ -17,12 +17,68 @@ from ._errors import Mem0RoutedError
 from ._types import QueryType
 
 
-def _router(ctx: click.Context) -> Any:
-    from ._router import Router
+def _sections(ctx: click.Context) -> list[tuple[str, dict[str, Any]]]:
+    """The router configurations the options describe: ``[("router", keys)]``, or one per routed
+    section (``llm``, ``embedder``) of a mem0 config given with ``--config``. Options beat the file,
+    which beats env vars, as for a router built from a mem0 config dict."""
+    obj = dict(ctx.obj or {})
+    path = obj.pop("config_file", None)
+    flags = {k: v for k, v in obj.items() if v is not None}
+    sections = config_sections(path) if path else [("router", {})]
+    out = []
+    for name, keys in sections:
+        merged = {**keys, **flags}
+        if name == "llm":
+            merged.pop("embedder_model", None)
+        elif name == "embedder":
+            merged.pop("llm_model", None)
+        out.append((name, merged))
+    return out
+
+
+def config_sections(path: str) -> list[tuple[str, dict[str, Any]]]:
+    """Read ``--config FILE``: JSON of router keys, or a mem0 config whose ``llm``/``embedder`` use
+    provider "routed" (then each section is translated the way the mem0 provider classes do it)."""
+    from pathlib import Path
+
+    from ._errors import ConfigError
+    from ._mem0 import MEM0_LLM_KEYS, _embedder_router_options, _llm_router_options
 
     try:
-        overrides = {k: v for k, v in (ctx.obj or {}).items() if v is not None}
-        return Router(RouterConfig.from_mapping(overrides))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--config {path!r}: cannot read JSON ({exc}); give a file of router keys or a "
+                          "mem0 config", key="config") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path!r}: the JSON must be an object, not {type(data).__name__}", key="config")
+    if "llm" not in data and "embedder" not in data:
+        return [("router", data)]
+    out: list[tuple[str, dict[str, Any]]] = []
+    for name in ("llm", "embedder"):
+        section = data.get(name)
+        if not isinstance(section, dict) or section.get("provider") != "routed":
+            continue
+        cfg = dict(section.get("config") or {})
+        if name == "llm":
+            options = {k: v for k, v in cfg.items() if k not in MEM0_LLM_KEYS}
+            out.append((name, _llm_router_options(cfg.get("model"), cfg.get("api_key"), options)))
+        else:
+            out.append((name, _embedder_router_options(cfg)))
+    if not out:
+        raise ConfigError(f"--config {path!r}: neither 'llm' nor 'embedder' uses provider 'routed'", key="config")
+    return out
+
+
+def _router(ctx: click.Context) -> Any:
+    """One router for explain/stats/project: the llm section's keys plus the embedder's model."""
+    from ._router import Router
+
+    sections = dict(_sections(ctx))
+    keys = sections.get("llm") or sections.get("router") or {}
+    if "embedder" in sections:
+        keys = {**keys, **{k: v for k, v in sections["embedder"].items() if k == "embedder_model"}}
+    try:
+        return Router(RouterConfig.from_mapping(keys))
     except Mem0RoutedError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -43,14 +99,20 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="JSON file: router keys, or a mem0 config whose llm/embedder use provider 'routed'.")
 @click.option("--ollama-url", "ollama_base_url", help="Ollama URL(s), comma-separated (env OLLAMA_URL).")
+@click.option("--model", "llm_model", help="Local model of the general routes, as mem0's llm 'model' (env MEM0_LLM_MODEL).")
+@click.option("--embedder-model", "embedder_model", help="Embedding model, as mem0's embedder 'model' (env MEM0_EMBEDDER_MODEL).")
 @click.option("--ledger", help="Ledger: 'memory', a SQLite path, or redis://… (env MEM0_ROUTED_LEDGER).")
 @click.option("--threshold", "local_threshold", type=float, help="Local share target in percent (env LLM_LOCAL_THRESHOLD).")
 @click.version_option(package_name="mem0-routed")
 @click.pass_context
-def main(ctx: click.Context, ollama_base_url: str | None, ledger: str | None, local_threshold: float | None) -> None:
+def main(ctx: click.Context, config_file: str | None, ollama_base_url: str | None, llm_model: str | None,
+         embedder_model: str | None, ledger: str | None, local_threshold: float | None) -> None:
     """Local-first LLM router for mem0."""
-    ctx.obj = {"ollama_base_url": ollama_base_url, "ledger": ledger, "local_threshold": local_threshold}
+    ctx.obj = {"config_file": config_file, "ollama_base_url": ollama_base_url, "llm_model": llm_model,
+               "embedder_model": embedder_model, "ledger": ledger, "local_threshold": local_threshold}
 
 
 @main.command()
@@ -89,41 +151,78 @@ def explain(ctx: click.Context, texts: tuple[str, ...], query_type: str | None, 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def health(ctx: click.Context, as_json: bool) -> None:
-    """Hosts, models present/missing, context windows, OpenAI configured."""
-    router = _router(ctx)
-    report = asyncio.run(router.health_check())
+    """Every configured model on every host, OpenAI; exits 1 when a call would fail (a host down,
+    a model missing, OpenAI configured but unusable), with the fix for each problem."""
+    from ._health import collect_health
+    from ._router import Router
+
+    reports = {}
+    for name, keys in _sections(ctx):
+        router = Router(RouterConfig.from_mapping(keys))
+        routes = None
+        if name == "embedder":
+            routes = [QueryType.EMBEDDING.value]
+        elif name == "llm":
+            routes = [q.value for q in QueryType if q is not QueryType.EMBEDDING]
+        reports[name] = collect_health(router, routes=routes)
+    ok = all(r["ok"] for r in reports.values())
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        single = reports.get("router")
+        click.echo(json.dumps(single if single is not None else {"ok": ok, **reports}, indent=2))
     else:
-        click.echo(f"local backend: {report['local_backend']}")
-        for host in report["hosts"]:
-            state = "up" if host["reachable"] else f"DOWN ({host['error']})"
-            click.echo(f"  {host['name']}: {state}, breaker {host['breaker']}")
-            for model, window in sorted(host["context_windows"].items()):
-                click.echo(f"      {model}: context window {window}")
-        click.echo(f"required models: {', '.join(report['required_models'])}")
-        click.echo(f"missing models:  {', '.join(report['missing_models']) or 'none'}")
-        click.echo(f"openai: {'ok' if report['openai'] else report['openai_error'] or 'unreachable'}")
-        for problem in report["problems"]:
-            click.echo(click.style(f"  ! {problem}", fg="yellow"))
-    if not report["local"]:
+        for name, report in reports.items():
+            _print_health(name, report)
+        click.echo(click.style("healthy" if ok else "NOT healthy", fg="green" if ok else "red", bold=True))
+    if not ok:
         sys.exit(1)
+
+
+def _print_health(name: str, report: dict[str, Any]) -> None:
+    click.echo(f"{'' if name == 'router' else name + ': '}local backend {report['local_backend']}")
+    for host in report["hosts"]:
+        state = "up" if host["reachable"] else f"DOWN ({host['error']})"
+        click.echo(f"  {host['name']}: {state}, breaker {host['breaker']}")
+        for model, window in sorted(host["context_windows"].items()):
+            click.echo(f"      {model}: context window {window}")
+    for model, info in report["models"].items():
+        where = ", ".join(info["present_on"]) or ("MISSING" if info["required"] else "missing (optional)")
+        click.echo(f"  model {model} ({', '.join(info['routes'])}; {info['origin']}): {where}")
+    click.echo(f"  missing models: {', '.join(report['missing_models']) or 'none'}")
+    click.echo(f"  openai: {'ok' if report['openai'] else report['openai_error'] or 'unreachable'}")
+    for error in report["errors"]:
+        click.echo(click.style(f"  ! {error}", fg="red"))
+    for warning in report["warnings"]:
+        click.echo(click.style(f"  ~ {warning}", fg="yellow"))
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
-    """Metrics over the ledger's window: share, cost, latency, escalations."""
+    """Metrics over the ledger's window: share of served calls, errors, escalations, cost, latency.
+
+    The embedding cache lives in the process that embeds and is not written to the ledger (a hit
+    costs microseconds, a ledger write more), so this command cannot show it: read
+    ``router.get_metrics()["embedding_cache"]`` in that process."""
     router = _router(ctx)
     metrics = router.get_metrics(source="ledger")
     if as_json:
         click.echo(json.dumps(metrics, indent=2, default=str))
         return
-    keys = ["total_queries", "local_queries", "local_percentage", "external_queries", "external_percentage",
-            "total_cost", "avg_cost_per_query", "on_target"]
-    _table([(k, str(metrics.get(k))) for k in keys])
-    for section in ("latency_by_model", "escalations_by_reason", "embedding_cache"):
+    m = metrics
+    _table([
+        ("LLM calls", f"{m['calls']} ({m['total_queries']} served, {m['failed_queries']} failed, "
+                      f"error rate {m['error_rate']}%)"),
+        ("served locally", f"{m['local_queries']} ({m['local_percentage']}%)"),
+        ("served externally", f"{m['external_queries']} ({m['external_percentage']}%)"),
+        ("on target", f"{m['on_target']} (threshold {m['local_threshold']}% of served calls)"),
+        ("errors / blocked", f"{m['errors']} / {m['blocked']} (embeddings failed: {m['embeddings_failed']})"),
+        ("escalated / degraded", f"{m['escalated_calls']} / {m['degraded']} (fallbacks {m['fallbacks']})"),
+        ("embedding calls", f"{m['embeddings_total']} to a model (cache hits: per process, not in the ledger)"),
+        ("total cost", f"${m['total_cost']:.6f} (${m['avg_cost_per_query']:.8f} per served call)"),
+        ("latency p50 / p95", f"{m['latency_p50_s']:.3f} s / {m['latency_p95_s']:.3f} s"),
+    ])
+    for section in ("latency_by_model", "escalations_by_reason", "by_outcome"):
         value = metrics.get(section)
         if value:
             click.echo(f"{section}:")

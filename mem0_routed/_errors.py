@@ -120,24 +120,64 @@ class CircuitOpen(BackendError):
 
 
 class RoutingError(Mem0RoutedError, RuntimeError):
-    """Every candidate failed. ``attempts`` lists each (backend, model, error) and the message ends
-    with the fixes, so the user sees "start Ollama" or "ollama pull mistral:7b", not a stack."""
+    """Every candidate failed. ``attempts`` lists each (backend, model, error); ``fixes`` says what
+    to do, the fix for the route's own model (the one you configured) first, and the message ends
+    with them, so the user reads "start Ollama" or "qwen2.5:0.5b gave invalid JSON: ...", not a stack.
+
+    A hint fits its failure: a model that answered badly gets advice about that model, never an
+    ``ollama pull`` (it is present); a missing *stand-in* model is marked optional."""
 
     def __init__(self, message: str, attempts: Sequence[Attempt] = (), *, blocked_by: str | None = None):
         self.attempts = tuple(attempts)
         self.blocked_by = blocked_by
+        self.fixes = fixes_for(self.attempts)
         lines = [message]
         for a in self.attempts:
             lines.append(f"  - {a.backend} {a.model}: {a.error}")
-        fixes = []
-        for a in self.attempts:
-            if a.fix and a.fix not in fixes:
-                fixes.append(a.fix)
         if blocked_by:
             lines.append(f"  external fallback not used: {blocked_by}")
-        if fixes:
-            lines.append("To fix: " + "; ".join(fixes))
+        if self.fixes:
+            lines.append("To fix: " + "; ".join(self.fixes))
         super().__init__("\n".join(lines))
+
+
+#: Attempt kinds where the model was there and answered (so pulling it cannot help).
+_ANSWERED = {"invalid": "its answer was rejected", "truncated": "the prompt was cut to fit its context window",
+             "InvalidAnswer": "its answer was rejected", "ContextOverflow": "the prompt does not fit its window"}
+
+
+def _hint(a: Attempt) -> str | None:
+    """What to do about one failed attempt; None when the attempt needs no action of its own."""
+    if a.kind in _ANSWERED:
+        what = _ANSWERED[a.kind]
+        if a.kind in ("truncated", "ContextOverflow"):
+            return (f"{a.model}: {what} ({a.error}); raise num_ctx_max, set compact_extraction: always, "
+                    "or use a model with a larger window")
+        return (f"{a.model} answered but {what} ({a.error.removeprefix('answer rejected: ')}); use a larger "
+                "or instruction-tuned model for this route (llm_model / models), or compact_extraction: always")
+    if a.kind == "timeout" and not a.fix:
+        return (f"{a.model} on {a.backend} timed out ({a.error}); raise read_timeout_s, use a smaller model, "
+                "or check the host's load")
+    return a.fix
+
+
+def fixes_for(attempts: Sequence[Attempt]) -> list[str]:
+    """The hints of ``attempts``, deduplicated: the route's own model first, stand-ins after."""
+    primary = next((a.model for a in attempts if a.kind != "blocked"), None)
+    first: list[str] = []
+    later: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for a in attempts:
+        hint = _hint(a)
+        if not hint or (a.model, a.kind) in seen:  # a retry of the same failure needs no second hint
+            continue
+        seen.add((a.model, a.kind))
+        if a.model != primary and a.kind == "ModelNotFound":
+            hint = f"optional: `{hint}` adds {a.model} as a local stand-in"
+        bucket = first if a.model == primary else later
+        if hint not in first and hint not in later:
+            bucket.append(hint)
+    return first + later
 
 
 class BudgetExceeded(RoutingError):
@@ -146,3 +186,19 @@ class BudgetExceeded(RoutingError):
 
 class EmbeddingDimensionMismatch(Mem0RoutedError, ValueError):
     """The embedding model returned vectors of another size than ``embedding_dims``."""
+
+
+def routing_error(exc: BaseException | None) -> RoutingError | None:
+    """The ``RoutingError`` in ``exc`` or its causes, or None.
+
+    mem0 wraps an extraction failure in its own ``LLMError`` (``raise LLMError(...) from e``) but
+    lets an embedder's error through; this finds the routing details (``attempts``, ``fixes``) in
+    either case: ``except mem0.exceptions.MemoryError as e: routing_error(e).fixes``."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, RoutingError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+

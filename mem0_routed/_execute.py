@@ -29,6 +29,7 @@ from ._errors import (
     RateLimited,
     RoutingError,
 )
+from ._logs import router_retries
 from ._requests import build_request, estimate_messages, fit_messages
 from ._types import Attempt, Candidate, Classification, RoutingDecision
 from ._usage import Refusal, Reservation
@@ -310,12 +311,13 @@ def call_with_retries(fn: Callable[[], T], retries: int) -> T:
         if retries <= 0 or not retry_hook(exc):
             raise
         first: Exception | None = exc
-    for attempt in _retry_context(retries):
-        with attempt:
-            if first is not None:
-                replay, first = first, None
-                raise replay
-            return fn()
+    with router_retries():  # stamina's log lines go through the package logger
+        for attempt in _retry_context(retries):
+            with attempt:
+                if first is not None:
+                    replay, first = first, None
+                    raise replay
+                return fn()
     raise AssertionError("unreachable: stamina re-raises the last error")
 
 
@@ -330,12 +332,13 @@ async def _call_async(call: Call) -> ChatResult:
         if call.retries <= 0 or not retry_hook(exc):
             raise
         first: Exception | None = exc
-    async for attempt in _retry_context(call.retries):
-        with attempt:
-            if first is not None:
-                replay, first = first, None
-                raise replay
-            return await call.backend.achat(call.request)
+    with router_retries():
+        async for attempt in _retry_context(call.retries):
+            with attempt:
+                if first is not None:
+                    replay, first = first, None
+                    raise replay
+                return await call.backend.achat(call.request)
     raise AssertionError("unreachable: stamina re-raises the last error")
 
 

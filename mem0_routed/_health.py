@@ -1,35 +1,107 @@
-"""Health report: which hosts answer, which models are pulled, whether OpenAI is usable — and what
-to do about each problem. Used by ``Router.health_check`` and ``mem0-routed health``."""
+"""Health report: which hosts answer, whether every model the configuration routes to is there on
+every host, whether OpenAI is usable — and what to do about each problem.
+
+Used by ``Router.health_check`` and ``mem0-routed health``. It checks the router's own route table
+(your ``llm_model``/``models``/``embedder_model``, env vars included, over the seed defaults), so the
+report is about the models your calls will use, not a built-in list.
+
+``errors`` are what makes calls fail: a host down, OpenAI configured but unusable, or a *required*
+model missing on every host. Required: every model you set, and the models of the general and
+embedding routes (every mem0 call uses those). ``warnings`` only narrow the choice: a model missing
+on some hosts, a seed-default model of the code/medium/complex routes you never set (those calls
+fall to a stand-in; pulling it is optional), no OpenAI key.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._config import DEFAULT_MODELS, GENERAL_ROUTES
+from ._types import QueryType
 from .backends._base import normalize_model_name
 
 if TYPE_CHECKING:
+    from ._config import RouterConfig
     from ._router import Router
 
+__all__ = ["collect_health", "route_models"]
 
-def collect_health(router: Router) -> dict[str, Any]:
+#: Routes whose model every mem0 call depends on (extraction, procedural, reranker; embeddings).
+_CORE_ROUTES = frozenset({*GENERAL_ROUTES, QueryType.EMBEDDING.value})
+
+
+def _origin(cfg: RouterConfig, route: str, model: str) -> str:
+    """Where a route's model came from: a key the user set, or the seed's table."""
+    if route in GENERAL_ROUTES and cfg.llm_model == model:
+        return "llm_model"
+    if route == QueryType.EMBEDDING.value and cfg.embedder_model == model:
+        return "embedder_model"
+    if DEFAULT_MODELS.get(route) == model:
+        return "default"
+    return "models"
+
+
+def route_models(cfg: RouterConfig, models: dict[str, str], routes: Iterable[str] | None = None
+                 ) -> dict[str, dict[str, Any]]:
+    """model -> {"routes": [...], "origin": which of "llm_model", "embedder_model", "models" set it
+    (comma-separated), else "default"; "required": you set it or a general/embedding route uses it}."""
+    wanted = set(routes) if routes is not None else None
+    out: dict[str, dict[str, Any]] = {}
+    for route, model in models.items():
+        if wanted is not None and route not in wanted:
+            continue
+        entry = out.setdefault(model, {"routes": [], "origins": set()})
+        entry["routes"].append(route)
+        entry["origins"].add(_origin(cfg, route, model))
+    for model, entry in out.items():
+        origins = sorted(entry.pop("origins") - {"default"})  # one route set it on purpose: it is yours
+        entry["origin"] = ", ".join(origins) or "default"
+        entry["required"] = bool(origins) or bool(_CORE_ROUTES & set(entry["routes"]))
+    return dict(sorted(out.items()))
+
+
+def _pull_fix(kind: str, model: str, info: dict[str, Any]) -> str:
+    routes = ", ".join(info["routes"])
+    if kind != "ollama":
+        return f"embedded model missing: {model} (routes {routes}); give its GGUF path in embedded_models"
+    hint = f"run `ollama pull {model}`" if info["required"] else f"optional: `ollama pull {model}`"
+    if info["origin"] == "default":
+        first = info["routes"][0]
+        hint += (f", or route {'them' if len(info['routes']) > 1 else 'it'} to a model you have "
+                 f"(models: {{\"{first}\": ...}}; --model sets simple/summarization/extraction)")
+    return f"model not pulled: {model} (routes {routes}; {info['origin']}); {hint}"
+
+
+def collect_health(router: Router, *, routes: Iterable[str] | None = None) -> dict[str, Any]:
+    """Ask every host of the local tier for its models and compare with the route table.
+
+    ``routes`` limits the check to some route types (the CLI checks a mem0 embedder section for
+    the embedding route only). Never raises: a failing host is part of the report.
+    """
     cfg = router.config
     kind = router.local_kind()
     policy = router.policy(kind)
-    wanted = sorted(set(policy.config.models.values()))
-    problems: list[str] = []
+    required = route_models(cfg, policy.config.models, routes)
+    errors: list[str] = []
+    warnings: list[str] = []
     hosts: list[dict[str, Any]] = []
-    present: set[str] = set()
-    local_ok = False
+    present_on: dict[str, list[str]] = {m: [] for m in required}
+    up: list[str] = []
     for backend in router._backends_of(kind):
         h = backend.health(timeout_s=cfg.connect_timeout_s)
         names = {normalize_model_name(m) for m in h.models} if kind == "ollama" else set(h.models)
         windows: dict[str, int] = dict(h.context_windows)
+        missing_here: list[str] = []
         if h.reachable:
-            local_ok = True
-            present |= names
-            for model in wanted:
+            up.append(backend.name)
+            for model in required:
                 key = normalize_model_name(model) if kind == "ollama" else model
-                if key in names and model not in windows:
+                if key not in names:
+                    missing_here.append(model)
+                    continue
+                present_on[model].append(backend.name)
+                if model not in windows:
                     try:
                         win = backend.context_window(model)
                     except Exception:  # noqa: BLE001 - a health report never raises
@@ -37,41 +109,53 @@ def collect_health(router: Router) -> dict[str, Any]:
                     if win:
                         windows[model] = win
         else:
-            problems.append(f"server down: {backend.name} ({h.error}); start Ollama (`ollama serve`) "
-                            f"or fix OLLAMA_URL" if kind == "ollama" else f"{backend.name}: {h.error}")
+            errors.append(f"server down: {backend.name} ({h.error}); start Ollama (`ollama serve`) or fix "
+                          f"OLLAMA_URL / --ollama-url" if kind == "ollama" else f"{backend.name}: {h.error}")
         hosts.append({"name": backend.name, "reachable": h.reachable, "error": h.error, "models": sorted(h.models),
-                      "context_windows": windows, "breaker": router.breaker(backend).state})
-    missing = []
-    if local_ok:
-        for model in wanted:
-            key = normalize_model_name(model) if kind == "ollama" else model
-            if key not in present:
+                      "missing_models": missing_here, "context_windows": windows,
+                      "breaker": router.breaker(backend).state})
+    if kind == "embedded" and cfg.local_backend == "auto":  # Ollama was asked for, and did not answer
+        for backend in router._backends_of("ollama"):
+            h = backend.health(timeout_s=cfg.connect_timeout_s)
+            if not h.reachable:
+                warnings.append(f"Ollama down at {backend.name} ({h.error}); local calls use the embedded "
+                                "backend (local_backend: auto); start Ollama to use its models")
+    missing: list[str] = []
+    if up:
+        for model, info in required.items():
+            if not present_on[model]:
                 missing.append(model)
-                problems.append(f"model not pulled: {model}; run `ollama pull {model}`" if kind == "ollama"
-                                else f"embedded model missing: {model}")
-    openai_ok = False
-    openai_error = None
+                (errors if info["required"] else warnings).append(_pull_fix(kind, model, info))
+            elif len(present_on[model]) < len(up):
+                lacking = [h["name"] for h in hosts if h["reachable"] and model in h["missing_models"]]
+                warnings.append(f"{model} is missing on {', '.join(lacking)} (calls for it use "
+                                f"{', '.join(present_on[model])}); run `ollama pull {model}` there")
+    openai_ok, openai_error = False, None
     if cfg.openai_api_key is None:
         openai_error = "OpenAI not configured: set OPENAI_API_KEY"
-        problems.append(openai_error + " (only needed for the external fallback)")
+        warnings.append(openai_error + " (only needed for the external fallback)")
     else:
         for backend in router._backends_of("openai"):
             h = backend.health(timeout_s=cfg.connect_timeout_s)
             openai_ok, openai_error = h.reachable, h.error
             if not h.reachable:
-                problems.append(f"OpenAI unreachable: {h.error}")
+                errors.append(f"OpenAI unreachable: {h.error}")
     return {
-        "ollama": local_ok if kind == "ollama" else False,
-        "local": local_ok,
+        "ok": not errors,
+        "ollama": bool(up) if kind == "ollama" else False,
+        "local": bool(up),
         "local_backend": kind,
         "openai": openai_ok,
         "openai_configured": cfg.openai_api_key is not None,
         "openai_error": openai_error,
-        "ollama_models": sorted(present),
-        "required_models": wanted,
+        "ollama_models": sorted({normalize_model_name(m) for h in hosts for m in h["models"]}),
+        "required_models": list(required),
+        "models": {m: {**info, "present_on": present_on[m]} for m, info in required.items()},
         "missing_models": missing,
         "hosts": hosts,
-        "problems": problems,
+        "errors": errors,
+        "warnings": warnings,
+        "problems": errors + warnings,
         "routing_enabled": cfg.routing_enabled,
         "local_threshold": cfg.local_threshold,
     }

@@ -15,6 +15,13 @@ mem0 builds these itself once :func:`mem0_routed.register` has taught it the nam
 Every key mem0's own configs know keeps its meaning; every other key is a ``RouterConfig`` key
 (e.g. ``ollama_base_url``, ``openai_api_key``, ``local_threshold``). Nothing here touches the
 network: the router is made on the first call and owns retries, fallback, caching and checks.
+
+Errors: mem0 wraps an exception from the LLM in its own ``LLMError`` during ``add`` but lets an
+embedder's exception through untouched, so "Ollama down" used to reach a mem0 user as two unrelated
+types. Here a failed routed call raises ``RoutedLLMError`` (a ``RoutingError`` *and* mem0's
+``LLMError``) or ``RoutedEmbeddingError`` (a ``RoutingError`` *and* mem0's ``EmbeddingError``): one
+``except mem0.exceptions.MemoryError`` (mem0's base class) catches every provider failure, with the
+routing details one ``mem0_routed.routing_error(exc)`` away.
 """
 
 from __future__ import annotations
@@ -26,16 +33,18 @@ from typing import TYPE_CHECKING, Any, Literal
 from mem0.configs.embeddings.base import BaseEmbedderConfig
 from mem0.configs.llms.base import BaseLlmConfig
 from mem0.embeddings.base import EmbeddingBase
+from mem0.exceptions import EmbeddingError, LLMError
 from mem0.llms.base import LLMBase
 
 from ._config import RouterConfig, is_external_model_name
-from ._errors import ConfigError
+from ._errors import ConfigError, RoutingError
 from ._types import QueryType
 
 if TYPE_CHECKING:
     from ._router import Router
 
-__all__ = ["RoutedEmbedder", "RoutedLLM", "RoutedLlmConfig", "check_embedder_config", "check_llm_config"]
+__all__ = ["RoutedEmbedder", "RoutedEmbeddingError", "RoutedLLM", "RoutedLLMError", "RoutedLlmConfig",
+           "check_embedder_config", "check_llm_config"]
 
 logger = logging.getLogger("mem0_routed")
 
@@ -60,6 +69,37 @@ def _router_for(config: RouterConfig) -> Router:
     from ._router import router_for
 
     return router_for(config)
+
+
+# --- errors mem0 users catch ------------------------------------------------------------------------
+
+
+def _mem0_fields(err: RoutingError, error_code: str) -> None:
+    """Fill mem0's ``MemoryError`` attributes (its ``__init__`` is not on our MRO path)."""
+    err.message = str(err)  # type: ignore[attr-defined]
+    err.error_code = error_code  # type: ignore[attr-defined]
+    err.details = {"attempts": [f"{a.backend} {a.model}: {a.error}" for a in err.attempts],  # type: ignore[attr-defined]
+                   "blocked_by": err.blocked_by}
+    err.suggestion = "; ".join(err.fixes) or None  # type: ignore[attr-defined]
+    err.debug_info = {}  # type: ignore[attr-defined]
+
+
+class RoutedLLMError(RoutingError, LLMError):
+    """A routed LLM call failed: a ``RoutingError`` and mem0's ``LLMError`` (``suggestion`` = fixes)."""
+
+    def __init__(self, error: RoutingError) -> None:
+        RoutingError.__init__(self, str(error.args[0]).split("\n")[0] if error.args else "",
+                              error.attempts, blocked_by=error.blocked_by)
+        _mem0_fields(self, "LLM_001")
+
+
+class RoutedEmbeddingError(RoutingError, EmbeddingError):
+    """A routed embedding failed: a ``RoutingError`` and mem0's ``EmbeddingError``."""
+
+    def __init__(self, error: RoutingError) -> None:
+        RoutingError.__init__(self, str(error.args[0]).split("\n")[0] if error.args else "",
+                              error.attempts, blocked_by=error.blocked_by)
+        _mem0_fields(self, "EMBED_001")
 
 
 # --- config translation ------------------------------------------------------------------------------
@@ -203,14 +243,19 @@ class RoutedLLM(LLMBase):
         force_local = bool(kwargs.pop("force_local", False))
         if kwargs:
             logger.debug("mem0-routed: ignoring unsupported generate_response arguments %s", sorted(kwargs))
-        outcome = self.router.chat(
-            messages,
-            response_format=response_format,
-            tools=tools,
-            tool_choice=tool_choice if tools else None,
-            force_local=force_local,
-            **params,
-        )
+        try:
+            outcome = self.router.chat(
+                messages,
+                response_format=response_format,
+                tools=tools,
+                tool_choice=tool_choice if tools else None,
+                force_local=force_local,
+                **params,
+            )
+        except RoutedLLMError:
+            raise
+        except RoutingError as exc:
+            raise RoutedLLMError(exc) from exc
         if tools:
             calls = [
                 {"name": call.get("name"), "arguments": call.get("arguments", {})}
@@ -274,13 +319,23 @@ class RoutedEmbedder(EmbeddingBase):
     ) -> list[float]:
         """One vector; ``memory_action`` does not change the vector for local models. The router
         picks the model of its local tier (this config's model on Ollama, the packaged one embedded)."""
-        return self.router.embed([text], dims=self.dims)[0]
+        try:
+            return self.router.embed([text], dims=self.dims)[0]
+        except RoutingError as exc:
+            raise _embedding_error(exc) from exc
 
     def embed_batch(self, texts: list[str], memory_action: str = "add") -> list[list[float]]:
         """Many vectors in one batched call (the router caches by model and text)."""
         if not texts:
             return []
-        return self.router.embed(list(texts), dims=self.dims)
+        try:
+            return self.router.embed(list(texts), dims=self.dims)
+        except RoutingError as exc:
+            raise _embedding_error(exc) from exc
+
+
+def _embedding_error(exc: RoutingError) -> RoutedEmbeddingError:
+    return exc if isinstance(exc, RoutedEmbeddingError) else RoutedEmbeddingError(exc)
 
 
 def _embedder_options(config: Mapping[str, Any] | BaseEmbedderConfig | None) -> dict[str, Any]:

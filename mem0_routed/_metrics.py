@@ -4,6 +4,11 @@
 are counted apart (``embeddings_*``) and left out of the local share: they are many, nearly always
 local, and counting them would make the >=95 % local target look met when the LLM calls are not.
 Their cost still counts in ``total_cost`` (money is money).
+
+Only *served* calls count in the share: a call that failed (outcome ``error``) or was refused
+(``blocked``) was neither answered locally nor externally, and counting it as local made a run with
+failed adds report "100 % local, on target". Failures are reported on their own (``failed_queries``,
+``errors``, ``error_rate``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ from ._usage import UsageRecord
 __all__ = ["compute_metrics", "percentile", "project_cost"]
 
 EMBEDDING = "embedding"
+#: Outcomes of calls that produced no answer: never counted as local or external.
+FAILED_OUTCOMES = frozenset({"error", "blocked"})
+#: An answer was served but marked degraded (e.g. the valid items before a repetition loop).
+DEGRADED: str = "degraded"
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -46,9 +55,11 @@ def compute_metrics(
     local_threshold: float,
     embedding_cache: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The seed's metrics (``QueryMetrics.to_dict`` keys) plus latency, escalations and tokens.
+    """The seed's metrics (``QueryMetrics.to_dict`` keys) plus failures, latency, escalations, tokens.
 
-    ``local_threshold`` is a percentage (95.0). ``embedding_cache`` is the cache's stats with
+    ``total_queries``/``local_queries``/``external_queries`` (and so the shares and ``on_target``)
+    count served LLM calls; ``calls`` counts every LLM call, ``failed_queries`` the ones that got
+    no answer. Latency percentiles are over served calls. ``local_threshold`` is a percentage (95.0). ``embedding_cache`` is the cache's stats with
     ``hits`` and ``misses``; its hit rate (percent) is added as ``embedding_cache_hit_rate``.
     """
     if not 0.0 <= local_threshold <= 100.0:
@@ -57,18 +68,26 @@ def compute_metrics(
             key="local_threshold",
         )
     queries = [r for r in records if r.call_kind != EMBEDDING]
+    served = [r for r in queries if r.outcome not in FAILED_OUTCOMES]
     embeddings = [r for r in records if r.call_kind == EMBEDDING]
-    local = sum(1 for r in queries if r.is_local)
+    embedded = [r for r in embeddings if r.outcome not in FAILED_OUTCOMES]
+    local = sum(1 for r in served if r.is_local)
     by_model: dict[str, list[float]] = defaultdict(list)
     escalations: Counter[str] = Counter()
     for r in records:
-        by_model[r.model].append(r.latency_s)
+        if r.outcome not in FAILED_OUTCOMES:  # a failure's model is the one that did *not* answer
+            by_model[r.model].append(r.latency_s)
         escalations.update(r.escalations)
-    query_latencies = sorted(r.latency_s for r in queries)
+    query_latencies = sorted(r.latency_s for r in served)
+    failed = len(queries) - len(served)
     extra: dict[str, Any] = {
+        "calls": len(queries),
+        "failed_queries": failed,
+        "error_rate": round(100.0 * failed / len(queries), 2) if queries else 0.0,
         "embeddings_total": len(embeddings),
-        "embeddings_local": sum(1 for r in embeddings if r.is_local),
-        "embeddings_external": sum(1 for r in embeddings if not r.is_local),
+        "embeddings_local": sum(1 for r in embedded if r.is_local),
+        "embeddings_external": sum(1 for r in embedded if not r.is_local),
+        "embeddings_failed": len(embeddings) - len(embedded),
         "tokens_in": sum(r.tokens_in for r in records),
         "tokens_out": sum(r.tokens_out for r in records),
         "latency_p50_s": percentile(query_latencies, 50),
@@ -76,9 +95,11 @@ def compute_metrics(
         "latency_by_model": {m: _latency(v) for m, v in sorted(by_model.items())},
         "escalations_by_reason": dict(escalations.most_common()),
         "escalated_calls": sum(1 for r in records if r.escalations),
+        "degraded": sum(1 for r in records if r.outcome == DEGRADED),
         "fallbacks": sum(1 for r in records if r.fallback),
         "errors": sum(1 for r in records if r.outcome == "error"),
         "blocked": sum(1 for r in records if r.outcome == "blocked"),
+        "by_outcome": dict(Counter(r.outcome for r in records).most_common()),
         "by_call_kind": dict(Counter(r.call_kind for r in records).most_common()),
         "by_model": dict(Counter(r.model for r in records).most_common()),
     }
@@ -87,9 +108,9 @@ def compute_metrics(
         extra["embedding_cache"] = dict(embedding_cache)
         extra["embedding_cache_hit_rate"] = round(100.0 * hits / (hits + misses), 2) if hits + misses else 0.0
     return QueryMetrics(
-        total_queries=len(queries),
+        total_queries=len(served),
         local_queries=local,
-        external_queries=len(queries) - local,
+        external_queries=len(served) - local,
         total_cost=sum(r.cost_usd for r in records),
         local_threshold=local_threshold,
         extra=extra,
@@ -108,8 +129,8 @@ def project_cost(
 ) -> dict[str, Any]:
     """Monthly cost at the observed local/external mix vs sending every query to ``external_model``.
 
-    Tokens per query are the observed averages over records that report tokens (else the
-    defaults); the mix is the observed one (else ``assume_local_percentage``). Prices are real
+    Tokens per query are the observed averages over served calls that report tokens (else the
+    defaults); the mix is the observed one over served calls (else ``assume_local_percentage``). Prices are real
     (genai-prices); an unknown ``external_model`` raises ``ConfigError`` rather than projecting $0.
     """
     from ._prices import external_cost, price_known
@@ -122,7 +143,7 @@ def project_cost(
             "(e.g. 'gpt-4o-mini') or call mem0_routed._prices.register_price() first",
             key="external_model",
         )
-    queries = [r for r in records or () if r.call_kind != EMBEDDING]
+    queries = [r for r in records or () if r.call_kind != EMBEDDING and r.outcome not in FAILED_OUTCOMES]
     sized = [r for r in queries if r.tokens_in or r.tokens_out]
     if sized:
         tokens_in = sum(r.tokens_in for r in sized) / len(sized)

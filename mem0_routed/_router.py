@@ -383,8 +383,9 @@ class Router:
             records = self.ledger.records(since=self._share_since())
         else:
             raise ValueError(f"source must be 'process' or 'ledger', not {source!r}")
+        # the cache's counts live in this process only; the ledger has none to report
         metrics = compute_metrics(records, local_threshold=self.config.local_threshold,
-                                  embedding_cache=cache_stats())
+                                  embedding_cache=cache_stats() if source == "process" else None)
         metrics["num_ctx"] = self.planner.snapshot()
         metrics["num_ctx_changes"] = dict(self.planner.changes)
         metrics["breakers"] = BREAKERS.snapshot()

@@ -250,3 +250,142 @@ def test_vision_message_is_described_then_stored(
     vision_calls = [b for b in chats if any(m.get("images") for m in b.get("messages", []))]
     assert vision_calls, "the image never reached the local model"
     assert any("Miso" in text for text in _stored(memory))
+
+
+# --- one exception type for mem0 users, whichever provider fails -------------------------------------
+
+
+def _down_configs(tmp_path: Path, up: FakeOllamaServer, down: FakeOllamaServer) -> dict[str, dict[str, Any]]:
+    """"everything down" (the embedder fails first) and "chat host down" (mem0 wraps the LLM's error)."""
+    return {
+        "all": _config(tmp_path, {"ollama_base_url": down.url, **OLLAMA_ONLY},
+                       {"ollama_base_url": down.url, **OLLAMA_ONLY}),
+        "llm": _config(tmp_path, {"ollama_base_url": down.url, **OLLAMA_ONLY},
+                       {"ollama_base_url": up.url, **OLLAMA_ONLY}),
+    }
+
+
+def _assert_one_type(exc: BaseException, provider: str) -> None:
+    from mem0.exceptions import EmbeddingError
+    from mem0.exceptions import MemoryError as Mem0Error
+
+    from mem0_routed import routing_error
+
+    assert isinstance(exc, Mem0Error), type(exc)
+    assert isinstance(exc, LLMError if provider == "llm" else EmbeddingError), type(exc)
+    routed = routing_error(exc)
+    assert routed is not None and routed.attempts
+    assert any("start Ollama" in fix for fix in routed.fixes), routed.fixes
+
+
+def test_ollama_down_is_one_exception_type_for_memory(
+    make_memory: Any, tmp_path: Path, ollama_server: FakeOllamaServer
+) -> None:
+    from mem0.exceptions import MemoryError as Mem0Error
+
+    with FakeOllamaServer() as down:
+        down.set_fault("refused")
+        for provider, config in _down_configs(tmp_path, ollama_server, down).items():
+            reset_routers()
+            memory = make_memory(config)
+            with pytest.raises(Mem0Error) as info:
+                memory.add(CONVERSATION, user_id=USER)
+            _assert_one_type(info.value, provider)
+            if provider == "all":
+                with pytest.raises(Mem0Error) as info:
+                    memory.search("Where does Alice live?", filters={"user_id": USER})
+                _assert_one_type(info.value, "embedder")
+            memory.vector_store.client.close()  # the next config reuses the Qdrant path
+
+
+async def test_ollama_down_is_one_exception_type_for_async_memory(
+    make_memory: Any, tmp_path: Path, ollama_server: FakeOllamaServer
+) -> None:
+    from mem0.exceptions import MemoryError as Mem0Error
+
+    with FakeOllamaServer() as down:
+        down.set_fault("refused")
+        for provider, config in _down_configs(tmp_path, ollama_server, down).items():
+            reset_routers()
+            memory = make_memory(config, AsyncMemory)
+            with pytest.raises(Mem0Error) as info:
+                await memory.add(CONVERSATION, user_id=USER)
+            _assert_one_type(info.value, provider)
+            if provider == "all":
+                with pytest.raises(Mem0Error) as info:
+                    await memory.search("Where does Alice live?", filters={"user_id": USER})
+                _assert_one_type(info.value, "embedder")
+            memory.vector_store.client.close()
+
+
+def test_fix_hint_names_the_configured_model_and_its_real_failure(
+    make_memory: Any, tmp_path: Path, ollama_server: FakeOllamaServer
+) -> None:
+    """The issue's case: the user's model answers invalid JSON; the seed's medium model (a stand-in
+    the user never configured) is not pulled. The fix is about the user's model, not a pull."""
+    from mem0_routed import routing_error
+
+    ollama_server.add_model("qwen2.5-coder:0.5b")
+    ollama_server.remove_model("codellama:13b")
+    ollama_server.set_fault("invalid_json", model="qwen2.5-coder:0.5b", paths=["/api/chat"])
+    llm = {"ollama_base_url": ollama_server.url, "model": "qwen2.5-coder:0.5b", **OLLAMA_ONLY}
+    memory = make_memory(_config(tmp_path, llm, {"ollama_base_url": ollama_server.url}))
+    with pytest.raises(LLMError) as info:
+        memory.add(CONVERSATION, user_id=USER)
+    routed = routing_error(info.value)
+    assert routed is not None
+    message = str(info.value)
+    assert routed.fixes[0].startswith("qwen2.5-coder:0.5b answered but its answer was rejected"), routed.fixes
+    assert "ollama pull qwen2.5-coder:0.5b" not in message  # it is present
+    assert "To fix: ollama pull codellama:13b" not in message
+    assert any(f.startswith("optional: `ollama pull codellama:13b`") for f in routed.fixes)
+    assert "set OPENAI_API_KEY" in message  # why the external fallback was not used
+
+
+_QUIET_SCRIPT = r'''
+import logging, sys
+import mem0_routed
+from mem0 import Memory
+from mem0.exceptions import MemoryError as Mem0Error
+if sys.argv[2] == "info":
+    logging.basicConfig(level=logging.WARNING, format="%(name)s|%(message)s")
+    logging.getLogger("mem0_routed").setLevel(logging.INFO)
+down = {"ollama_base_url": sys.argv[1], "local_backend": "ollama", "max_retries": 2, "ledger": "memory"}
+memory = Memory.from_config({
+    "llm": {"provider": "routed", "config": down},
+    "embedder": {"provider": "routed", "config": {**down, "embedding_dims": 768}},
+    "vector_store": {"provider": "qdrant", "config": {"path": sys.argv[3], "embedding_model_dims": 768}},
+    "history_db_path": sys.argv[3] + "/history.db",
+})
+try:
+    memory.add([{"role": "user", "content": "I live in Lisbon."}], user_id="alice")
+except Mem0Error as exc:
+    print("caught", type(exc).__name__)
+import stamina  # a retry outside the router keeps stamina's own logging
+for attempt in stamina.retry_context(on=ValueError, attempts=2, wait_initial=0.01, wait_max=0.01):
+    with attempt:
+        if attempt.num == 1:
+            raise ValueError("outside")
+'''
+
+
+@pytest.mark.parametrize("logging_setup", ["none", "info"])
+def test_dependency_log_lines_go_through_the_package_logger(tmp_path: Path, logging_setup: str) -> None:
+    """Ollama down, no logging configured: no bare `stamina.retry_scheduled` lines from the router."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens once the socket is closed
+    env = {**os.environ, "MEM0_TELEMETRY": "False", "MEM0_DIR": str(tmp_path / "mem0")}
+    out = subprocess.run([sys.executable, "-c", _QUIET_SCRIPT, dead, logging_setup, str(tmp_path / "q")],
+                         capture_output=True, text=True, timeout=240, env=env, check=True)
+    assert "caught RoutedEmbeddingError" in out.stdout, out.stdout + out.stderr
+    retry_lines = [line for line in out.stderr.splitlines() if "stamina.retry_scheduled" in line]
+    assert len(retry_lines) == 1, out.stderr  # only the retry outside the router
+    if logging_setup == "info":
+        assert "stamina|stamina.retry_scheduled" in retry_lines[0]
+        ours = [line for line in out.stderr.splitlines() if line.startswith("mem0_routed|mem0-routed: retry")]
+        assert len(ours) >= 2 and "not reachable" in ours[0], out.stderr  # max_retries=2, with the cause

@@ -101,3 +101,28 @@ def test_no_network_at_construction(mocker: Any) -> None:
     assert isinstance(emb, RoutedEmbedder)
     connect.assert_not_called()
     router_for.assert_not_called()
+
+
+def test_routing_errors_are_mem0_embedding_errors(router: Any) -> None:
+    """mem0 lets an embedder's exception through: it must be one a mem0 user already catches."""
+    from mem0.exceptions import EmbeddingError
+    from mem0.exceptions import MemoryError as Mem0Error
+
+    from mem0_routed._errors import EmbeddingDimensionMismatch, RoutingError
+    from mem0_routed._mem0 import RoutedEmbeddingError
+    from mem0_routed._types import Attempt
+
+    original = RoutingError("could not embed 1 text(s)", [Attempt("ollama@h", "nomic", "refused", fix="start Ollama")],
+                            blocked_by="embeddings never switch model or leave this machine")
+    router.embed.side_effect = original
+    emb = RoutedEmbedder({})
+    for call in (lambda: emb.embed("hi"), lambda: emb.embed_batch(["a", "b"])):
+        with pytest.raises(Mem0Error) as info:
+            call()
+        err = info.value
+        assert isinstance(err, RoutedEmbeddingError) and isinstance(err, EmbeddingError)
+        assert isinstance(err, RoutingError) and err.__cause__ is original
+        assert str(err) == str(original) and err.suggestion == "start Ollama" and err.error_code == "EMBED_001"
+    router.embed.side_effect = EmbeddingDimensionMismatch("768 vs 512")  # a config error stays what it is
+    with pytest.raises(EmbeddingDimensionMismatch):
+        emb.embed("hi")

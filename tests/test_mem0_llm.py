@@ -157,9 +157,23 @@ def test_no_network_at_construction(mocker: Any) -> None:
     router_for.assert_not_called()
 
 
-def test_router_errors_propagate(router: Any) -> None:
-    from mem0_routed._errors import RoutingError
+def test_router_errors_reach_mem0_as_its_llm_error_with_the_routing_details(router: Any) -> None:
+    from mem0.exceptions import LLMError
+    from mem0.exceptions import MemoryError as Mem0Error
 
-    router.chat.side_effect = RoutingError("every candidate failed")
-    with pytest.raises(RoutingError, match="every candidate failed"):
+    from mem0_routed._errors import RoutingError, routing_error
+    from mem0_routed._mem0 import RoutedLLMError
+    from mem0_routed._types import Attempt
+
+    original = RoutingError("every candidate failed", [Attempt("ollama@h", "qwen", "refused", fix="start Ollama")])
+    router.chat.side_effect = original
+    with pytest.raises(RoutingError, match="every candidate failed") as info:
         RoutedLLM().generate_response(MESSAGES)
+    err = info.value
+    assert isinstance(err, RoutedLLMError) and isinstance(err, LLMError) and isinstance(err, Mem0Error)
+    assert str(err) == str(original) and err.attempts == original.attempts
+    assert err.suggestion == "start Ollama" and err.error_code == "LLM_001"  # mem0's own fields
+    assert err.__cause__ is original and routing_error(err) is err
+    wrapped = LLMError(f"LLM extraction failed: {err}")  # what mem0's add does with it
+    wrapped.__cause__ = err
+    assert routing_error(wrapped) is err

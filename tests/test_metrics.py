@@ -98,6 +98,40 @@ def test_escalations_fallbacks_errors_tokens_and_cache() -> None:
     assert "embedding_cache_hit_rate" not in compute_metrics(records, local_threshold=95.0)
 
 
+def test_failed_calls_are_errors_not_local_successes() -> None:
+    """2 of 5 mem0 adds failed: the share counts the 3 served calls, the failures are reported."""
+    records = [rec(kind="mem0_extraction", latency_s=2.0) for _ in range(3)]
+    records += [rec(kind="mem0_extraction", outcome="error", error="timed out", latency_s=300.0,
+                    escalations=["local mistral:7b failed"]) for _ in range(2)]  # fmt: skip
+    records += [rec(kind="embedding", model="nomic-embed-text")] * 4 + [rec(kind="embedding", outcome="error")]
+    m = compute_metrics(records, local_threshold=95.0)
+    assert (m["calls"], m["total_queries"], m["local_queries"], m["failed_queries"]) == (5, 3, 3, 2)
+    assert m["error_rate"] == 40.0 and m["errors"] == 3  # two LLM calls and one embedding
+    assert (m["embeddings_total"], m["embeddings_local"], m["embeddings_failed"]) == (5, 4, 1)
+    assert m["local_percentage"] == 100.0 and m["on_target"] is True  # of what was served
+    assert m["latency_p95_s"] == 2.0  # the timeouts' 300 s belong to no model that answered
+    assert m["by_outcome"] == {"ok": 7, "error": 3}
+
+
+def test_a_failure_never_raises_the_local_share() -> None:
+    records = [rec(), rec(local=False)] + [rec(outcome="error")] * 8 + [rec(outcome="blocked")]
+    m = compute_metrics(records, local_threshold=95.0)
+    assert (m["total_queries"], m["local_percentage"], m["on_target"]) == (2, 50.0, False)
+    assert (m["failed_queries"], m["blocked"]) == (9, 1)
+
+
+def test_degraded_calls_are_served_and_counted() -> None:
+    records = [rec(outcome="degraded"), rec()]  # type: ignore[arg-type]
+    m = compute_metrics(records, local_threshold=95.0)
+    assert (m["total_queries"], m["local_queries"], m["degraded"], m["failed_queries"]) == (2, 2, 1, 0)
+
+
+def test_project_cost_ignores_failed_calls_in_the_mix() -> None:
+    records = [rec(tokens_in=1000, tokens_out=100)] * 9 + [rec(local=False, tokens_in=1000, tokens_out=100)]
+    records += [rec(outcome="error")] * 10
+    assert project_cost(1000, records)["local_percentage"] == 90.0
+
+
 def test_threshold_must_be_a_percentage() -> None:
     with pytest.raises(ConfigError, match="local_threshold=950"):
         compute_metrics([], local_threshold=950)
