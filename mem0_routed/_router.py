@@ -17,13 +17,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from ._breaker import CircuitBreaker
-from ._classify import classify_messages, classify_text
+from ._classify import check_params, classify_messages, classify_text
 from ._config import RouterConfig, mask_url
 from ._embedding import EmbeddingService
 from ._errors import Mem0RoutedError
 from ._execute import ChatJob, ChatOutcome, execute_chat, run_async, run_sync
 from ._health import collect_health
 from ._policy import Policy
+from ._privacy import scan_text
 from ._requests import mem0_extraction_need, message_text
 from ._shared import (
     BREAKERS,
@@ -228,7 +229,8 @@ class Router:
             spent, ledger_error = self._ledger_call(
                 "the budget", lambda: self.ledger.spent_usd(since=utc_month_start()))
         blocked = policy.external_blocked_by(qt, force_local=force_local, keep_local_rule=None,
-                                             spent_usd=spent, ledger_error=ledger_error)
+                                             spent_usd=spent, ledger_error=ledger_error,
+                                             prompt_tokens=cls.estimated_tokens, max_tokens=max_tokens)
         rule = checked = None
         if blocked is None:
             verdict = self.rules.check(text, str(cls.call_kind))
@@ -249,12 +251,12 @@ class Router:
              tools: list[dict[str, Any]] | None, tool_choice: str | None, temperature: float | None,
              max_tokens: int | None, top_p: float | None, force_local: bool,
              query_type: QueryType | str | None) -> ChatJob:
+        check_params(temperature, top_p, max_tokens)  # the caller's errors, before any backend is touched
         if max_tokens is None:  # bound every answer: Ollama and llama.cpp default to "until the window ends"
             max_tokens = self.config.default_max_tokens
         cls = classify_messages(messages, dict(response_format) if response_format else None)
-        mem0_call = cls.call_kind not in (CallKind.QUERY, CallKind.EMBEDDING)
-        text = message_text(messages, skip_system=mem0_call)
-        decision, checked = self._decide(cls, text, query_type, force_local, max_tokens)
+        # every message of every role; only mem0's exact prompt constants are left out
+        decision, checked = self._decide(cls, scan_text(messages), query_type, force_local, max_tokens)
         schema = None
         if response_format and response_format.get("type") == "json_schema":
             schema = (response_format.get("json_schema") or {}).get("schema")

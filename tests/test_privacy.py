@@ -43,10 +43,16 @@ POSITIVES = {
                            "-----BEGIN PGP PRIVATE KEY BLOCK-----"],
     "secret:url_password": [f"postgres://admin:{_tok(10)}@db.internal:5432/app", f"redis://:{_tok(12)}@cache:6379"],
     "secret:jwt": [f"Bearer eyJ{_tok(20)}.eyJ{_tok(40)}.{_tok(43)}"],
-    "secret:api_key_assignment": [f"api_key={_tok(20)}", f'"password": "{_tok(12)}"', f"CLIENT_SECRET: {_tok(16)}"],
-    "pii:email": ["write to jane.doe+news@mail.example.co.uk please"],
+    "secret:api_key_assignment": [f"api_key={_tok(20)}", f"CLIENT_SECRET: {_tok(16)}",
+                                  f"OPENAI_API_KEY={_tok(24)}", f"aws_secret_access_key = {_tok(30)}"],
+    "secret:password": [f'"password": "{_tok(12)}"', "password=hunter2", "DB_PASSWORD=s3cr", "pwd=abcd1234",
+                        "mysql -u root --pass=Tr0ub4dor", '{"pwd": "x9y8z7"}', "passwd: qwerty12"],
+    "secret:aws_secret_key": [f"key A1b{_tok(16)}/{_tok(8)}+{_tok(11)} done", f"A1b{_tok(37)}"],
+    "secret:bearer_token": [f"Authorization: Bearer {_tok(30)}", f"authorization: basic {_tok(12)}",
+                            f"-H 'Bearer {_tok(8, 'abcdef')}3{_tok(20)}'"],
+    "pii:email": ["write to jane.doe+news@mail.example.co.uk please", "jörg@bücher.de", "x@münchen.xn--p1ai"],
     "pii:phone": ["call +44 20 7946 0958 today", "+4915112345678", "(555) 123-4567", "555-123-4567",
-                  "office 555.123.4567."],
+                  "office 555.123.4567.", "call 415 555 0199 now", "4155550199"],
     "pii:payment_card": [CARD, " ".join(CARD[i : i + 4] for i in range(0, 16, 4)), f"card: {CARD}."],
 }  # fmt: skip
 
@@ -65,6 +71,14 @@ NEGATIVES = [
     "                    deeply indented text",
     "-------------------------------------------------",
     "I like hiking; my favourite number is 7 and I was born in 1990.",
+    "commit 3f786850e387550fdab836ed7e6dc881de23001b fixed it",  # a hex digest is not an AWS secret
+    "unix time 1700000000 and 1234567890",
+    "the mountain pass: Stelvio; I passed: yes; pass the salt",
+    "PWD=/home/alice/projects and $PWD",
+    "the bearer of bad news, a bearer bond",
+    "authorization was granted by the board",
+    "100 200 3000 items in stock",
+    "email me at the office; @channel see you",
 ]
 
 

@@ -232,6 +232,9 @@ class OllamaBackend:
             )
         if isinstance(exc, ollama.RequestError):
             return BadRequest(f"{where}: bad request{about}: {exc.error}", **kw)
+        if isinstance(exc, UnicodeEncodeError):  # our request could not be encoded: not the server's fault
+            return BadRequest(f"{where}: the request has text UTF-8 cannot encode{about} (a lone surrogate)",
+                              fix="clean the text: text.encode('utf-8', 'replace').decode()", **kw)
         # A 200 whose body is not Ollama's JSON (a proxy page, a broken server).
         return ServerError(f"{where} sent an unreadable answer{about}: {type(exc).__name__}", **kw)
 
