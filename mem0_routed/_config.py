@@ -44,7 +44,7 @@ _EXTERNAL_MODEL_RE = re.compile(r"^(gpt-(?!oss)|o\d|chatgpt-|text-|davinci|opena
 
 
 # the user-info part of a URL (with or without a scheme): "user:pw@" or "token@" before the host
-_USERINFO_RE = re.compile(r"(^|://|\s)([^\s/@:]*)(?::[^\s/@]*)?@(?=[^\s/@]*(?:[/:?#]|$|\s))")
+_USERINFO_RE = re.compile(r"(^|://|\s)([^\s/@:]*)(:[^\s/@]*)?@(?=[^\s/@]*(?:[/:?#]|$|\s))")
 
 
 def mask_url(url: str) -> str:
@@ -53,7 +53,8 @@ def mask_url(url: str) -> str:
     Works on malformed URLs too (no scheme, bad port), since those are the ones echoed in errors."""
     if "@" not in url:
         return url
-    return _USERINFO_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}:***@", url)
+    # "user:pw@" keeps the user; a lone "token@" is itself the secret
+    return _USERINFO_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}:***@" if m.group(3) else f"{m.group(1)}***@", url)
 
 
 def mask_urls(text: str) -> str:
