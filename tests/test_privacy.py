@@ -159,3 +159,45 @@ def test_non_ascii_text_keeps_offsets_right() -> None:
     text = "Zürich café — ☕ " * 20 + f" card {CARD} ünd mail jörg@example.de"
     assert KeepLocalRules().check(text, "query").rule == "pii:email"
     assert KeepLocalRules().check(text.replace("jörg@example.de", ""), "query").rule == "pii:payment_card"
+
+
+# --- normalisation: invisible characters and look-alike digits (issue 11, defect 7) -----------------
+
+
+@pytest.mark.parametrize("zw", ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u034f", "\ufe0f"])
+def test_secrets_with_invisible_characters_inside_are_found(zw: str) -> None:
+    key = f"sk-proj-{_tok(40)}"
+    rules = KeepLocalRules()
+    assert rules.check(key[:3] + zw + key[3:], "query").rule == "secret:openai_key"
+    assert rules.check(f"pass{zw}word=hunter2", "query").rule == "secret:password"
+    assert rules.check(f"jane{zw}@example.com", "query").rule == "pii:email"
+
+
+def test_full_width_and_styled_characters_are_normalised() -> None:
+    rules = KeepLocalRules()
+    full = "".join(chr(ord(c) + 0xFEE0) for c in "4155550199")  # full-width digits
+    assert rules.check(f"call {full}", "query").rule == "pii:phone"
+    assert rules.check("ＡＫＩＡ" + "ABCDEFGHIJKLMNOP", "query").rule == "secret:aws_access_key"
+
+
+def test_scan_text_covers_every_role_and_field_and_cuts_only_mem0_constants() -> None:
+    from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, PROCEDURAL_MEMORY_SYSTEM_PROMPT
+
+    from mem0_routed._privacy import scan_text
+
+    rules = KeepLocalRules()
+    secret = "password=hunter2"
+    cases = [
+        [{"role": "system", "content": f"{PROCEDURAL_MEMORY_SYSTEM_PROMPT}\n{secret}"}],
+        [{"role": "system", "content": ADDITIVE_EXTRACTION_PROMPT}, {"role": "user", "content": secret}],
+        [{"role": "developer", "content": [{"type": "text", "text": secret}]}],
+        [{"role": "assistant", "content": None, "tool_calls": [{"function": {"arguments": f'{{"{secret}"}}'}}]}],
+        [{"role": "system", "content": PROCEDURAL_MEMORY_SYSTEM_PROMPT[:-50] + "\n" + secret}],  # an edited copy
+    ]
+    for messages in cases:
+        assert rules.check(scan_text(messages), "mem0_procedural").rule == "secret:password", messages
+    only_mem0 = [{"role": "system", "content": ADDITIVE_EXTRACTION_PROMPT}, {"role": "user", "content": "hi"}]
+    assert scan_text(only_mem0).strip() == "hi"
+    # cutting a constant never joins the text around it into a match
+    joined = scan_text([{"role": "user", "content": f"pass{PROCEDURAL_MEMORY_SYSTEM_PROMPT}word=hunter2"}])
+    assert "password" not in joined
