@@ -43,6 +43,8 @@ _IMAGE_TOKENS = 768  # what one image costs a local vision model (llava: 576, gp
 _SIMPLE_WORDS, _SUMMARY_WORDS = 500, 2000
 _MEDIUM_TOKENS, _COMPLEX_TOKENS = 2000, 4000
 _JSON_FORMATS = frozenset({"json_object", "json_schema"})
+#: Roles both backends accept (OpenAI's "developer"/"function" too); anything else fails in a client.
+_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function"})
 
 
 def estimate_tokens(text: str) -> int:
@@ -109,8 +111,9 @@ def classify_messages(
                 f"messages[{i}] must have 'role' and 'content' keys, got keys {sorted(map(str, m))}"
             )
         role, content = m["role"], m["content"]
-        if not isinstance(role, str):
-            raise InvalidInput(f"messages[{i}]['role'] must be a str, got {type(role).__name__}")
+        if not isinstance(role, str) or role not in _ROLES:
+            raise InvalidInput(f"messages[{i}]['role'] must be one of {', '.join(sorted(_ROLES))}, "
+                               f"got {role!r:.40}")
         if isinstance(content, str):
             check_encodable(content, f"messages[{i}]['content']")
             texts.append(content)

@@ -43,23 +43,31 @@ _URL_RE = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[^\s/:@\[\]]+)(:\d{1,5})?(/
 _EXTERNAL_MODEL_RE = re.compile(r"^(gpt-(?!oss)|o\d|chatgpt-|text-|davinci|openai/)", re.IGNORECASE)
 
 
-# the user-info part of a URL (with or without a scheme): "user:pw@" or "token@" before the host
-_USERINFO_RE = re.compile(r"(^|://|\s)([^\s/@:]*)(:[^\s/@]*)?@(?=[^\s/@]*(?:[/:?#]|$|\s))")
+def _mask_token(token: str) -> str:
+    """One whitespace-free URL: everything up to its last "@" is user-info. A path holding an "@"
+    is over-masked, which is harmless for display; a password holding "/" or "@" is still hidden."""
+    scheme, sep, rest = token.partition("://")
+    if not sep:
+        scheme, rest = "", token
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return token
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:***" if colon and "/" not in user else "***"  # a lone "token@" is itself the secret
+    return f"{scheme}{sep}{shown}@{host}"
 
 
 def mask_url(url: str) -> str:
     """``redis://user:secret@host`` -> ``redis://user:***@host``: URLs are shown, passwords never.
 
     Works on malformed URLs too (no scheme, bad port), since those are the ones echoed in errors."""
-    if "@" not in url:
-        return url
-    # "user:pw@" keeps the user; a lone "token@" is itself the secret
-    return _USERINFO_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}:***@" if m.group(3) else f"{m.group(1)}***@", url)
+    return url if "@" not in url else re.sub(r"\S*@\S*", lambda m: _mask_token(m.group(0)), url)
 
 
 def mask_urls(text: str) -> str:
-    """Every ``scheme://user:password@`` in a message masked (error texts, log lines)."""
-    return text if "@" not in text else re.sub(r"(://[^\s/@:]*):[^\s/@]*@", r"\1:***@", text)
+    """Every ``scheme://user:password@`` in a message masked (error texts, log lines); e-mail
+    addresses outside URLs are left alone."""
+    return text if "@" not in text else re.sub(r"\S*://\S*@\S*", lambda m: _mask_token(m.group(0)), text)
 
 
 def has_credentials(value: Any) -> bool:
@@ -73,7 +81,6 @@ def has_credentials(value: Any) -> bool:
     return False
 
 
-_URL_FIELDS = ("ollama_base_url", "openai_base_url", "ledger")
 _MIN_CTX = 256  # tokens: no useful prompt fits in less
 
 
@@ -311,29 +318,38 @@ class RouterConfig(BaseSettings):
         """A dict for display: the key reported as set or not, never its value; URLs without passwords."""
         data = self.model_dump()
         data["openai_api_key"] = "set" if self.openai_api_key else None
-        for key in _URL_FIELDS:
-            data[key] = _masked(data[key])
-        return data
+        return {key: _masked(value) for key, value in data.items()}
 
     def __repr_args__(self) -> Any:
         for key, value in super().__repr_args__():
-            yield key, _masked(value) if key in _URL_FIELDS else value
+            yield key, _masked(value)  # any "user:password@" in any value, not only the URL keys
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None = None, /, **overrides: Any) -> RouterConfig:
         """Build from a mem0-style dict plus env vars, turning pydantic's errors into ``ConfigError``."""
+        from pydantic_settings import SettingsError
+
         data = {**(values or {}), **overrides}
         try:
             return cls(**data)
         except ValidationError as exc:
             raise _friendly(exc) from None
+        except SettingsError as exc:  # an env var for a list/dict key that is not JSON
+            found = re.search(r'field "(\w+)"', str(exc))
+            key = found.group(1) if found else None
+            env = _ENV_NAMES.get(key or "", f"MEM0_ROUTED_{(key or '?').upper()}")
+            raise ConfigError(f"invalid mem0-routed configuration:\n  {key} (env {env}) is not valid JSON; "
+                              "give a JSON list or object, e.g. '[\"a\"]' or '{\"simple\": \"mistral:7b\"}'",
+                              key=key) from None
 
 
 def _masked(value: Any) -> Any:
     if isinstance(value, str):
         return mask_url(value)
-    if isinstance(value, list):
-        return [mask_url(v) if isinstance(v, str) else v for v in value]
+    if isinstance(value, (list, tuple)):
+        return [_masked(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
     return value
 
 
@@ -372,7 +388,9 @@ def _friendly(exc: ValidationError) -> ConfigError:
         elif not loc:
             lines.append(msg)
         elif err.get("type", "").endswith(("_parsing", "_type", "literal_error", "finite_number")) and "input" in err:
-            lines.append(f"{where}: {err['input']!r} is invalid: {msg}")
+            lines.append(f"{where}: {_masked(err['input'])!r} is invalid: {msg}")  # a URL's password never
         else:
             lines.append(f"{where}: {msg}")
-    return ConfigError("invalid mem0-routed configuration:\n  " + "\n  ".join(lines), key=first_key)
+    # a credentialed URL given for any key (not only the URL keys) is masked wherever it is echoed:
+    # over-masks an e-mail address, which is harmless in an error; never shows a "user:password@"
+    return ConfigError("invalid mem0-routed configuration:\n  " + "\n  ".join(map(mask_url, lines)), key=first_key)

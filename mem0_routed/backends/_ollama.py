@@ -234,6 +234,8 @@ class OllamaBackend:
             )
         if isinstance(exc, ollama.RequestError):
             return BadRequest(f"{where}: bad request{about}: {exc.error}", **kw)
+        if _is_request_validation(exc):  # the client refused our request before sending it
+            return BadRequest(f"{where}: the ollama client rejected the request{about}: {_first_line(exc)}", **kw)
         if isinstance(exc, UnicodeEncodeError):  # our request could not be encoded: not the server's fault
             return BadRequest(f"{where}: the request has text UTF-8 cannot encode{about} (a lone surrogate)",
                               fix="clean the text: text.encode('utf-8', 'replace').decode()", **kw)
@@ -381,6 +383,18 @@ class OllamaBackend:
             latency_s=time.perf_counter() - t0,
             context_windows=dict(self._ctx_cache),
         )
+
+
+#: ollama's request models: a ValidationError titled by one of them was raised before anything was sent
+_REQUEST_MODELS = frozenset({"Message", "ChatRequest", "EmbedRequest", "Tool", "Options", "Image", "ToolCall"})
+
+
+def _is_request_validation(exc: Exception) -> bool:
+    return type(exc).__name__ == "ValidationError" and getattr(exc, "title", None) in _REQUEST_MODELS
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _context_length(info: Mapping[str, Any]) -> int | None:
