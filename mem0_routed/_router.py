@@ -20,7 +20,7 @@ from ._breaker import CircuitBreaker
 from ._classify import check_params, classify_messages, classify_text
 from ._config import RouterConfig, mask_url
 from ._embedding import EmbeddingService
-from ._errors import Mem0RoutedError
+from ._errors import InvalidInput, Mem0RoutedError
 from ._execute import ChatJob, ChatOutcome, execute_chat, run_async, run_sync
 from ._health import collect_health
 from ._policy import Policy
@@ -285,7 +285,7 @@ class Router:
                             query_type: QueryType | str | None = None, **kwargs: Any) -> dict[str, Any]:
         """The seed's call: route and run one prompt; returns response, model, backend, cost, ..."""
         if not isinstance(text, str):
-            raise TypeError(f"text must be a str, not {type(text).__name__}")
+            raise InvalidInput(f"text must be a str, not {type(text).__name__}")
         out = await self.achat([{"role": "user", "content": text}], force_local=force_local,
                                query_type=query_type, **kwargs)
         return out.to_dict()
@@ -293,7 +293,7 @@ class Router:
     def execute_query_sync(self, text: str, force_local: bool = False,
                            query_type: QueryType | str | None = None, **kwargs: Any) -> dict[str, Any]:
         if not isinstance(text, str):
-            raise TypeError(f"text must be a str, not {type(text).__name__}")
+            raise InvalidInput(f"text must be a str, not {type(text).__name__}")
         return self.chat([{"role": "user", "content": text}], force_local=force_local,
                          query_type=query_type, **kwargs).to_dict()
 

@@ -369,3 +369,23 @@ def test_a_prompt_larger_than_the_external_window_never_leaves(ollama_server, op
     assert decision.is_local and not decision.external_fallback
     small = router.chat([{"role": "user", "content": "what is the capital of Peru?"}])
     assert small.backend == "openai"  # a prompt that fits still may go out
+
+
+def test_a_backend_given_unencodable_text_blames_the_request_not_the_server(ollama_server, openai_server,
+                                                                            openai_key) -> None:
+    """Defence in depth under the router's own check: the client-side encoding error is a BadRequest
+    (never retried, never counted by the breaker), not "an unreadable answer" from the server."""
+    from pydantic import SecretStr
+
+    from mem0_routed._errors import BadRequest
+    from mem0_routed.backends._base import ChatRequest
+    from mem0_routed.backends._ollama import OllamaBackend
+    from mem0_routed.backends._openai import OpenAIBackend
+
+    request = ChatRequest(model="mistral:7b", messages=[{"role": "user", "content": "a\ud800"}])
+    for backend in (OllamaBackend(ollama_server.url),
+                    OpenAIBackend(SecretStr(openai_key), base_url=openai_server.base_url)):
+        with pytest.raises(BadRequest) as info:
+            backend.chat(request)
+        assert not info.value.trips_breaker and not info.value.transient
+        assert "unreadable" not in str(info.value)

@@ -253,6 +253,9 @@ class OpenAIBackend:
             if status >= 500:
                 return ServerError(msg, **kw)
             return BadRequest(msg, **kw)
+        if isinstance(exc, UnicodeEncodeError):  # our request could not be encoded: not the server's fault
+            return BadRequest(f"{self.name}: the request has text UTF-8 cannot encode ({about}, a lone surrogate)",
+                              fix="clean the text: text.encode('utf-8', 'replace').decode()", **kw)
         return ServerError(
             f"{self.name} failed ({about}): {type(exc).__name__}: {self._scrub(str(exc))}", **kw
         )
