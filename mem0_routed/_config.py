@@ -282,7 +282,7 @@ class RouterConfig(BaseSettings):
                              f"{self.default_max_tokens}; raise num_ctx_max to at least "
                              f"{self.default_max_tokens + _MIN_CTX} or lower default_max_tokens")
         for route, model in self.models.items():
-            if route != QueryType.EMBEDDING.value and is_external_model_name(model):
+            if is_external_model_name(model):  # Ollama never has it: every call of the route would fail
                 raise ValueError(f"models[{route!r}] = {model!r} is an OpenAI model, but routes name local "
                                  "(Ollama) models (MEM0_LLM_MODEL/llm_model fill the general routes); give e.g. "
                                  "'mistral:7b' and set fallback_model for OpenAI")

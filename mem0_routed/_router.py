@@ -223,7 +223,11 @@ class Router:
     def _decide(self, cls: Classification, text: str, query_type: QueryType | str | None, force_local: bool,
                 max_tokens: int | None, *, probe: bool = True) -> tuple[RoutingDecision, str | None]:
         policy = self.policy(self.local_kind(probe=probe))
-        qt = QueryType(query_type) if query_type is not None else cls.query_type
+        try:
+            qt = QueryType(query_type) if query_type is not None else cls.query_type
+        except ValueError:
+            raise InvalidInput(f"query_type must be one of {', '.join(q.value for q in QueryType)} or None, "
+                               f"got {query_type!r:.40}") from None
         spent, ledger_error = None, None
         if self.config.monthly_budget_usd is not None:
             spent, ledger_error = self._ledger_call(

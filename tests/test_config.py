@@ -210,6 +210,7 @@ def test_backends_built_by_hand_never_show_a_password() -> None:
     ({"compact_extraction": "sometimes"}, "compact_extraction", ["'sometimes'", "'auto'"]),
     ({"models": {"simple": "gpt-4o-mini"}}, "models", ["OpenAI model", "fallback_model"]),
     ({"llm_model": "gpt-4o"}, "models", ["OpenAI model", "MEM0_LLM_MODEL"]),
+    ({"embedder_model": "text-embedding-3-small"}, "models", ["'embedding'", "OpenAI model"]),
     ({"fallback_context_window": 0}, "fallback_context_window", ["1 or more"]),
 ])  # fmt: skip
 def test_settings_that_make_every_local_call_fail_are_rejected(values: dict, key: str, fragments: list[str]) -> None:

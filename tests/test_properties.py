@@ -210,3 +210,31 @@ def test_any_messages_to_the_router_never_trip_the_breaker_or_leak(_router_env, 
     assert router.breaker(host).state == "closed"
     for body in openai.requests_to("/v1/chat/completions"):
         assert SECRET not in str(body)
+
+
+_SECRETS = [KEY, f"password={SECRET}", "AKIAABCDEFGHIJKLMNOP", "call 415 555 0199", "jane@example.com",
+            f"Authorization: Bearer {SECRET}0123456789"]
+_INVISIBLE = st.sampled_from(["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u180e", "\ufe0f"])
+
+
+@given(st.sampled_from(_SECRETS), st.lists(st.tuples(st.integers(0, 60), _INVISIBLE), max_size=4),
+       st.text(max_size=40), st.text(max_size=40))
+def test_invisible_characters_never_hide_a_secret(secret: str, inserts: list[tuple[int, str]],
+                                                  before: str, after: str) -> None:
+    for pos, ch in sorted(inserts, reverse=True):
+        pos = min(pos, len(secret))
+        secret = secret[:pos] + ch + secret[pos:]
+    verdict = KeepLocalRules().check(f"{before} {secret} {after}", "query")
+    assert verdict.keep_local, (before, secret, after)
+
+
+@given(st.text(max_size=200), st.one_of(st.none(), st.sampled_from(["simple", "complex", "code", "bogus"])))
+def test_route_query_gives_a_decision_or_a_documented_error(_router_env, text: str, qt: str | None) -> None:
+    router, _, _ = _router_env
+    try:
+        decision = router.route_query(text, qt)
+    except InvalidInput as exc:
+        assert qt == "bogus" or "surrogate" in str(exc)
+        _no_secret(exc)
+        return
+    assert decision.chain and (decision.is_local or decision.external_fallback)
