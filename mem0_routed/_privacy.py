@@ -78,7 +78,7 @@ def _us_phone_ok(m: re.Match[str]) -> bool:
     text = m.group(0)
     if "(" in text or "-" in text or "." in text:
         return True
-    digits = [c for c in text if c.isdigit()]
+    digits = [c for c in text if c.isdigit()][-10:]  # a leading country code 1 is not part of it
     return digits[0] not in "01" and digits[3] not in "01"
 
 
@@ -158,6 +158,7 @@ def _builtin() -> tuple[tuple[_Detector, ...], tuple[_Detector, ...]]:
         _d("secret:password", r"(?:passw(?:or)?d|passphrase|passcode)" + _SHORT, "pass", after_alnum, True),
         _d("secret:password", r"pass" + _EQ_ONLY, "pass", after_alnum, True),
         _d("secret:password", r"pwd" + _EQ_ONLY, "pwd", after_alnum, True),
+        _d("secret:password", r"--pass(?:word)?(?:\s+|=)[\"']?(?!-)[^\s\"']{4,}", "--pass", lowered=True),
         *(
             _d("secret:api_key_assignment", kw + _ASSIGNED, gate, after_alnum, lowered=True)
             for kw, gate in (
@@ -171,8 +172,8 @@ def _builtin() -> tuple[tuple[_Detector, ...], tuple[_Detector, ...]]:
         _d("pii:email", r"@(?:[^\W_]|-)+(?:\.(?:[^\W_]|-)+)*\.(?:[^\W\d_]{2,}|xn--[a-z0-9-]+)", "@", _email_ok),
         # +CC then 7-14 more digits with optional separators: "+44 20 7946 0958", "+4915112345678"
         _d("pii:phone", r"\+[1-9](?:[ .-]?\(?\d\)?){6,14}(?!\d)", "+", _intl_phone_ok),
-        # US numbers: "(555) 123-4567", "555.123.4567", "415 555 0199", "4155550199" (see _us_phone_ok)
-        _Detector("pii:phone", re.compile(r"(?<![\w.+-])(?:\(\d{3}\) ?|\d{3}[ .-]?)\d{3}[ .-]?\d{4}(?![\w-])"),
+        # US numbers: "(555) 123-4567", "555.123.4567", "1-415-555-0199", "415 555 0199", "4155550199"
+        _Detector("pii:phone", re.compile(r"(?<![\w.+-])(?:1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-]?)\d{3}[ .-]?\d{4}(?![\w-])"),
                   validate=_us_phone_ok, runs="digits"),
         _Detector("pii:payment_card", re.compile(r"(?<![\d-])[2-6]\d{3}(?:[ -]?\d){9,15}(?![\d-])"),
                   validate=_card_ok, runs="digits"),

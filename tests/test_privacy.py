@@ -46,13 +46,14 @@ POSITIVES = {
     "secret:api_key_assignment": [f"api_key={_tok(20)}", f"CLIENT_SECRET: {_tok(16)}",
                                   f"OPENAI_API_KEY={_tok(24)}", f"aws_secret_access_key = {_tok(30)}"],
     "secret:password": [f'"password": "{_tok(12)}"', "password=hunter2", "DB_PASSWORD=s3cr", "pwd=abcd1234",
-                        "mysql -u root --pass=Tr0ub4dor", '{"pwd": "x9y8z7"}', "passwd: qwerty12"],
+                        "mysql -u root --pass=Tr0ub4dor", "login --password hunter2", '{"pwd": "x9y8z7"}', "passwd: qwerty12"],
     "secret:aws_secret_key": [f"key A1b{_tok(16)}/{_tok(8)}+{_tok(11)} done", f"A1b{_tok(37)}"],
     "secret:bearer_token": [f"Authorization: Bearer {_tok(30)}", f"authorization: basic {_tok(12)}",
                             f"-H 'Bearer {_tok(8, 'abcdef')}3{_tok(20)}'"],
     "pii:email": ["write to jane.doe+news@mail.example.co.uk please", "jörg@bücher.de", "x@münchen.xn--p1ai"],
     "pii:phone": ["call +44 20 7946 0958 today", "+4915112345678", "(555) 123-4567", "555-123-4567",
-                  "office 555.123.4567.", "call 415 555 0199 now", "4155550199"],
+                  "office 555.123.4567.", "call 415 555 0199 now", "4155550199",
+                  "dial 1-415-555-0199", "or 1 (415) 555-0199"],
     "pii:payment_card": [CARD, " ".join(CARD[i : i + 4] for i in range(0, 16, 4)), f"card: {CARD}."],
 }  # fmt: skip
 
@@ -78,6 +79,8 @@ NEGATIVES = [
     "the bearer of bad news, a bearer bond",
     "authorization was granted by the board",
     "100 200 3000 items in stock",
+    "set --password-file /etc/x and --pass -",
+    "ids 10000000001 and 1 100 555 0199",
     "email me at the office; @channel see you",
 ]
 
