@@ -389,3 +389,23 @@ def test_a_backend_given_unencodable_text_blames_the_request_not_the_server(olla
             backend.chat(request)
         assert not info.value.trips_breaker and not info.value.transient
         assert "unreadable" not in str(info.value)
+
+
+@pytest.mark.realollama
+def test_a_lone_surrogate_never_opens_a_real_ollama_breaker(real_ollama_url: str) -> None:
+    """The issue's case on a real Ollama 0.5.4: two calls with "\\ud800" used to open the breaker for
+    the whole process (and were reported as "an unreadable answer"); now they are the caller's error."""
+    from mem0_routed import InvalidInput
+
+    router = Router(RouterConfig(ollama_base_url=real_ollama_url, llm_model="smollm2:135m", ledger="memory",
+                                 local_backend="ollama", breaker_failures=2))
+    try:
+        for _ in range(2):
+            with pytest.raises(InvalidInput, match="surrogate"):
+                router.chat([{"role": "user", "content": "hello \ud800"}], max_tokens=8)
+        host = router._backends_of("ollama")[0]
+        assert router.breaker(host).state == "closed"
+        out = router.chat([{"role": "user", "content": "Say hello."}], max_tokens=8)
+        assert out.is_local and out.backend == "ollama" and out.model == "smollm2:135m"
+    finally:
+        router.close()
