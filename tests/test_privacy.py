@@ -204,3 +204,24 @@ def test_scan_text_covers_every_role_and_field_and_cuts_only_mem0_constants() ->
     # cutting a constant never joins the text around it into a match
     joined = scan_text([{"role": "user", "content": f"pass{PROCEDURAL_MEMORY_SYSTEM_PROMPT}word=hunter2"}])
     assert "password" not in joined
+
+
+def test_scanning_never_imports_mem0_s_reranker_module() -> None:
+    """mem0.reranker imports sentence-transformers and torch (seconds): the first scan must not."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mem0_routed; from mem0_routed._privacy import scan_text; "
+            "scan_text([{'role': 'system', 'content': 'x' * 500}]); print('mem0.reranker' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_the_reranker_s_own_prompt_is_cut_once_mem0_uses_it() -> None:
+    from mem0.reranker.llm_reranker import LLMReranker
+
+    from mem0_routed._privacy import scan_text
+
+    prompt = LLMReranker._SYSTEM_PROMPT
+    assert scan_text([{"role": "system", "content": prompt}, {"role": "user", "content": "Query: a"}]).strip() == (
+        "Query: a")
