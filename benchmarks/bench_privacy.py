@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows: list[list[Any]] = []
     figures: dict[str, Any] = {}
-    ours_short = ours_prose = 0.0
+    ours_prose = 0.0
     for name, fn, kinds in candidates:
         if fn is None:
             rows.append([name, "not installed", "", "", "", ""])
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         t_short = median(timeit_us(lambda: fn(short), n, batch=5, warmup=5))
         t_prose = median(timeit_us(lambda: fn(prose), max(10, n // 5), batch=2, warmup=2))
         if name.startswith("mem0-routed"):
-            ours_short, ours_prose = t_short, t_prose
+            ours_prose = t_prose
         ours_found = sum(f for f, *_ in ours_kinds)
         rows.append([name, f"{found}/{total} (ours {ours_found}/{total})", f"{fps}/{negs}",
                      f"{t_short:.1f}", f"{t_prose:.0f}",

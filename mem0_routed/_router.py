@@ -38,7 +38,7 @@ from ._shared import (
     planner_for,
     reset_shared,
 )
-from ._types import Attempt, BackendKind, CallKind, Candidate, Classification, QueryType, RoutingDecision
+from ._types import Attempt, BackendKind, Candidate, Classification, QueryType, RoutingDecision
 from ._usage import Ledger, Refusal, Reservation, ShareCounts, UsageRecord, utc_month_start
 from .backends._base import Backend
 

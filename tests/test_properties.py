@@ -24,7 +24,7 @@ from mem0_routed import ConfigError, InvalidInput, Mem0RoutedError, Router, Rout
 from mem0_routed._classify import classify_messages
 from mem0_routed._config import mask_url, mask_urls
 from mem0_routed._ledger import MemoryLedger
-from mem0_routed._privacy import KeepLocalRules, scan_text
+from mem0_routed._privacy import KeepLocalRules
 from mem0_routed._router import reset_routers
 
 settings.register_profile("default", max_examples=60, deadline=None,
