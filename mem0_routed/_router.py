@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from ._breaker import CircuitBreaker
 from ._classify import check_params, classify_messages, classify_text
-from ._config import RouterConfig, mask_url
+from ._config import RouterConfig, mask_url, mask_urls
 from ._embedding import EmbeddingService
 from ._errors import InvalidInput, Mem0RoutedError
 from ._execute import ChatJob, ChatOutcome, execute_chat, run_async, run_sync
@@ -202,7 +202,7 @@ class Router:
             return fn(), None
         except Exception as exc:  # noqa: BLE001
             log.warning("mem0-routed: ledger %s unavailable for %s: %s", self._ledger_url(), what,
-                        str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+                        mask_urls(str(exc).splitlines()[0][:200]) if str(exc) else type(exc).__name__)
             return None, f"ledger unavailable ({type(exc).__name__})"
 
     def _ledger_url(self) -> str:
@@ -361,7 +361,7 @@ class Router:
         try:
             self.ledger.record(rec, reservation=reservation)
         except Exception as exc:  # noqa: BLE001
-            log.error("mem0-routed: could not write the usage ledger (%s): %s", self._ledger_url(), exc)
+            log.error("mem0-routed: could not write the usage ledger (%s): %s", self._ledger_url(), mask_urls(str(exc)))
         for hook in (*self.hooks, *HOOKS):
             try:
                 hook(rec)

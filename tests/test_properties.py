@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -27,10 +28,11 @@ from mem0_routed._ledger import MemoryLedger
 from mem0_routed._privacy import KeepLocalRules
 from mem0_routed._router import reset_routers
 
-settings.register_profile("default", max_examples=60, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-settings.register_profile("thorough", max_examples=1000, deadline=None,
-                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# A generous per-example deadline: no example may hang (a slow, shared CI machine must not flake).
+_QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+settings.register_profile("default", max_examples=60, deadline=timedelta(seconds=10), suppress_health_check=_QUIET)
+settings.register_profile("thorough", max_examples=1000, deadline=timedelta(seconds=10),
+                          suppress_health_check=_QUIET)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 SECRET = "Zk9SECRETpw"  # planted where only a secret may sit: an API key or a URL password
