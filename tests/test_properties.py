@@ -30,10 +30,10 @@ from mem0_routed._router import reset_routers
 
 # A generous per-example deadline: no example may hang (a slow, shared CI machine must not flake).
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-settings.register_profile("default", max_examples=60, deadline=timedelta(seconds=10), suppress_health_check=_QUIET)
+settings.register_profile("quick", max_examples=60, deadline=timedelta(seconds=10), suppress_health_check=_QUIET)
 settings.register_profile("thorough", max_examples=1000, deadline=timedelta(seconds=10),
                           suppress_health_check=_QUIET)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 SECRET = "Zk9SECRETpw"  # planted where only a secret may sit: an API key or a URL password
 KEY = f"sk-proj-{SECRET}abcdefghijklmnop"
