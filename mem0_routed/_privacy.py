@@ -219,7 +219,8 @@ def _token_runs(raw: bytes) -> list[tuple[int, int]]:
     i = flat.find(_TOKEN_NEEDLE)
     while i != -1:
         end = _AS.match(flat, i).end()  # type: ignore[union-attr]
-        if end - i == 40 and (i == 0 or raw[i - 1 : i] not in (b"=", b"-", b"_")) and raw[end : end + 1] != b"=":
+        # not the tail of a longer identifier ("-", "_" before it), not base64 padded data ("=" after it)
+        if end - i == 40 and raw[i - 1 : i] not in (b"-", b"_") and raw[end : end + 1] != b"=":
             runs.append((i, end))
         i = flat.find(_TOKEN_NEEDLE, end)
     return runs
