@@ -12,6 +12,7 @@ medium 2k-4k tokens or complexity 4-6; complex > 4k tokens or complexity > 6.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -30,9 +31,11 @@ from ._signals import (
     _SUMMARY,
     _fires,
 )
+from ._errors import InvalidInput
 from ._types import CallKind, Classification, QueryType
 
-__all__ = ["classify_messages", "classify_query", "classify_text", "estimate_tokens"]
+__all__ = ["check_encodable", "check_params", "classify_messages", "classify_query", "classify_text",
+           "estimate_tokens"]
 
 _SCAN_CHARS = 3000  # signals are looked for in the first and last 3000 chars of the ask
 _MSG_OVERHEAD = 4  # chat-template tokens per message
@@ -40,6 +43,8 @@ _IMAGE_TOKENS = 768  # what one image costs a local vision model (llava: 576, gp
 _SIMPLE_WORDS, _SUMMARY_WORDS = 500, 2000
 _MEDIUM_TOKENS, _COMPLEX_TOKENS = 2000, 4000
 _JSON_FORMATS = frozenset({"json_object", "json_schema"})
+#: Roles both backends accept (OpenAI's "developer"/"function" too); anything else fails in a client.
+_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function"})
 
 
 def estimate_tokens(text: str) -> int:
@@ -72,7 +77,7 @@ def classify_text(text: str, context_length: int | None = None) -> Classificatio
     elif type(context_length) is int and context_length >= 0:
         tokens = context_length
     else:
-        raise ValueError(
+        raise InvalidInput(
             f"context_length must be a non-negative int (a token count) or None, got {context_length!r}"
         )
     qtype, complexity, reasons = _decide(text, tokens, False)
@@ -89,26 +94,28 @@ def classify_messages(
     """
     wants_json = _wants_json(response_format)
     if not isinstance(messages, (list, tuple)):
-        raise TypeError(
+        raise InvalidInput(
             f"messages must be a list of {{'role', 'content'}} dicts, got {type(messages).__name__}"
         )
     if not messages:
-        raise ValueError("messages is empty; pass at least one {'role': 'user', 'content': ...} dict")
+        raise InvalidInput("messages is empty; pass at least one {'role': 'user', 'content': ...} dict")
     texts: list[str] = []
     images = 0
     last_user = -1
     sys_info: _SystemInfo | None = None
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping):
-            raise TypeError(f"messages[{i}] must be a dict with 'role' and 'content', got {type(m).__name__}")
+            raise InvalidInput(f"messages[{i}] must be a dict with 'role' and 'content', got {type(m).__name__}")
         if "role" not in m or "content" not in m:
-            raise ValueError(
+            raise InvalidInput(
                 f"messages[{i}] must have 'role' and 'content' keys, got keys {sorted(map(str, m))}"
             )
         role, content = m["role"], m["content"]
-        if not isinstance(role, str):
-            raise TypeError(f"messages[{i}]['role'] must be a str, got {type(role).__name__}")
+        if not isinstance(role, str) or role not in _ROLES:
+            raise InvalidInput(f"messages[{i}]['role'] must be one of {', '.join(sorted(_ROLES))}, "
+                               f"got {role!r:.40}")
         if isinstance(content, str):
+            check_encodable(content, f"messages[{i}]['content']")
             texts.append(content)
         elif content is None:
             texts.append("")
@@ -117,7 +124,7 @@ def classify_messages(
             texts.append(parts)
             images += n_img
         else:
-            raise TypeError(
+            raise InvalidInput(
                 f"messages[{i}]['content'] must be a str, a list of content parts or None, "
                 f"got {type(content).__name__}"
             )
@@ -156,16 +163,43 @@ def classify_messages(
 
 def _check_text(text: object) -> None:
     if not isinstance(text, str):
-        raise TypeError(
+        raise InvalidInput(
             f"text must be a str, got {type(text).__name__}; decode bytes or str() the value first"
         )
+    check_encodable(text, "text")
+
+
+def check_encodable(text: str, where: str) -> None:
+    """Raise ``InvalidInput`` for text no backend can send: a lone surrogate (e.g. from bytes decoded
+    with ``surrogateescape``) fails UTF-8 encoding inside the HTTP client, where it would look like
+    a broken server and trip the breaker for every caller."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"{where} has a character UTF-8 cannot encode ({text[exc.start]!r} at index {exc.start}, a lone "
+            "surrogate); clean the text first, e.g. text.encode('utf-8', 'replace').decode('utf-8')"
+        ) from None
+
+
+def check_params(temperature: object, top_p: object, max_tokens: object) -> None:
+    """Sampling settings a backend would reject: the caller's error, raised before any call."""
+    for name, value in (("temperature", temperature), ("top_p", top_p)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
+        ):
+            raise InvalidInput(f"{name} must be a finite number >= 0 or None, got {value!r}")
+    if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
+        raise InvalidInput(f"max_tokens must be an int >= 1 or None, got {max_tokens!r}")
 
 
 def _wants_json(response_format: object) -> bool:
     if response_format is None:
         return False
     if not isinstance(response_format, Mapping):
-        raise TypeError(
+        raise InvalidInput(
             "response_format must be a dict like {'type': 'json_object'} or None, "
             f"got {type(response_format).__name__}"
         )
@@ -178,17 +212,23 @@ def _content_parts(content: list[Any], index: int) -> tuple[str, int]:
     images = 0
     for j, part in enumerate(content):
         if isinstance(part, str):
+            check_encodable(part, f"messages[{index}]['content'][{j}]")
             texts.append(part)
             continue
         if not isinstance(part, Mapping):
-            raise TypeError(
+            raise InvalidInput(
                 f"messages[{index}]['content'][{j}] must be a dict or str, got {type(part).__name__}"
             )
         ptype = part.get("type")
         if ptype in ("image_url", "input_image", "image") or "image_url" in part:
             images += 1
         elif isinstance(part.get("text"), str):
+            check_encodable(part["text"], f"messages[{index}]['content'][{j}]['text']")
             texts.append(part["text"])
+        elif ptype == "text":
+            raise InvalidInput(
+                f"messages[{index}]['content'][{j}]['text'] must be a str, got {type(part.get('text')).__name__}"
+            )
     return "\n".join(texts), images
 
 

@@ -43,19 +43,31 @@ _URL_RE = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[^\s/:@\[\]]+)(:\d{1,5})?(/
 _EXTERNAL_MODEL_RE = re.compile(r"^(gpt-(?!oss)|o\d|chatgpt-|text-|davinci|openai/)", re.IGNORECASE)
 
 
-def mask_url(url: str) -> str:
-    """``redis://user:secret@host`` -> ``redis://user:***@host``: URLs are shown, passwords never."""
-    from urllib.parse import urlsplit, urlunsplit
+def _mask_token(token: str) -> str:
+    """One whitespace-free URL: everything up to its last "@" is user-info. A path holding an "@"
+    is over-masked, which is harmless for display; a password holding "/" or "@" is still hidden."""
+    scheme, sep, rest = token.partition("://")
+    if not sep:
+        scheme, rest = "", token
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return token
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:***" if colon and "/" not in user else "***"  # a lone "token@" is itself the secret
+    return f"{scheme}{sep}{shown}@{host}"
 
-    try:
-        parts = urlsplit(url)
-        if parts.password is None and "@" not in parts.netloc:
-            return url
-        user = parts.username or ""
-        host = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:  # unparsable (e.g. a bad port): hide everything after the scheme
-        return url.split("://", 1)[0] + "://***"
+
+def mask_url(url: str) -> str:
+    """``redis://user:secret@host`` -> ``redis://user:***@host``: URLs are shown, passwords never.
+
+    Works on malformed URLs too (no scheme, bad port), since those are the ones echoed in errors."""
+    return url if "@" not in url else re.sub(r"\S*@\S*", lambda m: _mask_token(m.group(0)), url)
+
+
+def mask_urls(text: str) -> str:
+    """Every ``scheme://user:password@`` in a message masked (error texts, log lines); e-mail
+    addresses outside URLs are left alone."""
+    return text if "@" not in text else re.sub(r"\S*://\S*@\S*", lambda m: _mask_token(m.group(0)), text)
 
 
 def has_credentials(value: Any) -> bool:
@@ -69,7 +81,14 @@ def has_credentials(value: Any) -> bool:
     return False
 
 
-_URL_FIELDS = ("ollama_base_url", "openai_base_url", "ledger")
+_MIN_CTX = 256  # tokens: no useful prompt fits in less
+
+
+def _no_credentials(url: str) -> None:
+    if has_credentials(url) or ("://" not in url and "@" in url):
+        raise ValueError(f"{mask_url(url)!r} has credentials in it (user:password@), which would show in "
+                         "logs and errors; remove them (a proxy in front of Ollama can add them) and pass the "
+                         "OpenAI key as openai_api_key or OPENAI_API_KEY")
 
 
 def is_external_model_name(name: str) -> bool:
@@ -87,6 +106,7 @@ class RouterConfig(BaseSettings):
         validate_default=True,
         hide_input_in_errors=True,
         env_ignore_empty=True,
+        allow_inf_nan=False,  # NaN compares false with everything: a NaN budget would be no cap at all
     )
 
     ollama_base_url: str | list[str] = Field(
@@ -94,6 +114,7 @@ class RouterConfig(BaseSettings):
     )
     models: dict[str, str] = Field(default_factory=dict)
     fallback_model: str = DEFAULT_FALLBACK_MODEL
+    fallback_context_window: int | None = None  # tokens; None: known for OpenAI's models, else 128k
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_API_KEY")
     )
@@ -154,15 +175,19 @@ class RouterConfig(BaseSettings):
         if not urls:
             raise ValueError("needs at least one URL, e.g. 'http://localhost:11434'")
         for url in urls:
+            _no_credentials(url)
             if not _URL_RE.match(url):
-                raise ValueError(f"{url!r} is not an http(s) URL; write it with a scheme, e.g. 'http://{url}'")
+                raise ValueError(
+                    f"{mask_url(url)!r} is not an http(s) URL; write it with a scheme, e.g. 'http://{mask_url(url)}'")
         return [u.rstrip("/") for u in v] if isinstance(v, list) else v.rstrip("/")
 
     @field_validator("openai_base_url")
     @classmethod
     def _check_openai_url(cls, v: str | None) -> str | None:
-        if v is not None and not _URL_RE.match(v):
-            raise ValueError(f"{v!r} is not an http(s) URL, e.g. 'https://api.openai.com/v1'")
+        if v is not None:
+            _no_credentials(v)
+            if not _URL_RE.match(v):
+                raise ValueError(f"{mask_url(v)!r} is not an http(s) URL, e.g. 'https://api.openai.com/v1'")
         return v
 
     @field_validator("models")
@@ -224,12 +249,44 @@ class RouterConfig(BaseSettings):
             raise ValueError(f"{v} must be greater than 0")
         return v
 
-    @field_validator("max_retries", "breaker_failures", "embedding_cache_size", "num_ctx_min", "default_max_tokens")
+    @field_validator("max_retries", "breaker_failures", "embedding_cache_size")
     @classmethod
     def _check_count(cls, v: int) -> int:
         if v < 0:
             raise ValueError(f"{v} must be 0 or more")
         return v
+
+    @field_validator("default_max_tokens", "embedding_dims", "fallback_context_window")
+    @classmethod
+    def _check_size(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError(f"{v} must be 1 or more (a size in tokens or dimensions)")
+        return v
+
+    @field_validator("num_ctx_min", "num_ctx_max")
+    @classmethod
+    def _check_ctx(cls, v: int | None) -> int | None:
+        if v is not None and v < _MIN_CTX:
+            raise ValueError(f"{v} is below {_MIN_CTX} tokens, too small for any prompt; the default is "
+                             "4096 for num_ctx_min and the model's window for num_ctx_max")
+        return v
+
+    def _check_together(self) -> RouterConfig:
+        """Settings that are each valid but together make every local call fail."""
+        top = self.num_ctx_max
+        if top is not None and top < self.num_ctx_min:
+            raise ValueError(f"num_ctx_max {top} is below num_ctx_min {self.num_ctx_min}; "
+                             f"raise num_ctx_max or lower num_ctx_min to at most {top}")
+        if top is not None and top < self.default_max_tokens + _MIN_CTX:
+            raise ValueError(f"num_ctx_max {top} leaves no room for a prompt next to default_max_tokens "
+                             f"{self.default_max_tokens}; raise num_ctx_max to at least "
+                             f"{self.default_max_tokens + _MIN_CTX} or lower default_max_tokens")
+        for route, model in self.models.items():
+            if is_external_model_name(model):  # Ollama never has it: every call of the route would fail
+                raise ValueError(f"models[{route!r}] = {model!r} is an OpenAI model, but routes name local "
+                                 "(Ollama) models (MEM0_LLM_MODEL/llm_model fill the general routes); give e.g. "
+                                 "'mistral:7b' and set fallback_model for OpenAI")
+        return self
 
     @model_validator(mode="after")
     def _fill_routes(self) -> RouterConfig:
@@ -242,7 +299,7 @@ class RouterConfig(BaseSettings):
             routes[QueryType.EMBEDDING.value] = self.embedder_model
         routes.update(self.models)
         self.models = routes
-        return self
+        return self._check_together()
 
     # --- helpers -----------------------------------------------------------------------------------
     @property
@@ -261,29 +318,38 @@ class RouterConfig(BaseSettings):
         """A dict for display: the key reported as set or not, never its value; URLs without passwords."""
         data = self.model_dump()
         data["openai_api_key"] = "set" if self.openai_api_key else None
-        for key in _URL_FIELDS:
-            data[key] = _masked(data[key])
-        return data
+        return {key: _masked(value) for key, value in data.items()}
 
     def __repr_args__(self) -> Any:
         for key, value in super().__repr_args__():
-            yield key, _masked(value) if key in _URL_FIELDS else value
+            yield key, _masked(value)  # any "user:password@" in any value, not only the URL keys
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None = None, /, **overrides: Any) -> RouterConfig:
         """Build from a mem0-style dict plus env vars, turning pydantic's errors into ``ConfigError``."""
+        from pydantic_settings import SettingsError
+
         data = {**(values or {}), **overrides}
         try:
             return cls(**data)
         except ValidationError as exc:
             raise _friendly(exc) from None
+        except SettingsError as exc:  # an env var for a list/dict key that is not JSON
+            found = re.search(r'field "(\w+)"', str(exc))
+            key = found.group(1) if found else None
+            env = _ENV_NAMES.get(key or "", f"MEM0_ROUTED_{(key or '?').upper()}")
+            raise ConfigError(f"invalid mem0-routed configuration:\n  {key} (env {env}) is not valid JSON; "
+                              "give a JSON list or object, e.g. '[\"a\"]' or '{\"simple\": \"mistral:7b\"}'",
+                              key=key) from None
 
 
 def _masked(value: Any) -> Any:
     if isinstance(value, str):
         return mask_url(value)
-    if isinstance(value, list):
-        return [mask_url(v) if isinstance(v, str) else v for v in value]
+    if isinstance(value, (list, tuple)):
+        return [_masked(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
     return value
 
 
@@ -307,9 +373,10 @@ def _friendly(exc: ValidationError) -> ConfigError:
     first_key = None
     for err in exc.errors(include_url=False):
         loc = [str(p) for p in err.get("loc", ()) if not str(p).startswith(("function-", "str", "list["))]
-        key = loc[0] if loc else "?"
-        first_key = first_key or key
         msg = err.get("msg", "invalid").removeprefix("Value error, ")
+        named = msg.split(" ", 1)[0].split("[", 1)[0]  # a check across keys names its key first
+        key = loc[0] if loc else named if named in RouterConfig.model_fields else "?"
+        first_key = first_key or key
         if err.get("type") == "extra_forbidden":
             known = ", ".join(sorted(RouterConfig.model_fields))
             lines.append(f"unknown key {key!r} for the routed provider; known keys: {known}")
@@ -318,8 +385,12 @@ def _friendly(exc: ValidationError) -> ConfigError:
         where = f"{key} (env {env})" if env else key
         if key in _SECRET_KEYS:
             lines.append(f"{where}: {msg} (value hidden)")
-        elif err.get("type", "").endswith(("_parsing", "_type")) and "input" in err:
-            lines.append(f"{where}: {err['input']!r} is invalid: {msg}")
+        elif not loc:
+            lines.append(msg)
+        elif err.get("type", "").endswith(("_parsing", "_type", "literal_error", "finite_number")) and "input" in err:
+            lines.append(f"{where}: {_masked(err['input'])!r} is invalid: {msg}")  # a URL's password never
         else:
             lines.append(f"{where}: {msg}")
-    return ConfigError("invalid mem0-routed configuration:\n  " + "\n  ".join(lines), key=first_key)
+    # a credentialed URL given for any key (not only the URL keys) is masked wherever it is echoed:
+    # over-masks an e-mail address, which is harmless in an error; never shows a "user:password@"
+    return ConfigError("invalid mem0-routed configuration:\n  " + "\n  ".join(map(mask_url, lines)), key=first_key)

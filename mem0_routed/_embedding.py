@@ -11,7 +11,8 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from ._errors import BackendError, EmbeddingDimensionMismatch, ModelNotFound, RoutingError
+from ._classify import check_encodable
+from ._errors import BackendError, EmbeddingDimensionMismatch, InvalidInput, ModelNotFound, RoutingError
 from ._execute import call_with_retries, note_failure
 from ._types import Attempt, Candidate, QueryType
 from ._usage import UsageRecord
@@ -69,10 +70,11 @@ class EmbeddingService:
 
     def embed(self, texts: list[str], *, model: str | None = None, dims: int | None = None) -> list[list[float]]:
         if isinstance(texts, str) or not isinstance(texts, list):
-            raise TypeError(f"texts must be a list of str, not {type(texts).__name__}")
+            raise InvalidInput(f"texts must be a list of str, not {type(texts).__name__}")
         for i, t in enumerate(texts):
             if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] must be a str, not {type(t).__name__}")
+                raise InvalidInput(f"texts[{i}] must be a str, not {type(t).__name__}")
+            check_encodable(t, f"texts[{i}]")  # the caller's error: never a backend failure
         if not texts:
             return []
         model = model or self.model()

@@ -202,3 +202,10 @@ def routing_error(exc: BaseException | None) -> RoutingError | None:
         exc = exc.__cause__ or exc.__context__
     return None
 
+
+class InvalidInput(Mem0RoutedError, ValueError, TypeError):
+    """The caller's input cannot be sent as it is (a lone surrogate, a non-str content, NaN ...).
+
+    Raised before any backend is touched: it is the caller's error, so it never counts as a backend
+    failure, never trips a breaker and is never retried. A ``ValueError`` (and a ``TypeError``, for
+    code that caught the type errors raised before it existed)."""

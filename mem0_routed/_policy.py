@@ -3,8 +3,8 @@
 The rules, in order: embeddings and code stay local; simple, summarization, extraction and medium
 go to their local model; complex goes external only while the external share *after* this call
 stays within ``100 - local_threshold`` percent. ``force_local``, ``routing_enabled=False``, a
-keep-local rule, a missing key or a spent budget pin the call to local and say why. A spent
-budget never blocks a local call.
+keep-local rule, a missing key, a spent budget or a prompt too big for the external model's window
+pin the call to local and say why. A spent budget never blocks a local call.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ._config import RouterConfig
+from ._context import needed_tokens
 from ._types import BackendKind, CallKind, Candidate, Classification, QueryType, RoutingDecision
 from ._usage import ShareCounts
 
@@ -26,6 +27,21 @@ _STAND_INS: dict[QueryType, tuple[QueryType, ...]] = {
 }
 
 CostFn = Callable[[str, int, int], float]
+
+#: Context windows of OpenAI's models (prefix -> tokens), most specific first; others get 128k.
+_EXTERNAL_WINDOWS = (
+    ("gpt-4.1", 1_047_576), ("gpt-5", 400_000), ("o1-mini", 128_000), ("o1", 200_000), ("o3", 200_000),
+    ("o4", 200_000), ("gpt-4o", 128_000), ("gpt-4-turbo", 128_000), ("gpt-3.5", 16_385), ("gpt-4", 8_192),
+)  # fmt: skip
+DEFAULT_EXTERNAL_WINDOW = 128_000
+
+
+def external_window(config: RouterConfig) -> int:
+    """The fallback model's context window: ``fallback_context_window``, else the known table."""
+    if config.fallback_context_window is not None:
+        return config.fallback_context_window
+    name = config.fallback_model.lower().removeprefix("openai/")
+    return next((w for prefix, w in _EXTERNAL_WINDOWS if name.startswith(prefix)), DEFAULT_EXTERNAL_WINDOW)
 
 
 class Policy:
@@ -56,9 +72,12 @@ class Policy:
 
     def external_blocked_by(
         self, query_type: QueryType, *, force_local: bool, keep_local_rule: str | None, spent_usd: float | None,
-        ledger_error: str | None = None,
+        ledger_error: str | None = None, prompt_tokens: int = 0, max_tokens: int | None = None,
     ) -> str | None:
-        """Why an external call is not allowed at all (not even as a fallback), or None."""
+        """Why an external call is not allowed at all (not even as a fallback), or None.
+
+        A prompt the external model cannot hold is never sent: it would fail there after the user's
+        data had left the machine. The estimate gets the same margin as local windows."""
         cfg = self.config
         if query_type is QueryType.EMBEDDING:
             return "embeddings never switch model"
@@ -74,6 +93,10 @@ class Policy:
             return "OpenAI not configured (set OPENAI_API_KEY)"
         if cfg.monthly_budget_usd is not None and spent_usd is not None and spent_usd >= cfg.monthly_budget_usd:
             return f"monthly budget ${cfg.monthly_budget_usd:.2f} spent (${spent_usd:.2f} this month)"
+        need, window = needed_tokens(prompt_tokens, max_tokens), external_window(cfg)
+        if prompt_tokens and need > window:
+            return (f"prompt needs ~{need} tokens, more than {cfg.fallback_model}'s {window}-token window "
+                    "(shorten the prompt or set fallback_context_window)")
         return None
 
     def estimate_cost(self, estimated_tokens: int, max_tokens: int | None = None,
@@ -105,7 +128,7 @@ class Policy:
         chain = self.local_chain(qt)
         blocked = self.external_blocked_by(
             qt, force_local=force_local, keep_local_rule=keep_local_rule, spent_usd=spent_usd,
-            ledger_error=ledger_error,
+            ledger_error=ledger_error, prompt_tokens=cls.estimated_tokens, max_tokens=max_tokens,
         )
         external = Candidate("openai", self.config.fallback_model, False, "external")
         primary_external = False

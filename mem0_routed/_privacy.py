@@ -5,19 +5,28 @@ The check runs only before an external send, and its summary (``checked``) is st
 external record, so "what left this machine, and what was it checked for" has an answer.
 Verdicts name the rule that matched, never the matched text. Detectors are precompiled and each
 is gated by a cheap substring test, so a 2k-character prompt is checked in tens of microseconds.
+
+Every message of a call is checked, whatever its role: a caller's system prompt may carry a secret
+as well as a user message. Only mem0's own fixed prompts (exact constants, never "looks like mem0")
+are cut out first, since they are known text and make up most of a mem0 call. Non-ASCII text is
+NFKC-normalised and stripped of zero-width/format characters first, so "sk\u200b-..." or
+full-width digits do not slip past a detector.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Collection, Sequence
+import sys
+import unicodedata
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ._errors import ConfigError
 from ._types import CallKind
 
-__all__ = ["KeepLocalRules", "KeepLocalVerdict", "luhn_ok"]
+__all__ = ["KeepLocalRules", "KeepLocalVerdict", "luhn_ok", "normalise", "scan_text"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +72,17 @@ def _intl_phone_ok(m: re.Match[str]) -> bool:
     return _after(_WORD + "+")(m) and 8 <= sum(c.isdigit() for c in m.group(0)) <= 15
 
 
+def _us_phone_ok(m: re.Match[str]) -> bool:
+    """"(555) 123-4567" and "555.123.4567" look like phones whatever the digits; a bare or
+    space-separated 10-digit number must also be a valid NANP number (area and exchange 2-9xx),
+    so timestamps (1...) and ids such as 5551234567 are not taken for phones."""
+    text = m.group(0)
+    if "(" in text or "-" in text or "." in text:
+        return True
+    digits = [c for c in text if c.isdigit()][-10:]  # a leading country code 1 is not part of it
+    return digits[0] not in "01" and digits[3] not in "01"
+
+
 def _stripe_ok(m: re.Match[str]) -> bool:
     i = m.start()
     return m.string[max(i - 2, 0) : i] in ("sk", "rk") and (i < 3 or m.string[i - 3] not in _TOKEN)
@@ -70,6 +90,14 @@ def _stripe_ok(m: re.Match[str]) -> bool:
 
 def _email_ok(m: re.Match[str]) -> bool:  # a local part before the "@"
     return m.start() > 0 and (m.string[m.start() - 1].isalnum() or m.string[m.start() - 1] in "._%+-")
+
+
+def _aws_secret_ok(m: re.Match[str]) -> bool:
+    """Exactly 40 base64 characters with upper, lower and digits: AWS's secret access key shape
+    (a hex digest is all lower-case or all digits, a longer base64 blob is not 40 long)."""
+    t = m.group(0)
+    return len(t) == 40 and any(c.isupper() for c in t) and any(c.islower() for c in t) and any(
+        c.isdigit() for c in t)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +110,11 @@ class _Detector:
     gate: bytes = b""  # must occur in the text (the lower-cased text if ``lowered``); ASCII
     lowered: bool = False
     validate: Callable[[re.Match[str]], bool] | None = None
-    in_digit_runs: bool = False  # search only inside runs of digits/separators (found once per text)
+    runs: str = ""  # "digits"/"tokens": search only inside those runs (found once per text)
 
-    def found(self, text: str, runs: list[tuple[int, int]]) -> bool:
-        """Search ``text`` (already lower-cased for ``lowered`` rules), in the digit runs if asked."""
-        spans = runs if self.in_digit_runs else ((0, len(text)),)
+    def found(self, text: str, runs: dict[str, list[tuple[int, int]]]) -> bool:
+        """Search ``text`` (already lower-cased for ``lowered`` rules), in the runs if asked."""
+        spans = runs[self.runs] if self.runs else ((0, len(text)),)
         for start, end in spans:  # endpos one past the run so trailing look-aheads see the next char
             for m in self.regex.finditer(text, start, min(end + 1, len(text))):
                 if self.validate is None or self.validate(m):
@@ -99,10 +127,17 @@ def _d(rule: str, pattern: str, gate: str, validate: Callable[[re.Match[str]], b
     return _Detector(rule, re.compile(pattern), gate.encode("ascii"), lowered, validate)
 
 
+_ALNUM = _WORD.replace("_", "")
+
+
 @functools.cache
 def _builtin() -> tuple[tuple[_Detector, ...], tuple[_Detector, ...]]:
     """(secret detectors, PII detectors), compiled on first use so importing this module is free."""
     _ASSIGNED = r"[\"']?\s*[:=]\s*[\"']?[^\s\"',;]{8,}"  # `= "value"`, `: value` (8+ characters)
+    _SHORT = r"[\"']?\s*[:=]\s*[\"']?[^\s\"',;]{4,}"  # passwords are often short: 4+ characters
+    # "pass"/"pwd" are common words: only `pass=x`, `"pwd": "x"`; never a path ($PWD, /home/...)
+    _EQ_ONLY = r"(?:\s*=|[\"']\s*:)\s*[\"']?(?![/$~])[^\s\"',;]{4,}"
+    after_alnum = _after(_ALNUM)  # DB_PASSWORD= and OPENAI_API_KEY= count; compass= does not
     secrets = (
         _d("secret:private_key", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----", "-----BEGIN "),
         _d("secret:openai_key", r"sk-(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{20,}", "sk-", _starts_token),
@@ -115,36 +150,51 @@ def _builtin() -> tuple[tuple[_Detector, ...], tuple[_Detector, ...]]:
         _d("secret:stripe_key", r"_live_[0-9A-Za-z]{16,}", "_live_", _stripe_ok),
         _d("secret:jwt", r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}", "eyJ"),
         _d("secret:url_password", r"://[^\s/:@]*:[^\s/@]+@[^\s/@]", "://"),
+        _d("secret:bearer_token", r"authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic|token|apikey)\s+"
+           r"[a-z0-9._~+/=-]{8,}", "authorization", lowered=True),
+        _d("secret:bearer_token", r"bearer\s+(?=[a-z0-9._~+/=-]*\d)[a-z0-9._~+/=-]{16,}", "bearer", after_alnum,
+           lowered=True),
+        _Detector("secret:aws_secret_key", re.compile(r"[A-Za-z0-9/+]{40,}"), validate=_aws_secret_ok,
+                  runs="tokens"),
+        _d("secret:password", r"(?:passw(?:or)?d|passphrase|passcode)" + _SHORT, "pass", after_alnum, True),
+        _d("secret:password", r"pass" + _EQ_ONLY, "pass", after_alnum, True),
+        _d("secret:password", r"pwd" + _EQ_ONLY, "pwd", after_alnum, True),
+        _d("secret:password", r"--pass(?:word)?(?:\s+|=)[\"']?(?!-)[^\s\"']{4,}", "--pass", lowered=True),
         *(
-            _d("secret:api_key_assignment", kw + _ASSIGNED, gate, _after(_WORD), lowered=True)
+            _d("secret:api_key_assignment", kw + _ASSIGNED, gate, after_alnum, lowered=True)
             for kw, gate in (
-                (r"api[_-]?key", "api"), (r"secret[_-]?key", "secret"), (r"client[_-]?secret", "client"),
-                (r"access[_-]?token", "access"), (r"auth[_-]?token", "auth"), (r"private[_-]?key", "private"),
-                (r"passw(?:or)?d", "passw"),
+                (r"api[_-]?key", "api"), (r"secret[_-]?(?:access[_-]?)?key", "secret"),
+                (r"client[_-]?secret", "client"), (r"access[_-]?token", "access"), (r"auth[_-]?token", "auth"),
+                (r"private[_-]?key", "private"),
             )
         ),
     )  # fmt: skip
     pii = (
-        _d("pii:email", r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", "@", _email_ok),
+        _d("pii:email", r"@(?:[^\W_]|-)+(?:\.(?:[^\W_]|-)+)*\.(?:[^\W\d_]{2,}|xn--[a-z0-9-]+)", "@", _email_ok),
         # +CC then 7-14 more digits with optional separators: "+44 20 7946 0958", "+4915112345678"
         _d("pii:phone", r"\+[1-9](?:[ .-]?\(?\d\)?){6,14}(?!\d)", "+", _intl_phone_ok),
-        # US numbers need separators so plain ids and years never match: "(555) 123-4567", "555.123.4567"
-        _Detector("pii:phone", re.compile(r"(?<![\w.-])(?:\(\d{3}\) ?|\d{3}[.-])\d{3}[.-]\d{4}(?![\w-])"),
-                  in_digit_runs=True),
+        # US numbers: "(555) 123-4567", "555.123.4567", "1-415-555-0199", "415 555 0199", "4155550199"
+        _Detector("pii:phone", re.compile(r"(?<![\w.+-])(?:1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-]?)\d{3}[ .-]?\d{4}(?![\w-])"),
+                  validate=_us_phone_ok, runs="digits"),
         _Detector("pii:payment_card", re.compile(r"(?<![\d-])[2-6]\d{3}(?:[ -]?\d){9,15}(?![\d-])"),
-                  validate=_card_ok, in_digit_runs=True),
+                  validate=_card_ok, runs="digits"),
     )  # fmt: skip
     return secrets, pii
 
 
-# Candidate spans for the digit detectors: card numbers and US phones are 12+ characters of digits
+# Candidate spans for the digit detectors: card numbers and US phones are 10+ characters of digits
 # and " ().-" holding 10+ digits. Mapping those characters to "0" lets a plain substring find (far
 # faster than a regex scan) jump straight to such runs; prose with years and short ids has none.
 # Non-ASCII characters become "?" (one byte each), so offsets still match the text.
-_RUN_MIN = 12  # "555-123-4567"
+_RUN_MIN = 10  # "4155550199"
 _TO_ZERO = bytes.maketrans(b"123456789 ().-", b"0" * 14)
 _NEEDLE = b"0" * _RUN_MIN
 _ZEROS = re.compile(b"0*")
+# The same trick for 40-character base64 tokens (AWS secret keys): their characters become "a".
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/+"
+_TO_A = bytes.maketrans(_B64, b"a" * len(_B64))
+_TOKEN_NEEDLE = b"a" * 40
+_AS = re.compile(b"a*")
 
 
 def _digit_runs(raw: bytes) -> list[tuple[int, int]]:
@@ -160,6 +210,100 @@ def _digit_runs(raw: bytes) -> list[tuple[int, int]]:
             runs.append((i, end))
         i = flat.find(_NEEDLE, end)
     return runs
+
+
+def _token_runs(raw: bytes) -> list[tuple[int, int]]:
+    """Spans of exactly 40 base64 characters (longer runs are blobs, not keys)."""
+    flat = raw.translate(_TO_A)
+    runs: list[tuple[int, int]] = []
+    i = flat.find(_TOKEN_NEEDLE)
+    while i != -1:
+        end = _AS.match(flat, i).end()  # type: ignore[union-attr]
+        # not the tail of a longer identifier ("-", "_" before it), not base64 padded data ("=" after it)
+        if end - i == 40 and raw[i - 1 : i] not in (b"-", b"_") and raw[end : end + 1] != b"=":
+            runs.append((i, end))
+        i = flat.find(_TOKEN_NEEDLE, end)
+    return runs
+
+
+# --- what is checked ---------------------------------------------------------------------------
+
+
+@functools.cache
+def _format_chars() -> re.Pattern[str]:
+    """Zero-width and other invisible format characters (Unicode Cf, variation selectors, the
+    combining grapheme joiner): text that reads the same with or without them."""
+    chars = [chr(c) for c in range(0x10000) if unicodedata.category(chr(c)) == "Cf"]
+    chars += ["\u034f", "\u115f", "\u1160", "\u3164", "\uffa0"]
+    ranges = r"\ufe00-\ufe0f\U000e0000-\U000e0fff\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    return re.compile("[" + "".join(map(re.escape, chars)) + ranges + "]")
+
+
+def normalise(text: str) -> str:
+    """NFKC (full-width and styled letters/digits to plain ones) without invisible characters."""
+    if text.isascii():
+        return text
+    return _format_chars().sub("", unicodedata.normalize("NFKC", text))
+
+
+@functools.cache
+def _known_prompts(reranker: type | None) -> tuple[frozenset[str], tuple[str, ...]]:
+    """mem0's own fixed prompts (exact module constants), longest first. Cutting them out before
+    the scan saves scanning ~34k known characters per call (~1.3 ms); nothing that merely resembles
+    them is cut, so a prompt that imitates mem0 is scanned like any other text."""
+    found: set[str] = set()
+    try:
+        from mem0.configs import prompts
+
+        found.update(v for v in vars(prompts).values() if isinstance(v, str) and len(v) >= 200)
+    except Exception:  # noqa: BLE001 - mem0 missing or reorganised: scan everything
+        pass
+    text = getattr(reranker, "_SYSTEM_PROMPT", None)
+    if isinstance(text, str) and len(text) >= 200:
+        found.add(text)
+    return frozenset(found), tuple(sorted(found, key=len, reverse=True))
+
+
+def _without_known(text: str) -> str:
+    if len(text) < 200:
+        return text
+    # the reranker's prompt only once mem0 has imported it: importing mem0.reranker pulls in torch
+    module = sys.modules.get("mem0.reranker.llm_reranker")
+    exact, ordered = _known_prompts(getattr(module, "LLMReranker", None))
+    if text in exact:  # mem0 passes its constant itself: the hash is cached on the string
+        return ""
+    for known in ordered:
+        if known in text:
+            text = text.replace(known, "\n")  # a separator: the text around it must not join up
+    return text
+
+
+def _strings(value: Any, out: list[str], depth: int = 0) -> None:
+    """Every string inside a message field (content parts, tool-call arguments), images excepted."""
+    if isinstance(value, str):
+        out.append(value)
+    elif depth > 8:
+        return
+    elif isinstance(value, Mapping):
+        if value.get("type") in ("image_url", "input_image", "image"):
+            return
+        for v in value.values():
+            _strings(v, out, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _strings(v, out, depth + 1)
+
+
+def scan_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """All text a call would send, from every message and every role, minus mem0's own prompts."""
+    parts: list[str] = []
+    for m in messages:
+        found: list[str] = []
+        for key, value in m.items():
+            if key != "role":
+                _strings(value, found)
+        parts.extend(_without_known(t) for t in found)
+    return "\n".join(parts)
 
 
 _CALL_KIND_VALUES = tuple(k.value for k in CallKind)
@@ -223,13 +367,15 @@ class KeepLocalRules:
     def _first_match(self, text: str, call_kind: str) -> str | None:
         if call_kind in self.call_kinds:
             return f"call_kind:{call_kind}"
+        text = normalise(text)
         if self._detectors:
             # Gates are tested on bytes (one byte per character, so offsets match the text):
             # a bytes search is several times faster than one in a non-ASCII str.
             raw = text.encode("ascii", "replace")
             raw_lower = raw.lower()
             lowered: str | None = None
-            runs = _digit_runs(raw) if self.detect_pii else []
+            runs = {"digits": _digit_runs(raw) if self.detect_pii else [],
+                    "tokens": _token_runs(raw) if self.detect_secrets else []}
             for det in self._detectors:
                 if det.gate and det.gate not in (raw_lower if det.lowered else raw):
                     continue

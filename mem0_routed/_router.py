@@ -17,13 +17,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from ._breaker import CircuitBreaker
-from ._classify import classify_messages, classify_text
-from ._config import RouterConfig, mask_url
+from ._classify import check_params, classify_messages, classify_text
+from ._config import RouterConfig, mask_url, mask_urls
 from ._embedding import EmbeddingService
-from ._errors import Mem0RoutedError
+from ._errors import InvalidInput, Mem0RoutedError
 from ._execute import ChatJob, ChatOutcome, execute_chat, run_async, run_sync
 from ._health import collect_health
 from ._policy import Policy
+from ._privacy import scan_text
 from ._requests import mem0_extraction_need, message_text
 from ._shared import (
     BREAKERS,
@@ -37,7 +38,7 @@ from ._shared import (
     planner_for,
     reset_shared,
 )
-from ._types import Attempt, BackendKind, CallKind, Candidate, Classification, QueryType, RoutingDecision
+from ._types import Attempt, BackendKind, Candidate, Classification, QueryType, RoutingDecision
 from ._usage import Ledger, Refusal, Reservation, ShareCounts, UsageRecord, utc_month_start
 from .backends._base import Backend
 
@@ -201,7 +202,7 @@ class Router:
             return fn(), None
         except Exception as exc:  # noqa: BLE001
             log.warning("mem0-routed: ledger %s unavailable for %s: %s", self._ledger_url(), what,
-                        str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+                        mask_urls(str(exc).splitlines()[0][:200]) if str(exc) else type(exc).__name__)
             return None, f"ledger unavailable ({type(exc).__name__})"
 
     def _ledger_url(self) -> str:
@@ -222,13 +223,18 @@ class Router:
     def _decide(self, cls: Classification, text: str, query_type: QueryType | str | None, force_local: bool,
                 max_tokens: int | None, *, probe: bool = True) -> tuple[RoutingDecision, str | None]:
         policy = self.policy(self.local_kind(probe=probe))
-        qt = QueryType(query_type) if query_type is not None else cls.query_type
+        try:
+            qt = QueryType(query_type) if query_type is not None else cls.query_type
+        except ValueError:
+            raise InvalidInput(f"query_type must be one of {', '.join(q.value for q in QueryType)} or None, "
+                               f"got {query_type!r:.40}") from None
         spent, ledger_error = None, None
         if self.config.monthly_budget_usd is not None:
             spent, ledger_error = self._ledger_call(
                 "the budget", lambda: self.ledger.spent_usd(since=utc_month_start()))
         blocked = policy.external_blocked_by(qt, force_local=force_local, keep_local_rule=None,
-                                             spent_usd=spent, ledger_error=ledger_error)
+                                             spent_usd=spent, ledger_error=ledger_error,
+                                             prompt_tokens=cls.estimated_tokens, max_tokens=max_tokens)
         rule = checked = None
         if blocked is None:
             verdict = self.rules.check(text, str(cls.call_kind))
@@ -249,12 +255,12 @@ class Router:
              tools: list[dict[str, Any]] | None, tool_choice: str | None, temperature: float | None,
              max_tokens: int | None, top_p: float | None, force_local: bool,
              query_type: QueryType | str | None) -> ChatJob:
+        check_params(temperature, top_p, max_tokens)  # the caller's errors, before any backend is touched
         if max_tokens is None:  # bound every answer: Ollama and llama.cpp default to "until the window ends"
             max_tokens = self.config.default_max_tokens
         cls = classify_messages(messages, dict(response_format) if response_format else None)
-        mem0_call = cls.call_kind not in (CallKind.QUERY, CallKind.EMBEDDING)
-        text = message_text(messages, skip_system=mem0_call)
-        decision, checked = self._decide(cls, text, query_type, force_local, max_tokens)
+        # every message of every role; only mem0's exact prompt constants are left out
+        decision, checked = self._decide(cls, scan_text(messages), query_type, force_local, max_tokens)
         schema = None
         if response_format and response_format.get("type") == "json_schema":
             schema = (response_format.get("json_schema") or {}).get("schema")
@@ -283,7 +289,7 @@ class Router:
                             query_type: QueryType | str | None = None, **kwargs: Any) -> dict[str, Any]:
         """The seed's call: route and run one prompt; returns response, model, backend, cost, ..."""
         if not isinstance(text, str):
-            raise TypeError(f"text must be a str, not {type(text).__name__}")
+            raise InvalidInput(f"text must be a str, not {type(text).__name__}")
         out = await self.achat([{"role": "user", "content": text}], force_local=force_local,
                                query_type=query_type, **kwargs)
         return out.to_dict()
@@ -291,7 +297,7 @@ class Router:
     def execute_query_sync(self, text: str, force_local: bool = False,
                            query_type: QueryType | str | None = None, **kwargs: Any) -> dict[str, Any]:
         if not isinstance(text, str):
-            raise TypeError(f"text must be a str, not {type(text).__name__}")
+            raise InvalidInput(f"text must be a str, not {type(text).__name__}")
         return self.chat([{"role": "user", "content": text}], force_local=force_local,
                          query_type=query_type, **kwargs).to_dict()
 
@@ -355,7 +361,7 @@ class Router:
         try:
             self.ledger.record(rec, reservation=reservation)
         except Exception as exc:  # noqa: BLE001
-            log.error("mem0-routed: could not write the usage ledger (%s): %s", self._ledger_url(), exc)
+            log.error("mem0-routed: could not write the usage ledger (%s): %s", self._ledger_url(), mask_urls(str(exc)))
         for hook in (*self.hooks, *HOOKS):
             try:
                 hook(rec)

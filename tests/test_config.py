@@ -138,3 +138,89 @@ def test_unknown_ledger_scheme_is_rejected_without_echoing_a_password() -> None:
 def test_default_ledger_is_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MEM0_ROUTED_LEDGER", raising=False)
     assert RouterConfig.from_mapping().ledger == "sqlite"
+
+
+# --- issue 11: NaN/inf, passwords in URLs, settings that make every local call fail ------------------
+
+
+@pytest.mark.parametrize("key", ["monthly_budget_usd", "local_threshold", "read_timeout_s", "connect_timeout_s",
+                                 "external_timeout_s", "breaker_cooldown_s", "share_window_days"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "NaN", "inf"])
+def test_nan_and_inf_are_rejected_for_every_number(key: str, value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        RouterConfig.from_mapping({key: value})
+    assert info.value.key == key and "finite" in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["NaN", "nan", "inf", "-Infinity"])
+def test_nan_budget_from_the_env_is_rejected(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("MEM0_ROUTED_MONTHLY_BUDGET_USD", value)
+    with pytest.raises(ConfigError, match="MEM0_ROUTED_MONTHLY_BUDGET_USD") as info:
+        RouterConfig.from_mapping()
+    assert "finite" in str(info.value)
+
+
+@pytest.mark.parametrize(("values", "env"), [
+    ({"ollama_base_url": "http://bob:hunter2@gpu:11434"}, {}),
+    ({"ollama_base_url": ["http://ok:1", "bob:hunter2@gpu:11434"]}, {}),
+    ({"openai_base_url": "https://bob:hunter2@proxy/v1"}, {}),
+    ({"openai_base_url": "https://bob:hunter2@proxy:badport/v1"}, {}),
+    ({}, {"OLLAMA_URL": "http://bob:hunter2@gpu:11434"}),
+    ({"ledger": "postgres://bob:hunter2@db/x"}, {}),
+])  # fmt: skip
+def test_a_password_in_a_url_is_never_echoed(monkeypatch: pytest.MonkeyPatch, values: dict, env: dict) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        RouterConfig.from_mapping(values)
+    assert "hunter2" not in str(info.value) and "***" in str(info.value)
+
+
+def test_cli_ollama_url_with_a_password_is_masked() -> None:
+    from click.testing import CliRunner
+
+    from mem0_routed._cli import main
+
+    result = CliRunner().invoke(main, ["--ollama-url", "http://bob:hunter2@gpu:11434", "explain", "hi"])
+    assert result.exit_code != 0 and "hunter2" not in result.output and "hunter2" not in str(result.exception)
+
+
+def test_backends_built_by_hand_never_show_a_password() -> None:
+    from mem0_routed.backends._ollama import OllamaBackend
+    from mem0_routed.backends._openai import OpenAIBackend
+
+    ollama = OllamaBackend("http://bob:hunter2@127.0.0.1:9", connect_timeout_s=0.2)
+    health = ollama.health(timeout_s=0.2)
+    shown = [repr(ollama), ollama.name, str(health)]
+    shown.append(repr(OpenAIBackend(None, base_url="https://bob:hunter2@proxy/v1")))
+    assert not any("hunter2" in s for s in shown) and all("***" in s for s in shown)
+
+
+@pytest.mark.parametrize(("values", "key", "fragments"), [
+    ({"num_ctx_min": 8192, "num_ctx_max": 4096}, "num_ctx_max", ["8192", "4096", "raise num_ctx_max"]),
+    ({"num_ctx_max": 2048, "default_max_tokens": 2000, "num_ctx_min": 1024}, "num_ctx_max",
+     ["no room for a prompt", "at least 2256"]),
+    ({"num_ctx_min": 0}, "num_ctx_min", ["0", "below 256"]),
+    ({"num_ctx_max": 10}, "num_ctx_max", ["10", "below 256"]),
+    ({"default_max_tokens": 0}, "default_max_tokens", ["1 or more"]),
+    ({"embedding_dims": 0}, "embedding_dims", ["1 or more"]),
+    ({"read_timeout_s": 0}, "read_timeout_s", ["greater than 0"]),
+    ({"connect_timeout_s": -1}, "connect_timeout_s", ["greater than 0"]),
+    ({"local_backend": "llamacpp"}, "local_backend", ["'llamacpp'", "'ollama'", "'embedded'"]),
+    ({"compact_extraction": "sometimes"}, "compact_extraction", ["'sometimes'", "'auto'"]),
+    ({"models": {"simple": "gpt-4o-mini"}}, "models", ["OpenAI model", "fallback_model"]),
+    ({"llm_model": "gpt-4o"}, "models", ["OpenAI model", "MEM0_LLM_MODEL"]),
+    ({"embedder_model": "text-embedding-3-small"}, "models", ["'embedding'", "OpenAI model"]),
+    ({"fallback_context_window": 0}, "fallback_context_window", ["1 or more"]),
+])  # fmt: skip
+def test_settings_that_make_every_local_call_fail_are_rejected(values: dict, key: str, fragments: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        RouterConfig.from_mapping(values)
+    assert info.value.key == key, str(info.value)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_consistent_num_ctx_settings_are_accepted() -> None:
+    cfg = RouterConfig.from_mapping(num_ctx_min=2048, num_ctx_max=8192, default_max_tokens=2000)
+    assert (cfg.num_ctx_min, cfg.num_ctx_max) == (2048, 8192)

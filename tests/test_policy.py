@@ -124,3 +124,27 @@ def test_decision_dict_has_seed_fields() -> None:
                 "reasoning"):
         assert key in data
     assert data["reasoning"] == d.reasoning and "test" in d.reasoning
+
+
+# --- never send what the external model cannot hold (issue 11, defect 10) ---------------------------
+
+
+@pytest.mark.parametrize(("model", "window"), [("gpt-4o-mini", 128_000), ("gpt-4.1-mini", 1_047_576),
+                                               ("gpt-3.5-turbo", 16_385), ("some-proxy-model", 128_000)])
+def test_a_prompt_past_the_external_window_is_never_sent(model: str, window: int) -> None:
+    p = policy(fallback_model=model, local_threshold=0)
+    fits = int((window - 1024) / 1.25) - 10  # the estimate gets the local windows' 25 % margin
+    ok = p.decide(cls(QueryType.COMPLEX, 9, tokens=fits), counts=ShareCounts(0, 0, 0), max_tokens=1024)
+    assert not ok.is_local and ok.external_fallback
+    too_big = p.decide(cls(QueryType.COMPLEX, 9, tokens=fits + 20), counts=ShareCounts(0, 0, 0), max_tokens=1024)
+    assert too_big.is_local and not too_big.external_fallback
+    assert all(c.is_local for c in too_big.chain)
+    assert f"{model}'s {window}-token window" in str(too_big.external_blocked_by)
+    for qt in (QueryType.SIMPLE, QueryType.EXTRACTION):  # not even as a fallback
+        assert p.decide(cls(qt, tokens=fits + 20), max_tokens=1024).chain[-1].is_local
+
+
+def test_fallback_context_window_overrides_the_table() -> None:
+    p = policy(fallback_context_window=10_000)
+    assert p.decide(cls(QueryType.SIMPLE, tokens=7_500), max_tokens=1024).external_fallback is False
+    assert p.decide(cls(QueryType.SIMPLE, tokens=6_000), max_tokens=1024).external_fallback is True

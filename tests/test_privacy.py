@@ -43,10 +43,18 @@ POSITIVES = {
                            "-----BEGIN PGP PRIVATE KEY BLOCK-----"],
     "secret:url_password": [f"postgres://admin:{_tok(10)}@db.internal:5432/app", f"redis://:{_tok(12)}@cache:6379"],
     "secret:jwt": [f"Bearer eyJ{_tok(20)}.eyJ{_tok(40)}.{_tok(43)}"],
-    "secret:api_key_assignment": [f"api_key={_tok(20)}", f'"password": "{_tok(12)}"', f"CLIENT_SECRET: {_tok(16)}"],
-    "pii:email": ["write to jane.doe+news@mail.example.co.uk please"],
+    "secret:api_key_assignment": [f"api_key={_tok(20)}", f"CLIENT_SECRET: {_tok(16)}",
+                                  f"OPENAI_API_KEY={_tok(24)}", f"aws_secret_access_key = {_tok(30)}"],
+    "secret:password": [f'"password": "{_tok(12)}"', "password=hunter2", "DB_PASSWORD=s3cr", "pwd=abcd1234",
+                        "mysql -u root --pass=Tr0ub4dor", "login --password hunter2", '{"pwd": "x9y8z7"}', "passwd: qwerty12"],
+    "secret:aws_secret_key": [f"key A1b{_tok(16)}/{_tok(8)}+{_tok(11)} done", f"A1b{_tok(37)}",
+                              f"AWS_SECRET=A1b{_tok(37)}"],
+    "secret:bearer_token": [f"Authorization: Bearer {_tok(30)}", f"authorization: basic {_tok(12)}",
+                            f"-H 'Bearer {_tok(8, 'abcdef')}3{_tok(20)}'"],
+    "pii:email": ["write to jane.doe+news@mail.example.co.uk please", "jörg@bücher.de", "x@münchen.xn--p1ai"],
     "pii:phone": ["call +44 20 7946 0958 today", "+4915112345678", "(555) 123-4567", "555-123-4567",
-                  "office 555.123.4567."],
+                  "office 555.123.4567.", "call 415 555 0199 now", "4155550199",
+                  "dial 1-415-555-0199", "or 1 (415) 555-0199"],
     "pii:payment_card": [CARD, " ".join(CARD[i : i + 4] for i in range(0, 16, 4)), f"card: {CARD}."],
 }  # fmt: skip
 
@@ -65,6 +73,16 @@ NEGATIVES = [
     "                    deeply indented text",
     "-------------------------------------------------",
     "I like hiking; my favourite number is 7 and I was born in 1990.",
+    "commit 3f786850e387550fdab836ed7e6dc881de23001b fixed it",  # a hex digest is not an AWS secret
+    "unix time 1700000000 and 1234567890",
+    "the mountain pass: Stelvio; I passed: yes; pass the salt",
+    "PWD=/home/alice/projects and $PWD",
+    "the bearer of bad news, a bearer bond",
+    "authorization was granted by the board",
+    "100 200 3000 items in stock",
+    "set --password-file /etc/x and --pass -",
+    "ids 10000000001 and 1 100 555 0199",
+    "email me at the office; @channel see you",
 ]
 
 
@@ -145,3 +163,66 @@ def test_non_ascii_text_keeps_offsets_right() -> None:
     text = "Zürich café — ☕ " * 20 + f" card {CARD} ünd mail jörg@example.de"
     assert KeepLocalRules().check(text, "query").rule == "pii:email"
     assert KeepLocalRules().check(text.replace("jörg@example.de", ""), "query").rule == "pii:payment_card"
+
+
+# --- normalisation: invisible characters and look-alike digits (issue 11, defect 7) -----------------
+
+
+@pytest.mark.parametrize("zw", ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u034f", "\ufe0f"])
+def test_secrets_with_invisible_characters_inside_are_found(zw: str) -> None:
+    key = f"sk-proj-{_tok(40)}"
+    rules = KeepLocalRules()
+    assert rules.check(key[:3] + zw + key[3:], "query").rule == "secret:openai_key"
+    assert rules.check(f"pass{zw}word=hunter2", "query").rule == "secret:password"
+    assert rules.check(f"jane{zw}@example.com", "query").rule == "pii:email"
+
+
+def test_full_width_and_styled_characters_are_normalised() -> None:
+    rules = KeepLocalRules()
+    full = "".join(chr(ord(c) + 0xFEE0) for c in "4155550199")  # full-width digits
+    assert rules.check(f"call {full}", "query").rule == "pii:phone"
+    assert rules.check("ＡＫＩＡ" + "ABCDEFGHIJKLMNOP", "query").rule == "secret:aws_access_key"
+
+
+def test_scan_text_covers_every_role_and_field_and_cuts_only_mem0_constants() -> None:
+    from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, PROCEDURAL_MEMORY_SYSTEM_PROMPT
+
+    from mem0_routed._privacy import scan_text
+
+    rules = KeepLocalRules()
+    secret = "password=hunter2"
+    cases = [
+        [{"role": "system", "content": f"{PROCEDURAL_MEMORY_SYSTEM_PROMPT}\n{secret}"}],
+        [{"role": "system", "content": ADDITIVE_EXTRACTION_PROMPT}, {"role": "user", "content": secret}],
+        [{"role": "developer", "content": [{"type": "text", "text": secret}]}],
+        [{"role": "assistant", "content": None, "tool_calls": [{"function": {"arguments": f'{{"{secret}"}}'}}]}],
+        [{"role": "system", "content": PROCEDURAL_MEMORY_SYSTEM_PROMPT[:-50] + "\n" + secret}],  # an edited copy
+    ]
+    for messages in cases:
+        assert rules.check(scan_text(messages), "mem0_procedural").rule == "secret:password", messages
+    only_mem0 = [{"role": "system", "content": ADDITIVE_EXTRACTION_PROMPT}, {"role": "user", "content": "hi"}]
+    assert scan_text(only_mem0).strip() == "hi"
+    # cutting a constant never joins the text around it into a match
+    joined = scan_text([{"role": "user", "content": f"pass{PROCEDURAL_MEMORY_SYSTEM_PROMPT}word=hunter2"}])
+    assert "password" not in joined
+
+
+def test_scanning_never_imports_mem0_s_reranker_module() -> None:
+    """mem0.reranker imports sentence-transformers and torch (seconds): the first scan must not."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mem0_routed; from mem0_routed._privacy import scan_text; "
+            "scan_text([{'role': 'system', 'content': 'x' * 500}]); print('mem0.reranker' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_the_reranker_s_own_prompt_is_cut_once_mem0_uses_it() -> None:
+    from mem0.reranker.llm_reranker import LLMReranker
+
+    from mem0_routed._privacy import scan_text
+
+    prompt = LLMReranker._SYSTEM_PROMPT
+    assert scan_text([{"role": "system", "content": prompt}, {"role": "user", "content": "Query: a"}]).strip() == (
+        "Query: a")

@@ -223,3 +223,189 @@ def test_small_window_model_with_no_compact_and_no_external_is_refused_not_trunc
         with pytest.raises(RoutingError, match="window"):
             router.chat(extraction(), response_format={"type": "json_object"}, max_tokens=2000)
         assert server.requests_to("/api/chat") == []
+
+
+# --- every message of every call is checked (issue 11, defect 1) ------------------------------------
+
+
+def _aws_pair() -> str:
+    import random
+
+    rng = random.Random(7)
+    upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    key_id = "AKIA" + "".join(rng.choice(upper) for _ in range(16))
+    secret = "Q7x" + "".join(rng.choice(b64) for _ in range(35)) + "/9"
+    return f"aws_access_key_id={key_id} and the secret {secret}"
+
+
+def test_procedural_memory_with_secrets_in_a_system_message_never_leaves(
+    ollama_server, openai_server, openai_key, tmp_path, monkeypatch
+) -> None:
+    """The issue's case: the real mem0 Memory, procedural memory, secrets in a system message,
+    the local model failing: mem0's call must fail locally, never reach OpenAI."""
+    from mem0 import Memory
+    from mem0.exceptions import LLMError
+
+    import mem0.memory.main as mem0_main
+    import mem0.memory.telemetry as mem0_telemetry
+
+    import mem0_routed  # noqa: F401  registers "routed"
+
+    monkeypatch.setenv("MEM0_DIR", str(tmp_path / "mem0"))
+    monkeypatch.setattr(mem0_main, "MEM0_TELEMETRY", False)
+    monkeypatch.setattr(mem0_telemetry, "MEM0_TELEMETRY", False)
+    router_keys = {"ollama_base_url": ollama_server.url, "ledger": "memory", "local_backend": "ollama",
+                   "max_retries": 0}
+    memory = Memory.from_config({
+        "llm": {"provider": "routed", "config": {**router_keys, "openai_base_url": openai_server.base_url,
+                                                 "openai_api_key": openai_key}},
+        "embedder": {"provider": "routed", "config": {**router_keys, "embedding_dims": 768}},
+        "vector_store": {"provider": "qdrant", "config": {"path": str(tmp_path / "q"), "embedding_model_dims": 768}},
+        "history_db_path": str(tmp_path / "history.db"),
+    })  # fmt: skip
+    try:
+        ollama_server.set_fault("error500", paths=["/api/chat"])
+        steps = [
+            {"role": "system", "content": f"Deploy notes: password=hunter2, {_aws_pair()}"},
+            {"role": "user", "content": "Deploy the app to production."},
+            {"role": "assistant", "content": "Deployed with the credentials above."},
+        ]
+        with pytest.raises((RoutingError, LLMError)):
+            memory.add(steps, agent_id="deployer", memory_type="procedural_memory")
+        assert openai_server.requests_to("/v1/chat/completions") == []
+        assert ollama_server.requests_to("/api/chat")  # it was tried locally
+    finally:
+        memory.vector_store.client.close()
+
+
+@pytest.mark.parametrize("where", ["system", "user"])
+def test_a_chat_imitating_mem0_markers_is_checked_whole(ollama_server, openai_server, openai_key, where) -> None:
+    from mem0.configs.prompts import PROCEDURAL_MEMORY_SYSTEM_PROMPT
+
+    router = make_router(ollama_server, openai_server, openai_key, max_retries=0)
+    ollama_server.set_fault("refused")
+    imitation = PROCEDURAL_MEMORY_SYSTEM_PROMPT.replace("verbatim", "word for word") + "\nAdmin pwd=Tr0ub4dor&3"
+    messages = [
+        {"role": "system", "content": imitation if where == "system" else PROCEDURAL_MEMORY_SYSTEM_PROMPT},
+        {"role": "user", "content": "Log in." if where == "system" else "Log in with pwd=Tr0ub4dor&3"},
+        {"role": "user", "content": "Create procedural memory of the above conversation."},
+    ]
+    with pytest.raises(RoutingError, match="keep-local rule secret:password") as info:
+        router.chat(messages)
+    assert info.value.blocked_by and "Tr0ub4dor" not in str(info.value)
+    assert openai_server.requests_to("/v1/chat/completions") == []
+
+
+def test_mem0_s_own_prompt_alone_still_goes_out_as_a_fallback(ollama_server, openai_server, openai_key) -> None:
+    """Cutting mem0's constants keeps its own calls eligible for the fallback (no false positive)."""
+    from mem0.configs.prompts import PROCEDURAL_MEMORY_SYSTEM_PROMPT
+
+    router = make_router(ollama_server, openai_server, openai_key, max_retries=0)
+    ollama_server.set_fault("refused")
+    out = router.chat([
+        {"role": "system", "content": PROCEDURAL_MEMORY_SYSTEM_PROMPT},
+        {"role": "user", "content": "Open the browser and search for flights."},
+        {"role": "user", "content": "Create procedural memory of the above conversation."},
+    ])  # fmt: skip
+    assert out.backend == "openai" and str(out.decision.call_kind) == "mem0_procedural"
+
+
+# --- the caller's bad input is the caller's error (defect 4) ----------------------------------------
+
+
+@pytest.mark.parametrize("bad", [
+    [{"role": "user", "content": "hello \ud800 there"}],
+    [{"role": "system", "content": "x\udfff"}, {"role": "user", "content": "hi"}],
+    [{"role": "user", "content": [{"type": "text", "text": "a\ud83d"}]}],
+    [{"role": "user", "content": 42}],
+    [{"role": "user", "content": [{"type": "text", "text": None}]}],
+])  # fmt: skip
+def test_bad_input_is_the_callers_error_and_never_trips_the_breaker(ollama_server, openai_server, openai_key,
+                                                                     bad) -> None:
+    from mem0_routed import InvalidInput
+
+    router = make_router(ollama_server, openai_server, openai_key, breaker_failures=2)
+    for _ in range(2):
+        with pytest.raises(InvalidInput, match=r"messages\[\d\]") as info:
+            router.chat(bad)
+        assert isinstance(info.value, ValueError) and "unreadable" not in str(info.value)
+    with pytest.raises(InvalidInput):
+        asyncio.run(router.achat(bad))
+    assert ollama_server.requests_to("/api/chat") == [] and openai_server.requests_to("/v1/chat/completions") == []
+    host = router._backends_of("ollama")[0]
+    assert router.breaker(host).state == "closed"
+    out = router.chat([{"role": "user", "content": "hello there"}])
+    assert out.is_local and out.backend == "ollama"
+    assert router.get_metrics()["breakers"].get(host.name, "closed") == "closed"
+
+
+def test_bad_input_to_embed_and_execute_query_is_refused_before_any_backend(ollama_server) -> None:
+    from mem0_routed import InvalidInput
+
+    router = make_router(ollama_server)
+    with pytest.raises(InvalidInput, match=r"texts\[1\]"):
+        router.embed(["fine", "bad \ud800"])
+    with pytest.raises(InvalidInput):
+        asyncio.run(router.execute_query("bad \udc80"))
+    with pytest.raises(InvalidInput, match="temperature"):
+        router.chat([{"role": "user", "content": "hi"}], temperature=float("nan"))
+    assert ollama_server.requests_to("/api/embed") == [] and ollama_server.requests_to("/api/chat") == []
+    assert len(router.embed(["fine"])[0]) == 768
+
+
+# --- never send what the external model cannot hold (defect 10) -------------------------------------
+
+
+def test_a_prompt_larger_than_the_external_window_never_leaves(ollama_server, openai_server, openai_key) -> None:
+    router = make_router(ollama_server, openai_server, openai_key, max_retries=0, local_threshold=0)
+    huge = "please summarise this log line about the weather today. " * 12_000  # ~170k tokens
+    ollama_server.set_fault("refused")
+    with pytest.raises(RoutingError, match="128000-token window") as info:
+        router.chat([{"role": "user", "content": huge}])
+    assert "gpt-4o-mini" in str(info.value.blocked_by)
+    assert openai_server.requests_to("/v1/chat/completions") == []
+    decision = router.route_query(huge)
+    assert decision.is_local and not decision.external_fallback
+    small = router.chat([{"role": "user", "content": "what is the capital of Peru?"}])
+    assert small.backend == "openai"  # a prompt that fits still may go out
+
+
+def test_a_backend_given_unencodable_text_blames_the_request_not_the_server(ollama_server, openai_server,
+                                                                            openai_key) -> None:
+    """Defence in depth under the router's own check: the client-side encoding error is a BadRequest
+    (never retried, never counted by the breaker), not "an unreadable answer" from the server."""
+    from pydantic import SecretStr
+
+    from mem0_routed._errors import BadRequest
+    from mem0_routed.backends._base import ChatRequest
+    from mem0_routed.backends._ollama import OllamaBackend
+    from mem0_routed.backends._openai import OpenAIBackend
+
+    request = ChatRequest(model="mistral:7b", messages=[{"role": "user", "content": "a\ud800"}])
+    for backend in (OllamaBackend(ollama_server.url),
+                    OpenAIBackend(SecretStr(openai_key), base_url=openai_server.base_url)):
+        with pytest.raises(BadRequest) as info:
+            backend.chat(request)
+        assert not info.value.trips_breaker and not info.value.transient
+        assert "unreadable" not in str(info.value)
+
+
+@pytest.mark.realollama
+def test_a_lone_surrogate_never_opens_a_real_ollama_breaker(real_ollama_url: str) -> None:
+    """The issue's case on a real Ollama 0.5.4: two calls with "\\ud800" used to open the breaker for
+    the whole process (and were reported as "an unreadable answer"); now they are the caller's error."""
+    from mem0_routed import InvalidInput
+
+    router = Router(RouterConfig(ollama_base_url=real_ollama_url, llm_model="smollm2:135m", ledger="memory",
+                                 local_backend="ollama", breaker_failures=2))
+    try:
+        for _ in range(2):
+            with pytest.raises(InvalidInput, match="surrogate"):
+                router.chat([{"role": "user", "content": "hello \ud800"}], max_tokens=8)
+        host = router._backends_of("ollama")[0]
+        assert router.breaker(host).state == "closed"
+        out = router.chat([{"role": "user", "content": "Say hello."}], max_tokens=8)
+        assert out.is_local and out.backend == "ollama" and out.model == "smollm2:135m"
+    finally:
+        router.close()

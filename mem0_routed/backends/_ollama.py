@@ -28,6 +28,7 @@ from .._errors import (
     RateLimited,
     ServerError,
 )
+from .._config import mask_url
 from .._types import BackendKind
 from ._base import ChatRequest, ChatResult, Health, normalize_model_name
 
@@ -101,13 +102,14 @@ class OllamaBackend:
     ) -> None:
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise ValueError(
-                f"base_url must be an http(s) URL such as 'http://localhost:11434', got {base_url!r}"
+                f"base_url must be an http(s) URL such as 'http://localhost:11434', got {mask_url(str(base_url))!r}"
             )
         for label, value in (("connect_timeout_s", connect_timeout_s), ("read_timeout_s", read_timeout_s)):
             if value <= 0:
                 raise ValueError(f"{label} must be > 0 seconds, got {value!r}")
         self.base_url = base_url.rstrip("/")
-        self.name = f"ollama@{self.base_url}"
+        self.shown_url = mask_url(self.base_url)  # what names, errors and records show: no password
+        self.name = f"ollama@{self.shown_url}"
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.models_ttl_s = models_ttl_s
@@ -121,7 +123,7 @@ class OllamaBackend:
         self._models: tuple[float, frozenset[str]] | None = None
 
     def __repr__(self) -> str:
-        return f"OllamaBackend(base_url={self.base_url!r})"
+        return f"OllamaBackend(base_url={self.shown_url!r})"
 
     # --- clients ---------------------------------------------------------------------------------
 
@@ -196,7 +198,7 @@ class OllamaBackend:
         import httpx
         import ollama
 
-        where = f"Ollama at {self.base_url}"
+        where = f"Ollama at {self.shown_url}"
         about = f" ({what}, model {model})" if model else f" ({what})"
         kw: dict[str, Any] = {"backend": self.name, "model": model}
         if isinstance(exc, ollama.ResponseError):
@@ -232,6 +234,11 @@ class OllamaBackend:
             )
         if isinstance(exc, ollama.RequestError):
             return BadRequest(f"{where}: bad request{about}: {exc.error}", **kw)
+        if _is_request_validation(exc):  # the client refused our request before sending it
+            return BadRequest(f"{where}: the ollama client rejected the request{about}: {_first_line(exc)}", **kw)
+        if isinstance(exc, UnicodeEncodeError):  # our request could not be encoded: not the server's fault
+            return BadRequest(f"{where}: the request has text UTF-8 cannot encode{about} (a lone surrogate)",
+                              fix="clean the text: text.encode('utf-8', 'replace').decode()", **kw)
         # A 200 whose body is not Ollama's JSON (a proxy page, a broken server).
         return ServerError(f"{where} sent an unreadable answer{about}: {type(exc).__name__}", **kw)
 
@@ -266,7 +273,7 @@ class OllamaBackend:
             text=msg.content or "",
             model=resp.model or request.model,
             backend="ollama",
-            host=self.base_url,
+            host=self.shown_url,
             tokens_in=resp.prompt_eval_count,
             tokens_out=resp.eval_count,
             done_reason=resp.done_reason,
@@ -294,7 +301,7 @@ class OllamaBackend:
         vectors = [[float(x) for x in v] for v in resp.embeddings]
         if len(vectors) != len(texts):
             raise ServerError(
-                f"Ollama at {self.base_url} returned {len(vectors)} embeddings for {len(texts)} texts (model {model})",
+                f"Ollama at {self.shown_url} returned {len(vectors)} embeddings for {len(texts)} texts (model {model})",
                 backend=self.name,
                 model=model,
             )
@@ -376,6 +383,18 @@ class OllamaBackend:
             latency_s=time.perf_counter() - t0,
             context_windows=dict(self._ctx_cache),
         )
+
+
+#: ollama's request models: a ValidationError titled by one of them was raised before anything was sent
+_REQUEST_MODELS = frozenset({"Message", "ChatRequest", "EmbedRequest", "Tool", "Options", "Image", "ToolCall"})
+
+
+def _is_request_validation(exc: Exception) -> bool:
+    return type(exc).__name__ == "ValidationError" and getattr(exc, "title", None) in _REQUEST_MODELS
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _context_length(info: Mapping[str, Any]) -> int | None:

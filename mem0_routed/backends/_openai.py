@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._config import mask_url
 from .._errors import (
     AuthenticationError,
     BackendError,
@@ -110,14 +111,15 @@ class OpenAIBackend:
             )
         if base_url is not None and not base_url.startswith(("http://", "https://")):
             raise ValueError(
-                f"base_url must be an http(s) URL such as 'https://api.openai.com/v1', got {base_url!r}"
+                f"base_url must be an http(s) URL such as 'https://api.openai.com/v1', got {mask_url(str(base_url))!r}"
             )
         for label, value in (("connect_timeout_s", connect_timeout_s), ("read_timeout_s", read_timeout_s)):
             if value <= 0:
                 raise ValueError(f"{label} must be > 0 seconds, got {value!r}")
         self._key = _Key(raw.strip()) if raw and raw.strip() else None
         self.base_url = base_url.rstrip("/") if base_url else None
-        self.name = f"openai@{self.base_url}" if self.base_url else "openai"
+        self.shown_url = mask_url(self.base_url) if self.base_url else None  # no password in names
+        self.name = f"openai@{self.shown_url}" if self.shown_url else "openai"
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self._lock = threading.Lock()
@@ -133,7 +135,7 @@ class OpenAIBackend:
 
     def __repr__(self) -> str:
         key = "set" if self._key else "missing"
-        url = f", base_url={self.base_url!r}" if self.base_url else ""
+        url = f", base_url={self.shown_url!r}" if self.shown_url else ""
         return f"OpenAIBackend(key={key}{url})"
 
     # --- clients ---------------------------------------------------------------------------------
@@ -251,6 +253,9 @@ class OpenAIBackend:
             if status >= 500:
                 return ServerError(msg, **kw)
             return BadRequest(msg, **kw)
+        if isinstance(exc, UnicodeEncodeError):  # our request could not be encoded: not the server's fault
+            return BadRequest(f"{self.name}: the request has text UTF-8 cannot encode ({about}, a lone surrogate)",
+                              fix="clean the text: text.encode('utf-8', 'replace').decode()", **kw)
         return ServerError(
             f"{self.name} failed ({about}): {type(exc).__name__}: {self._scrub(str(exc))}", **kw
         )
@@ -301,7 +306,7 @@ class OpenAIBackend:
             text=choice.message.content or "",
             model=resp.model or request.model,
             backend="openai",
-            host=self.base_url or "https://api.openai.com/v1",
+            host=self.shown_url or "https://api.openai.com/v1",
             tokens_in=usage.prompt_tokens if usage else None,
             tokens_out=usage.completion_tokens if usage else None,
             done_reason=choice.finish_reason,
