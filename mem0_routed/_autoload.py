@@ -120,10 +120,12 @@ def _register() -> None:
     except Exception as exc:  # noqa: BLE001 - a plugin must never break an unrelated program
         import warnings
 
-        warnings.warn(
+        message = (
             f"mem0-routed: could not register provider 'routed' with mem0 automatically "
             f"({type(exc).__name__}: {exc}). Configs using provider 'routed' will be rejected; "
-            f"'import mem0_routed' shows the full error. Set {ENV_VAR}=0 to turn this hook off.",
-            RuntimeWarning,
-            stacklevel=2,
+            f"'import mem0_routed' shows the full error. Set {ENV_VAR}=0 to turn this hook off."
         )
+        try:
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+        except Warning:  # -W error turns warnings into exceptions: still never fail mem0's import
+            sys.stderr.write(f"RuntimeWarning: {message}\n")

@@ -47,10 +47,10 @@ def wheel_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
-def _run(python: Path, code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def _run(python: Path, code: str, cwd: Path, *flags: str, **env: str) -> subprocess.CompletedProcess[str]:
     assert "mem0_routed" not in code and "mem0-routed" not in code  # the point: an unmodified program
     return subprocess.run(
-        [str(python), "-c", textwrap.dedent(code)],
+        [str(python), *flags, "-c", textwrap.dedent(code)],
         capture_output=True, text=True, timeout=300, cwd=cwd,
         env=venvs.clean_env(MEM0_DIR=str(cwd / "mem0"), **env),
     )  # fmt: skip
@@ -169,12 +169,14 @@ def test_harmless_without_mem0(tmp_path_factory: pytest.TempPathFactory, wheel_p
     assert "Traceback" in proc.stderr and "autoload" not in proc.stderr  # the usual error, nothing of ours
 
 
-def test_an_unsupported_mem0_is_a_warning_not_a_crash(wheel_python: Path, tmp_path: Path) -> None:
-    """A 'mem0' without the internals we patch (a future release, or someone's own module)."""
+@pytest.mark.parametrize("flags", [(), ("-W", "error")])
+def test_an_unsupported_mem0_is_a_warning_not_a_crash(wheel_python: Path, tmp_path: Path, flags: tuple[str, ...]) -> None:
+    """A 'mem0' without the internals we patch (a future release, or someone's own module); even with
+    warnings turned into errors, mem0's import goes through."""
     fake = tmp_path / "fake"
     (fake / "mem0").mkdir(parents=True)
     (fake / "mem0" / "__init__.py").write_text("VERSION = 'not the real one'\n")
-    proc = _run(wheel_python, "import mem0; print(mem0.VERSION)", tmp_path, PYTHONPATH=str(fake))
+    proc = _run(wheel_python, "import mem0; print(mem0.VERSION)", tmp_path, *flags, PYTHONPATH=str(fake))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "not the real one"
     assert "RuntimeWarning" in proc.stderr and "could not register provider 'routed'" in proc.stderr
