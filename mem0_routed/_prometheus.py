@@ -109,6 +109,8 @@ class _StateCollector:
             label = mask_url(cfg.ledger)
             for model, value in router.planner.snapshot().items():
                 ctx[model] = max(value, ctx.get(model, 0))
+            if router._ledger is None:
+                continue  # not used yet: a scrape must not open (create) a ledger
             try:  # a broken ledger (Redis down) leaves these out; the scrape still succeeds
                 counts = router.ledger.counts(since=router._share_since())
                 spend = router.ledger.spent_usd(since=utc_month_start())
