@@ -200,3 +200,37 @@ def test_editable_install_activates_too(editable_python: Path, tmp_path: Path) -
     assert out["result"] == "routed"
     start = _last_json(_run(editable_python, _STARTUP, tmp_path))
     assert start["loaded"] == [] and FINDER in start["finders"]
+
+
+# --- in-process: the finder itself ---------------------------------------------------------------------
+
+
+def test_finder_answers_only_for_mem0_and_wraps_its_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from mem0_routed import _autoload
+
+    finder = _autoload._Finder()
+    assert finder.find_spec("json") is None and finder.find_spec("mem0.configs") is None
+    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
+    spec = finder.find_spec("mem0")
+    assert spec is not None and isinstance(spec.loader, _autoload._Loader)
+    assert spec.loader.is_package("mem0")  # everything else is delegated to mem0's own loader
+
+
+def test_install_is_idempotent_and_respects_the_opt_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from mem0_routed import _autoload
+
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    monkeypatch.delitem(sys.modules, "mem0")  # as at interpreter start (restored afterwards)
+    monkeypatch.setenv("MEM0_ROUTED_AUTOLOAD", "off")
+    _autoload.install()
+    assert not _autoload.installed()
+    monkeypatch.setenv("MEM0_ROUTED_AUTOLOAD", "1")
+    _autoload.install()
+    _autoload.install()
+    assert [repr(f) for f in sys.meta_path].count(FINDER) == 1
+    _autoload.uninstall()
+    assert not _autoload.installed()

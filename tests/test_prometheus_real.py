@@ -161,3 +161,18 @@ def test_values_mean_what_the_panels_say(prometheus: str) -> None:
 
     with urllib.request.urlopen(f"{prometheus}/federate?match[]=%7B__name__%3D~%22mem0_routed.*%22%7D") as resp:  # noqa: S310
         assert DEFAULT_TEST_KEY not in resp.read().decode()
+
+
+def test_dashboard_is_provisioning_ready() -> None:
+    """What Grafana needs to load it from a file: a uid, unique panel ids, a datasource on each target."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "mem0-routed" and "id" not in dashboard  # a file dashboard carries no db id
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)) and len({p["title"] for p in dashboard["panels"]}) == len(ids)
+    for panel in dashboard["panels"]:
+        assert set(panel["gridPos"]) == {"x", "y", "w", "h"} and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+        for target in panel["targets"]:
+            assert target["datasource"] == {"type": "prometheus", "uid": "prometheus"} and target["expr"]
+    names = {n for _, expr in dashboard_queries() for n in __import__("re").findall(r"mem0_routed_\w+", expr)}
+    assert {"mem0_routed_local_share_ratio", "mem0_routed_month_budget_usd", "mem0_routed_breaker_state",
+            "mem0_routed_num_ctx_tokens", "mem0_routed_fallbacks_total"} <= names  # fmt: skip
