@@ -71,14 +71,14 @@ def _make(pc: Any, registry: Any, ns: str) -> dict[str, Any]:
             "latency_seconds", "Call latency", ["backend", "model"], buckets=LATENCY_BUCKETS_S, **kw
         ),
     }  # fmt: skip
-    registry.register(_StateCollector(pc, ns))
+    registry.register(_StateCollector(ns))
     return made
 
 
 class _StateCollector:
     """Gauges read from the process's routers at scrape time."""
 
-    def __init__(self, pc: Any, namespace: str) -> None:
+    def __init__(self, namespace: str) -> None:
         from prometheus_client import core
 
         self._core = core
@@ -94,7 +94,8 @@ class _StateCollector:
 
         core, ns = self._core, self._ns
         share = core.GaugeMetricFamily(f"{ns}_local_share_ratio",
-                                       "Local share of LLM calls over the ledger's window", labels=["ledger"])
+                                       "Local share of LLM calls over the ledger's window (1 before any)",
+                                       labels=["ledger"])
         target = core.GaugeMetricFamily(f"{ns}_local_share_target_ratio",
                                         "The local share the threshold asks for (local_threshold / 100)",
                                         labels=["ledger"])
@@ -137,7 +138,8 @@ class _StateCollector:
                                          "Circuit breaker per backend host: 0 closed, 1 half-open, 2 open",
                                          labels=["backend"])  # fmt: skip
         for name, state in sorted(BREAKERS.snapshot().items()):
-            breaker.add_metric([name], BREAKER_STATES[state])
+            kind, at, url = name.partition("@")  # "ollama@http://user:pass@host": no password in a label
+            breaker.add_metric([f"{kind}{at}{mask_url(url)}" if at else name], BREAKER_STATES[state])
         yield breaker
         num_ctx = core.GaugeMetricFamily(f"{ns}_num_ctx_tokens", "Ollama num_ctx in use per model",
                                          labels=["model"])

@@ -111,3 +111,4 @@ def test_scrape_time_gauges(ollama_server) -> None:
     assert 'mem0_routed_num_ctx_tokens{model="mistral:7b"}' in text
     assert "mem0_routed_embedding_cache_hits_total 1.0" in text
     assert f'mem0_routed_breaker_state{{backend="ollama@{ollama_server.url}"}} 0.0' in text
+
