@@ -113,9 +113,10 @@ def mem0_config_from_env(
     llm_provider = _get(env, "MEM0_LLM_PROVIDER")
     emb_provider = _get(env, "MEM0_EMBEDDER_PROVIDER")
     if llm_provider:
-        config["llm"] = _llm(env, llm_provider.lower())
+        config["llm"] = _merged(config.get("llm"), _llm(env, llm_provider.lower()))
     if emb_provider:
-        config["embedder"], dims = _embedder(env, emb_provider.lower())
+        embedder, dims = _embedder(env, emb_provider.lower())
+        config["embedder"] = _merged(config.get("embedder"), embedder)
         store = config.get("vector_store")
         if dims and isinstance(store, dict):
             store_config = store.setdefault("config", {})
@@ -124,6 +125,15 @@ def mem0_config_from_env(
     if _ROUTED in {(llm_provider or "").lower(), (emb_provider or "").lower()}:
         _check_router_env(env)
     return config
+
+
+def _merged(base: Any, section: dict[str, Any]) -> dict[str, Any]:
+    """The env's section; when it names the provider ``base`` already has (not ``routed``, whose keys
+    differ), ``base``'s other settings (temperature, api_key, ...) are kept under the env's values."""
+    if (isinstance(base, dict) and section["provider"] != _ROUTED and base.get("provider") == section["provider"]
+            and isinstance(base.get("config"), dict)):
+        return {"provider": section["provider"], "config": {**base["config"], **section["config"]}}
+    return section
 
 
 def _check_router_env(env: Mapping[str, str]) -> None:

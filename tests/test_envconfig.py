@@ -120,3 +120,11 @@ def test_server_style_startup_with_env_only(
     finally:
         memory.vector_store.client.close()
         reset_routers()
+
+
+def test_same_provider_keeps_the_bases_other_settings(tmp_path: Path) -> None:
+    base = _server_default_config(tmp_path)
+    config = mem0_config_from_env(base, env={"MEM0_LLM_PROVIDER": "openai", "MEM0_LLM_MODEL": "gpt-4.1-mini"})
+    assert config["llm"] == {"provider": "openai", "config": {"api_key": None, "temperature": 0.2, "model": "gpt-4.1-mini"}}
+    routed = mem0_config_from_env(base, env={"MEM0_LLM_PROVIDER": "routed"})
+    assert routed["llm"] == {"provider": "routed", "config": {}}  # OpenAI's keys mean nothing to the router
