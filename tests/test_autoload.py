@@ -234,3 +234,33 @@ def test_install_is_idempotent_and_respects_the_opt_out(monkeypatch: pytest.Monk
     assert [repr(f) for f in sys.meta_path].count(FINDER) == 1
     _autoload.uninstall()
     assert not _autoload.installed()
+
+
+_REAL = """
+import json
+from mem0 import Memory
+m = Memory.from_config(json.loads({config!r}))
+added = m.add([{{"role": "user", "content": "My name is Alice and I live in Lisbon."}}], user_id="alice")
+found = m.search("Where does Alice live?", filters={{"user_id": "alice"}}, top_k=3)
+metrics = m.llm.router.get_metrics()
+print(json.dumps({{"llm": type(m.llm).__module__, "added": len(added["results"]), "found": len(found["results"]),
+                  "local": metrics["local_queries"], "external": metrics["external_queries"]}}))
+m.vector_store.client.close()
+"""
+
+
+@pytest.mark.realollama
+def test_unmodified_program_with_a_real_ollama(wheel_python: Path, real_ollama_url: str, tmp_path: Path) -> None:
+    """The same zero-code program against a real Ollama and model (SmolLM2-135M, which also embeds)."""
+    router = {"ollama_base_url": real_ollama_url, "local_backend": "ollama", "model": "smollm2:135m"}
+    config = {
+        "llm": {"provider": "routed", "config": router},
+        "embedder": {"provider": "routed", "config": {**router, "embedding_dims": 576}},
+        "vector_store": {"provider": "qdrant", "config": {
+            "path": str(tmp_path / "qdrant"), "embedding_model_dims": 576, "collection_name": "real"}},
+        "history_db_path": str(tmp_path / "history.db"),
+    }  # fmt: skip
+    out = _last_json(_run(wheel_python, _REAL.format(config=json.dumps(config)), tmp_path))
+    assert out["llm"] == "mem0_routed._mem0"
+    assert out["local"] == 1 and out["external"] == 0  # mem0's extraction call ran on the real model
+    assert out["added"] >= out["found"] >= 0  # a small model may extract nothing; nothing crashed
