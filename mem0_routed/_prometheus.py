@@ -89,8 +89,8 @@ class _StateCollector:
 
     def collect(self) -> Iterator[Any]:
         from ._config import mask_url
-        from ._usage import utc_month_start
         from ._shared import BREAKERS, ROUTERS, cache_stats
+        from ._usage import utc_month_start
 
         core, ns = self._core, self._ns
         share = core.GaugeMetricFamily(f"{ns}_local_share_ratio",

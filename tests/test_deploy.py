@@ -39,7 +39,7 @@ def _tool(name: str) -> str:
 
 def _compose_config(**env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in REQUIRED and k not in ENV_VARS}
-    return subprocess.run([_tool("docker-compose"), "-f", str(COMPOSE), "config"], capture_output=True,
+    return subprocess.run(check=False, args=[_tool("docker-compose"), "-f", str(COMPOSE), "config"], capture_output=True,
                           text=True, timeout=120, env={**clean, **env}, cwd=REPO)  # fmt: skip
 
 
@@ -80,7 +80,7 @@ def test_every_mounted_file_exists(compose: dict[str, Any]) -> None:
 
 def test_prometheus_scrapes_the_exporter_port(compose: dict[str, Any]) -> None:
     config = DEPLOY / "prometheus" / "prometheus.yml"
-    proc = subprocess.run([_tool("promtool"), "check", "config", str(config)], capture_output=True, text=True,
+    proc = subprocess.run(check=False, args=[_tool("promtool"), "check", "config", str(config)], capture_output=True, text=True,
                           timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     targets = yaml.safe_load(config.read_text())["scrape_configs"][0]["static_configs"][0]["targets"]
@@ -105,11 +105,11 @@ def test_server_patch_applies_once_and_refuses_a_changed_server(tmp_path: Path) 
     main = tmp_path / "main.py"
     main.write_text("DEFAULT_CONFIG = {}\nset_session_factory(SessionLocal)\ninitialize_state(DEFAULT_CONFIG)\n")
     for _ in range(2):  # idempotent
-        proc = subprocess.run([sys.executable, str(script), str(main)], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(check=False, args=[sys.executable, str(script), str(main)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
     assert main.read_text().count("mem0_config_from_env(DEFAULT_CONFIG)") == 1
     main.write_text("initialize_state(build_config())\n")
-    proc = subprocess.run([sys.executable, str(script), str(main)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(check=False, args=[sys.executable, str(script), str(main)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "found it 0 times" in proc.stderr and str(main) in proc.stderr
 
 

@@ -38,7 +38,7 @@ def _free_port() -> int:
 
 
 def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - a local test server
+    with urllib.request.urlopen(url, timeout=10) as resp:
         return json.loads(resp.read())
 
 
@@ -101,7 +101,7 @@ def prometheus(traffic: int, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         deadline = time.monotonic() + WAIT_S
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2):  # noqa: S310
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=2):
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -159,7 +159,7 @@ def test_values_mean_what_the_panels_say(prometheus: str) -> None:
     # no secret in any series: the test key is configured in the traffic process
     from mem0_routed.testing import DEFAULT_TEST_KEY
 
-    with urllib.request.urlopen(f"{prometheus}/federate?match[]=%7B__name__%3D~%22mem0_routed.*%22%7D") as resp:  # noqa: S310
+    with urllib.request.urlopen(f"{prometheus}/federate?match[]=%7B__name__%3D~%22mem0_routed.*%22%7D") as resp:
         assert DEFAULT_TEST_KEY not in resp.read().decode()
 
 

@@ -122,7 +122,7 @@ def _chromium() -> str:
 
 def _browser(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
-    return subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+    return subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], check=False,
                           capture_output=True, text=True, timeout=180)  # fmt: skip
 
 
