@@ -45,7 +45,10 @@ print(json.dumps({{"alone": time.perf_counter() - t0}}))
 
 
 def _python(code: str, *flags: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "MEM0_TELEMETRY": "False", "PYTHONDONTWRITEBYTECODE": "0", **(env or {})}
+    # MEM0_ROUTED_AUTOLOAD=0: with the package installed, its .pth hook would import mem0_routed inside
+    # "import mem0" (benchmarks/bench_startup.py measures that case)
+    full_env = {**os.environ, "MEM0_TELEMETRY": "False", "PYTHONDONTWRITEBYTECODE": "0",
+                "MEM0_ROUTED_AUTOLOAD": "0", **(env or {})}
     return subprocess.run([sys.executable, *flags, "-c", code], capture_output=True, text=True, cwd=_ROOT,
                           env=full_env, timeout=300, check=True)  # fmt: skip
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from ._classify import classify_messages, classify_query, classify_text, estimate_tokens
 from ._config import RouterConfig
+from ._envconfig import mem0_config_from_env
 from ._errors import (
     AuthenticationError,
     BackendError,
@@ -93,6 +94,7 @@ __all__ = [
     "execute_query",
     "get_metrics",
     "get_router",
+    "mem0_config_from_env",
     "health_check",
     "is_registered",
     "register",

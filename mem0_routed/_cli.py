@@ -248,5 +248,33 @@ def project(ctx: click.Context, queries: int, as_json: bool) -> None:
     _table([(str(k), str(v)) for k, v in result.items()])
 
 
+@main.command()
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="Write the report to this file (one self-contained page, no network).")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="How many days of the ledger to show.")
+@click.option("--budget", type=click.FloatRange(min=0), default=None,
+              help="Monthly budget in USD to draw (default: env MEM0_ROUTED_MONTHLY_BUDGET_USD).")
+@click.pass_context
+def report(ctx: click.Context, html_path: str, days: float, budget: float | None) -> None:
+    """One HTML page from the ledger: local share vs threshold, spend vs budget, calls, latency, errors."""
+    import time
+    from pathlib import Path
+
+    from ._config import mask_url
+    from ._report import render_html
+    from ._usage import utc_month_start
+
+    router = _router(ctx)
+    now = time.time()
+    records = router.ledger.records(since=now - days * 86400)
+    month = router.ledger.records(since=utc_month_start())
+    page = render_html(records, month, local_threshold=router.config.local_threshold,
+                       monthly_budget_usd=budget if budget is not None else router.config.monthly_budget_usd,
+                       source=mask_url(router.config.ledger), now=now)
+    Path(html_path).write_text(page, encoding="utf-8")
+    click.echo(f"wrote {html_path}: {len(records)} calls over {days:g} days")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -17,8 +17,10 @@ Every patch is marked, so calling :func:`register` again (or from many threads) 
 A self-check then builds a routed ``MemoryConfig``; if mem0 changed, :class:`RegistrationError` says
 which mem0 version is installed and which versions are supported.
 
-The rule for users: **import mem0_routed before calling** ``Memory.from_config``. mem0 validates the
-provider name inside ``from_config`` and offers no entry point that would load this plugin itself.
+When the package is installed, its ``.pth`` hook (``_autoload.py``) calls :func:`register` as soon as
+the program imports mem0, so an unmodified mem0 program accepts "routed". With the hook turned off
+(``MEM0_ROUTED_AUTOLOAD=0``) or from a source checkout on ``PYTHONPATH``: **import mem0_routed before
+calling** ``Memory.from_config``; mem0 validates the provider name inside ``from_config``.
 A pydantic model of your own with a field typed ``LlmConfig``/``MemoryConfig`` that was defined
 before the import keeps the old schema until you call its ``model_rebuild(force=True)``.
 """
@@ -84,6 +86,10 @@ def register() -> None:
                 SUPPORTED_MEM0,
             )
         logger.debug("mem0-routed: provider %r registered with mem0ai %s", PROVIDER, version)
+    # Metrics without code: MEM0_ROUTED_PROMETHEUS_PORT starts an exporter in the process that uses mem0.
+    from ._prometheus import start_from_env
+
+    start_from_env()
 
 
 # --- validators -------------------------------------------------------------------------------------

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Set up a development/CI environment from the repo's own files: a virtualenv in .venv with
-# mem0-routed and every extra the tests use, plus the redis-server binary the Redis tests start.
+# mem0-routed and every extra the tests use, plus the Debian packages the tests start (below).
 # Usage: bash scripts/setup.sh            (idempotent; re-running only installs what changed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
-if ! command -v redis-server >/dev/null 2>&1; then
+# Debian packages the tests start for real: redis-server (Redis ledger), prometheus (the dashboard's
+# queries), chromium (renders the HTML report), docker-compose (validates deploy/docker-compose.yml).
+need=()
+for pair in redis-server:redis-server prometheus:prometheus chromium:chromium docker-compose:docker-compose; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
+done
+if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing redis-server (Debian package) for the Redis ledger tests"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    echo "setup: installing Debian packages for the tests: ${need[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   else
-    echo "setup: redis-server not found; install it (e.g. 'apt-get install redis-server') for the Redis tests" >&2
+    echo "setup: not root (or no apt-get): install ${need[*]} yourself (e.g. 'apt-get install ${need[*]}'); the tests that need them skip (and fail under CI=true)" >&2
   fi
 fi
 

@@ -62,3 +62,53 @@ def test_a_failing_hook_is_logged_not_raised(ollama_server, caplog) -> None:
     finally:
         mem0_routed.remove_hook(broken)
     assert "exporter down" in caplog.text
+
+
+def test_exporter_env_var_bad_values_warn_never_raise(monkeypatch, caplog) -> None:
+    import socket
+
+    from mem0_routed import _prometheus
+
+    monkeypatch.setattr(_prometheus, "_exporter", None)
+    monkeypatch.setattr(_prometheus, "start_exporter", lambda *a, **k: pytest.fail("must not start"))
+    for bad in ("abc", "0", "70000"):
+        monkeypatch.setenv("MEM0_ROUTED_PROMETHEUS_PORT", bad)
+        _prometheus.start_from_env()
+        assert f"MEM0_ROUTED_PROMETHEUS_PORT={bad!r} is not a TCP port" in caplog.text
+    monkeypatch.undo()
+    monkeypatch.setattr(_prometheus, "_exporter", None)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setenv("MEM0_ROUTED_PROMETHEUS_PORT", str(busy.getsockname()[1]))
+        monkeypatch.setenv("MEM0_ROUTED_PROMETHEUS_ADDR", "127.0.0.1")
+        _prometheus.start_from_env()  # the port is taken: a warning, the program goes on
+    assert "Prometheus exporter not started" in caplog.text
+    assert _prometheus._exporter is None
+
+
+def test_scrape_time_gauges(ollama_server) -> None:
+    import gc
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    gc.collect()  # routers of earlier tests (a weak set) would report their own "memory" ledgers
+    registry = CollectorRegistry()
+    hook = mem0_routed.PrometheusHook(registry=registry)
+    mem0_routed.add_hook(hook)
+    try:
+        router = Router(RouterConfig.from_mapping(ollama_base_url=ollama_server.url, local_backend="ollama",
+                                                  local_threshold=80, monthly_budget_usd=2.5))
+        router.chat([{"role": "user", "content": "hello"}])
+        router.embed(["x"])
+        router.embed(["x"])
+    finally:
+        mem0_routed.remove_hook(hook)
+    text = generate_latest(registry).decode()
+    assert 'mem0_routed_local_share_ratio{ledger="memory"} 1.0' in text
+    assert 'mem0_routed_local_share_target_ratio{ledger="memory"} 0.8' in text
+    assert 'mem0_routed_month_budget_usd{ledger="memory"} 2.5' in text
+    assert 'mem0_routed_num_ctx_tokens{model="mistral:7b"}' in text
+    assert "mem0_routed_embedding_cache_hits_total 1.0" in text
+    assert f'mem0_routed_breaker_state{{backend="ollama@{ollama_server.url}"}} 0.0' in text
+

@@ -220,11 +220,12 @@ def test_import_then_from_config_in_a_fresh_process(tmp_path: Path) -> None:
 
 
 def test_without_registration_mem0_rejects_routed(tmp_path: Path) -> None:
-    """Documents the rule "import mem0_routed before Memory.from_config": mem0 has no plugin hook."""
+    """Without the autoload hook (opted out, or a checkout on PYTHONPATH), mem0 alone rejects "routed":
+    the reason for the rule "import mem0_routed before Memory.from_config" in that case."""
     script = (
         "from mem0.configs.base import MemoryConfig\nMemoryConfig(llm={'provider': 'routed', 'config': {}})\n"
     )
-    env = {**os.environ, "MEM0_TELEMETRY": "False", "MEM0_DIR": str(tmp_path)}
+    env = {**os.environ, "MEM0_TELEMETRY": "False", "MEM0_DIR": str(tmp_path), "MEM0_ROUTED_AUTOLOAD": "0"}
     proc = subprocess.run(
         [sys.executable, "-c", script],
         check=False,
