@@ -1,18 +1,27 @@
 """The SQLite ledger: a file in the user's data directory, safe with several processes on one host.
 
-WAL mode and one connection per thread; a reservation is checked and inserted inside
-``BEGIN IMMEDIATE``, so concurrent processes serialise on the check (see ``_ledger`` for why
-reservations exist). Reservations live in their own table and expire.
+WAL mode; a reservation is checked and inserted inside ``BEGIN IMMEDIATE``, so concurrent processes
+serialise on the check (see ``_ledger`` for why reservations exist). Reservations live in their own
+table and expire.
+
+Connections come from a small pool, not one per thread: a thread-per-request server or
+``asyncio.run`` per call (a fresh worker thread each time) kept one open file per thread until
+``close()``, and ran out of file descriptors. Every write checks that the path still names the
+file the ledger has open (``_sqlite_file``): a deleted or replaced ledger is recreated with its
+records, loudly, instead of writing on into an unlinked file the next process never sees.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import _ledger
@@ -24,16 +33,19 @@ from ._ledger import (
     check_reservation,
     new_reservation_id,
 )
-from ._usage import Refusal, Reservation, ShareCounts, UsageRecord
+from ._sqlite_file import FileId, file_id, recover_file
+from ._usage import Refusal, Reservation, ShareCounts, UsageRecord, validate_record
 
 __all__ = ["SQLiteLedger"]
 
+log = logging.getLogger("mem0_routed")
 
 _COLUMNS = (
     "ts", "call_kind", "query_type", "model", "backend", "is_local", "tokens_in", "tokens_out",
     "cost_usd", "latency_s", "outcome", "escalations", "fallback", "error", "external_check",
     "host", "prompt", "response",
 )  # fmt: skip
+_INSERT = f"INSERT INTO usage ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -52,13 +64,27 @@ CREATE TABLE IF NOT EXISTS reservations (
 CREATE INDEX IF NOT EXISTS reservations_expires ON reservations (expires);
 PRAGMA user_version = 1;
 """
+#: Idle connections kept open; more concurrent callers open extra ones and close them afterwards.
+POOL_IDLE = 4
+#: Records whose write failed, kept in memory and written before the next record (never dropped silently).
+MAX_UNWRITTEN = 10_000
+
+
+class _Conn:
+    """A pooled connection and the file (device, inode) it was opened on."""
+
+    __slots__ = ("db", "file", "gen", "pid")
+
+    def __init__(self, db: sqlite3.Connection, file: FileId | None, gen: int) -> None:
+        self.db, self.file, self.gen, self.pid = db, file, gen, os.getpid()
 
 
 class SQLiteLedger:
     """A SQLite file in WAL mode; safe for several processes and threads on one host.
 
-    One connection per thread; ``reserve_external`` checks and inserts inside ``BEGIN IMMEDIATE``
-    (the write lock), so concurrent callers are serialised by SQLite itself.
+    At most ``POOL_IDLE`` connections stay open whatever the number of threads; ``reserve_external``
+    checks and inserts inside ``BEGIN IMMEDIATE`` (the write lock), so concurrent callers are
+    serialised by SQLite itself.
     """
 
     def __init__(
@@ -86,56 +112,145 @@ class SQLiteLedger:
         self.url = f"sqlite:///{str(self.path).lstrip('/')}"
         self._ttl = reservation_ttl_s
         self._busy_s = busy_timeout_s
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
-        self._conns_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._recover_lock = threading.Lock()
+        self._idle: list[_Conn] = []
+        self._orphans: list[_Conn] = []  # a forked parent's connections: never closed by the child
+        self._pid = os.getpid()
+        self._gen = 0  # bumped when the file is recreated: older connections are retired
         self._closed = False
-        with self._tx(immediate=True) as db:  # schema once, under the write lock
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
+        self._unwritten: deque[UsageRecord] = deque()
+        # held open for the ledger's life and used only to rescue the records if the file vanishes
+        self._anchor: _Conn | None = self._connect()
+        self._file = self._anchor.file
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({str(self.path)!r})"
 
     # -- connections -----------------------------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
+    def _connect(self) -> _Conn:
+        try:
+            db = sqlite3.connect(self.path, timeout=self._busy_s, isolation_level=None, check_same_thread=False)
+            try:
+                db.execute(f"PRAGMA busy_timeout = {int(self._busy_s * 1000)}")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")
+                if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'reservations'").fetchone():
+                    db.execute("BEGIN IMMEDIATE")  # schema once, under the write lock
+                    for stmt in _SCHEMA.split(";"):
+                        if stmt.strip():
+                            db.execute(stmt)
+                    db.execute("COMMIT")
+            except BaseException:
+                db.close()
+                raise
+        except sqlite3.Error as exc:
+            raise ConfigError(
+                f"cannot open the ledger file {str(self.path)!r}: {exc}. Pick a writable path, or move a "
+                "damaged file aside (the next run starts a new ledger).",
+                key="ledger",
+            ) from exc
+        return _Conn(db, file_id(self.path), self._gen)
+
+    def _checkout(self) -> _Conn:
         if self._closed:
             raise RuntimeError(f"{self!r} is closed; open a new ledger with open_ledger()")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():  # new thread or forked
-            import sqlite3  # here, not at module level: `import mem0_routed` stays cheap
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's connections are not ours to use
+                self._orphans.extend(self._idle)
+                self._idle, self._pid = [], os.getpid()
+            while self._idle:
+                conn = self._idle.pop()
+                if conn.gen == self._gen:
+                    return conn
+                conn.db.close()
+        return self._connect()
 
+    def _checkin(self, conn: _Conn, *, healthy: bool) -> None:
+        if healthy and not self._closed and conn.gen == self._gen:
+            with self._lock:
+                if len(self._idle) < POOL_IDLE and self._pid == os.getpid():
+                    self._idle.append(conn)
+                    return
+        with contextlib.suppress(Exception):
+            conn.db.close()
+
+    @contextlib.contextmanager
+    def _tx(self, *, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+        """``with`` block: a pooled connection, BEGIN [IMMEDIATE] ... COMMIT, ROLLBACK on error.
+        A write first makes sure the path still names the ledger's file."""
+        if immediate:
+            self._check_file()
+        conn = self._checkout()
+        healthy = False
+        try:
+            db = conn.db
+            db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
             try:
-                conn = sqlite3.connect(
-                    self.path, timeout=self._busy_s, isolation_level=None, check_same_thread=False
-                )
-            except sqlite3.Error as exc:
-                raise ConfigError(
-                    f"cannot open the ledger file {str(self.path)!r}: {exc}. Pick a writable path.",
-                    key="ledger",
-                ) from exc
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_s * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            self._local.conn, self._local.pid = conn, os.getpid()
-            with self._conns_lock:
-                self._conns.append(conn)
-        return conn
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                healthy = True
+                raise
+            db.execute("COMMIT")
+            healthy = True
+        finally:
+            self._checkin(conn, healthy=healthy)
 
-    def _tx(self, *, immediate: bool = False) -> _Transaction:
-        return _Transaction(self._conn(), immediate)
+    def _check_file(self) -> None:
+        """Deleted or replaced under us: copy our records into a new file at the path, loudly."""
+        if file_id(self.path) == self._file:
+            return
+        with self._recover_lock:
+            if file_id(self.path) == self._file:
+                return
+            old, self._anchor = self._anchor, None
+            if old is not None and old.pid != os.getpid():  # a forked parent's: not ours to use
+                self._orphans.append(old)
+                old = None
+            try:
+                self._file = recover_file(self.path, old.db if old is not None else None, self._schema)
+            finally:
+                if old is not None:
+                    old.db.close()
+            self._anchor = self._connect()
+            with self._lock:
+                self._gen += 1
+                stale, self._idle = self._idle, []
+            for conn in stale:
+                conn.db.close()
+
+    @staticmethod
+    def _schema(db: sqlite3.Connection) -> None:
+        for stmt in _SCHEMA.split(";"):
+            if stmt.strip():
+                db.execute(stmt)
 
     # -- Ledger ----------------------------------------------------------------------------------
     def record(self, record: UsageRecord, *, reservation: Reservation | None = None) -> None:
-        row = [getattr(record, c) for c in _COLUMNS]
-        row[_COLUMNS.index("escalations")] = json.dumps(list(record.escalations))
-        with self._tx(immediate=True) as db:
-            db.execute(
-                f"INSERT INTO usage ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", row
-            )
-            if reservation is not None:
-                db.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
+        """Append ``record`` (and any earlier ones whose write failed). On failure the record is kept
+        in memory for the next write and the error is raised: a record is never dropped silently."""
+        validate_record(record)
+        with self._lock:
+            backlog = list(self._unwritten)
+            self._unwritten.clear()
+        try:
+            with self._tx(immediate=True) as db:
+                db.executemany(_INSERT, [_row(r) for r in (*backlog, record)])
+                if reservation is not None:
+                    db.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
+        except Exception:
+            with self._lock:
+                held = [*backlog, record, *self._unwritten]
+                dropped = max(0, len(held) - MAX_UNWRITTEN)
+                self._unwritten.clear()
+                self._unwritten.extend(held[dropped:])
+            log.error("mem0-routed: ledger %s: a usage record could not be written; %d record(s) held in "
+                      "memory and retried on the next write%s", self.url, len(held) - dropped,
+                      f", {dropped} oldest DROPPED" if dropped else "")
+            raise
+        if backlog:
+            log.warning("mem0-routed: ledger %s: %d held record(s) written", self.url, len(backlog))
 
     def reserve_external(
         self,
@@ -215,29 +330,30 @@ class SQLiteLedger:
         return [_row_to_record(r if limit is None else r[1:]) for r in rows]
 
     def close(self) -> None:
-        """Close every thread's connection; the file stays for the next run."""
+        """Close the idle connections (busy ones close when their call ends); the file stays."""
         self._closed = True
-        with self._conns_lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            with contextlib.suppress(Exception):  # best effort: another thread may be mid-query
-                conn.close()
+        with self._lock:
+            idle, self._idle = self._idle, []
+            if self._anchor is not None and self._anchor.pid == os.getpid():
+                idle.append(self._anchor)
+            self._anchor = None
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                conn.db.close()
+        if self._unwritten:
+            log.error("mem0-routed: ledger %s closed with %d usage record(s) that could not be written",
+                      self.url, len(self._unwritten))
+
+    @property
+    def unwritten(self) -> int:
+        """Records whose write failed and that wait for the next write."""
+        return len(self._unwritten)
 
 
-class _Transaction:
-    """``with`` block: BEGIN [IMMEDIATE] ... COMMIT, ROLLBACK on error (autocommit connection)."""
-
-    __slots__ = ("_db", "_immediate")
-
-    def __init__(self, db: sqlite3.Connection, immediate: bool) -> None:
-        self._db, self._immediate = db, immediate
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._db.execute("BEGIN IMMEDIATE" if self._immediate else "BEGIN")
-        return self._db
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+def _row(record: UsageRecord) -> list[object]:
+    row = [getattr(record, c) for c in _COLUMNS]
+    row[_COLUMNS.index("escalations")] = json.dumps(list(record.escalations))
+    return row
 
 
 def _row_to_record(row: tuple[object, ...]) -> UsageRecord:

@@ -15,6 +15,7 @@ import pytest
 
 from mem0_routed._errors import ConfigError
 from mem0_routed._ledger import MemoryLedger, SQLiteLedger, default_ledger_path, open_ledger
+from mem0_routed._ledger_sqlite import POOL_IDLE
 from mem0_routed._usage import Ledger, Refusal, Reservation, UsageRecord, utc_month_start
 
 MakeLedger = Callable[..., Ledger]
@@ -292,22 +293,52 @@ def test_sqlite_survives_restart_and_uses_wal(tmp_path: Path) -> None:
         second.close()
 
 
-def test_sqlite_close_closes_every_threads_connection(tmp_path: Path) -> None:
-    ledger = SQLiteLedger(tmp_path / "l.sqlite3")
-    t = threading.Thread(target=lambda: ledger.record(rec(1.0)))
-    t.start()
-    t.join(timeout=JOIN_S)
-    ledger.record(rec(2.0))
-    conns = list(ledger._conns)
-    assert len(conns) >= 2
-    ledger.close()
-    import sqlite3
+def _open_files(prefix: Path) -> int:
+    """File descriptors of this process open on ``prefix`` (the database, its -wal and -shm)."""
+    import os
 
-    for conn in conns:
-        with pytest.raises(sqlite3.ProgrammingError):
-            conn.execute("SELECT 1")
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}").startswith(str(prefix))
+        except OSError:
+            pass
+    return n
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_sqlite_close_releases_every_file(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path)
+    threads = [threading.Thread(target=lambda: ledger.record(rec(1.0))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=JOIN_S)
+    ledger.record(rec(2.0))
+    assert _open_files(path) > 0
+    ledger.close()
+    assert _open_files(path) == 0
     with pytest.raises(RuntimeError, match="closed"):
         ledger.counts()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_sqlite_open_files_do_not_grow_with_threads(tmp_path: Path) -> None:
+    """Each new thread used to keep its own connection (3 fds) until close(): 200 threads, 600 fds."""
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.record(rec(0.5))
+        for i in range(200):
+            t = threading.Thread(target=lambda: (ledger.record(rec(1.0 + i)), ledger.counts()))
+            t.start()
+            t.join(timeout=JOIN_S)
+        # the pool keeps a few idle connections (+ the anchor), each with the db, -wal and -shm
+        assert _open_files(path) <= 3 * (POOL_IDLE + 1)
+        assert len(ledger.records()) == 201
+    finally:
+        ledger.close()
 
 
 def test_sqlite_rejects_memory_path() -> None:

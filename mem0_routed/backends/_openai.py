@@ -8,12 +8,11 @@ OpenAI's own exception is not chained (its message would carry the echo).
 
 from __future__ import annotations
 
-import asyncio
 import json
+import logging
 import re
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,8 +26,11 @@ from .._errors import (
     RateLimited,
     ServerError,
 )
+from .._classify import estimate_tokens
+from .._requests import estimate_messages
 from .._types import BackendKind
 from ._base import ChatRequest, ChatResult, Health
+from ._loops import LoopClients
 
 if TYPE_CHECKING:
     import openai
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
 __all__ = ["OpenAIBackend", "scrub_secrets"]
 
 T = TypeVar("T")
+log = logging.getLogger("mem0_routed")
+#: No single call bills more tokens than this (the largest windows are ~1M tokens).
+_MAX_TOKENS = 4_000_000
 
 SET_KEY = "set OPENAI_API_KEY"
 NOT_CONFIGURED = "OpenAI not configured: set OPENAI_API_KEY"
@@ -121,10 +126,9 @@ class OpenAIBackend:
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self._lock = threading.Lock()
+        self._warned_usage = False
         self._client: openai.OpenAI | None = None
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._aclients: LoopClients[openai.AsyncOpenAI] = LoopClients(self._new_async, _aclose)
 
     @property
     def configured(self) -> bool:
@@ -162,17 +166,14 @@ class OpenAIBackend:
         return self._client
 
     def _async(self, model: str) -> openai.AsyncOpenAI:
-        """The AsyncOpenAI of the running loop: async connection pools cannot cross event loops."""
+        """The AsyncOpenAI of the running loop (async pools cannot cross loops), closed with it."""
         self._require_key(model)
+        return self._aclients.get()
+
+    def _new_async(self) -> openai.AsyncOpenAI:
         import openai
 
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            client = self._aclients.get(loop)
-            if client is None:
-                client = openai.AsyncOpenAI(**self._client_kwargs())
-                self._aclients[loop] = client
-        return client
+        return openai.AsyncOpenAI(**self._client_kwargs())
 
     def _require_key(self, model: str) -> None:
         if self._key is None:
@@ -186,13 +187,12 @@ class OpenAIBackend:
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
-            self._aclients = weakref.WeakKeyDictionary()
+        self._aclients.clear()
         if client is not None:
             client.close()
 
     async def aclose(self) -> None:
-        with self._lock:
-            client = self._aclients.pop(asyncio.get_running_loop(), None)
+        client = self._aclients.pop_running()
         if client is not None:
             await client.close()
         self.close()
@@ -296,18 +296,50 @@ class OpenAIBackend:
                 for c in choice.message.tool_calls
                 if getattr(c, "function", None) is not None
             ]
-        usage = resp.usage
+        text = choice.message.content or ""
+        tokens_in, tokens_out = self._usage(resp, request, text, calls)
         return ChatResult(
-            text=choice.message.content or "",
+            text=text,
             model=resp.model or request.model,
             backend="openai",
             host=self.base_url or "https://api.openai.com/v1",
-            tokens_in=usage.prompt_tokens if usage else None,
-            tokens_out=usage.completion_tokens if usage else None,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
             done_reason=choice.finish_reason,
             tool_calls=calls,
             latency_s=time.perf_counter() - t0,
         )
+
+    def _usage(
+        self, resp: Any, request: ChatRequest, text: str, calls: list[dict[str, Any]] | None
+    ) -> tuple[int, int]:
+        """Token counts to bill, never ``None``: the cost (and so the budget) is computed from them.
+
+        An OpenAI-compatible server may omit ``usage`` or send nonsense; billing that as $0 lets every
+        call through the budget. Our own count replaces a missing, negative, non-integer, implausibly
+        large, or implausibly small (under a quarter of our count) figure, with one warning per server.
+        """
+        own_in = estimate_messages(request.messages)
+        own_out = estimate_tokens(text + (json.dumps(calls) if calls else ""))
+        usage = getattr(resp, "usage", None)
+        # images are not in our count: room for a few thousand of their tokens above four times ours
+        got_in = _plausible(getattr(usage, "prompt_tokens", None), own_in, min(own_in * 4 + 8192, _MAX_TOKENS))
+        cap_out = max(request.max_tokens or 0, own_out) * 4 + 64
+        got_out = _plausible(getattr(usage, "completion_tokens", None), own_out, min(cap_out, _MAX_TOKENS))
+        if got_in is None or got_out is None:
+            raw = "missing" if usage is None else (
+                f"prompt_tokens={getattr(usage, 'prompt_tokens', None)!r}, "
+                f"completion_tokens={getattr(usage, 'completion_tokens', None)!r}"
+            )
+            with self._lock:
+                first = not self._warned_usage
+                self._warned_usage = True
+            (log.warning if first else log.debug)(
+                "mem0-routed: %s sent no usable token usage (%s, model %s); the call is billed at our own "
+                "count (%d in, %d out) so the budget still holds",
+                self.name, raw[:120], request.model, own_in, own_out,
+            )  # fmt: skip
+        return (own_in if got_in is None else got_in), (own_out if got_out is None else got_out)
 
     def chat(self, request: ChatRequest) -> ChatResult:
         params = self._chat_params(request)
@@ -385,6 +417,19 @@ class OpenAIBackend:
                 self.name, "openai", reachable=False, error=error, latency_s=time.perf_counter() - t0
             )
         return Health(self.name, "openai", reachable=True, models=models, latency_s=time.perf_counter() - t0)
+
+
+async def _aclose(client: openai.AsyncOpenAI) -> None:
+    await client.close()
+
+
+def _plausible(value: object, own: int, cap: int) -> int | None:
+    """``value`` when it can be a real token count near ``own`` (our estimate); else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    if value < 0 or value > cap or value < own // 4:
+        return None
+    return value
 
 
 def _retry_after(headers: Any) -> float | None:
