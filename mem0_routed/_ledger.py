@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from ._config import mask_url
 from ._errors import ConfigError
-from ._usage import Ledger, Refusal, Reservation, ShareCounts, UsageRecord
+from ._usage import Ledger, Refusal, Reservation, ShareCounts, UsageRecord, validate_record
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -130,6 +130,7 @@ class MemoryLedger:
         return [o.reservation for o in self._open.values()]
 
     def record(self, record: UsageRecord, *, reservation: Reservation | None = None) -> None:
+        validate_record(record)
         with self._lock:
             self._records.append(record)
             if reservation is not None:

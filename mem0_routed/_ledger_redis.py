@@ -27,7 +27,7 @@ from ._ledger import (
     mask_url,
     new_reservation_id,
 )
-from ._usage import Refusal, Reservation, ShareCounts, UsageRecord
+from ._usage import Refusal, Reservation, ShareCounts, UsageRecord, validate_record
 
 if TYPE_CHECKING:
     import redis
@@ -148,6 +148,7 @@ class RedisLedger:
         return f"RedisLedger({self.url!r}, prefix={self.prefix!r})"
 
     def record(self, record: UsageRecord, *, reservation: Reservation | None = None) -> None:
+        validate_record(record)
         k = self._k
         self._record(
             keys=[k["seq"], k["records"], k["calls"], k["ext"], k["cost"], k["totals"], k["resv"]],

@@ -123,6 +123,7 @@ class SQLiteLedger:
         # held open for the ledger's life and used only to rescue the records if the file vanishes
         self._anchor: _Conn | None = self._connect()
         self._file = self._anchor.file
+        self._wal = file_id(Path(f"{self.path}-wal"))
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({str(self.path)!r})"
@@ -209,11 +210,13 @@ class SQLiteLedger:
                 self._orphans.append(old)
                 old = None
             try:
-                self._file = recover_file(self.path, old.db if old is not None else None, self._schema)
+                self._file = recover_file(self.path, old.db if old is not None else None, self._schema,
+                                          self._wal)
             finally:
                 if old is not None:
                     old.db.close()
             self._anchor = self._connect()
+            self._wal = file_id(Path(f"{self.path}-wal"))
             with self._lock:
                 self._gen += 1
                 stale, self._idle = self._idle, []

@@ -52,10 +52,15 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def recover_file(
-    path: Path, old: sqlite3.Connection | None, schema: Callable[[sqlite3.Connection], None]
+    path: Path,
+    old: sqlite3.Connection | None,
+    schema: Callable[[sqlite3.Connection], None],
+    old_wal: FileId | None = None,
 ) -> FileId | None:
     """Make ``path`` a ledger holding the records ``old`` (open on the vanished file) can still read.
 
+    ``old_wal`` is the id of the vanished file's ``-wal``: if that log is still at the path, it and
+    its ``-shm`` are unlinked before the new file is opened (``old`` keeps its own open handles).
     Returns the new file's id. Logs at ERROR level in every case: the user deleted or replaced a
     file that holds their spending history, and should know what we did about it.
     """
@@ -82,6 +87,9 @@ def recover_file(
                       "and the local share are counted from it: restore it from a backup if another "
                       "process wrote records this one never saw.", path, what)
         else:
+            if old_wal is not None and file_id(Path(f"{path}-wal")) == old_wal:
+                for suffix in ("-wal", "-shm"):  # ours, not the new file's: it must not read them
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
             merged = 0
             if old is not None:
                 db = sqlite3.connect(path, isolation_level=None)

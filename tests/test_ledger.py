@@ -389,3 +389,96 @@ def test_default_ledger_path_is_in_the_user_data_dir(monkeypatch: pytest.MonkeyP
     assert path.parent.name == "mem0-routed"
     assert str(path).startswith(str(tmp_path / "xdg"))
     assert not path.exists()  # only opening the ledger creates it
+
+
+# --- records are never lost silently ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field,value", [("tokens_in", -5), ("tokens_out", -1), ("cost_usd", -0.01),
+                                         ("cost_usd", math.nan), ("cost_usd", math.inf), ("latency_s", -1.0)])
+def test_impossible_records_are_refused(field: str, value: float) -> None:
+    """A negative cost would lower the spend the budget is checked against."""
+    good = rec(1.0).to_dict()
+    with pytest.raises(ValueError, match=field):
+        UsageRecord(**{**good, field: value})
+
+
+def test_sqlite_failed_write_is_held_and_written_next_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path, busy_timeout_s=0.05)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock for too long
+        with caplog.at_level("ERROR", logger="mem0_routed"), pytest.raises(sqlite3.OperationalError):
+            ledger.record(rec(1.0, local=False, cost=0.5))
+        assert "1 record(s) held" in caplog.text and ledger.unwritten == 1
+        blocker.execute("ROLLBACK")
+        ledger.record(rec(2.0))
+        assert [r.ts for r in ledger.records()] == [1.0, 2.0] and ledger.unwritten == 0
+        assert ledger.spent_usd() == pytest.approx(0.5)
+    finally:
+        blocker.close()
+        ledger.close()
+
+
+@pytest.mark.parametrize("also_wal", [False, True], ids=["db", "db+wal+shm"])
+def test_sqlite_deleted_file_is_recreated_with_its_records(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, also_wal: bool
+) -> None:
+    """Deleting the ledger used to send every later record to the unlinked inode, silently: the next
+    process started from $0 and the month's budget with it."""
+    import os
+
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path)
+    try:
+        for i in range(3):
+            ledger.record(rec(1.0 + i, local=False, cost=0.25))
+        held = reserve(ledger, 0.1, budget=10.0)
+        assert isinstance(held, Reservation)
+        for suffix in ("", "-wal", "-shm") if also_wal else ("",):
+            os.remove(f"{path}{suffix}")
+        with caplog.at_level("ERROR", logger="mem0_routed"):
+            ledger.record(rec(5.0, local=False, cost=0.25))
+        assert "was deleted while in use" in caplog.text and str(path) in caplog.text
+        ledger.record(rec(6.0))
+        fresh = SQLiteLedger(path)  # what the next process sees
+        try:
+            assert [r.ts for r in fresh.records()] == [1.0, 2.0, 3.0, 5.0, 6.0]
+            assert fresh.spent_usd() == pytest.approx(1.0)
+            assert isinstance(reserve(fresh, 9.0, budget=10.0), Refusal)  # the reservation came along
+        finally:
+            fresh.close()
+    finally:
+        ledger.close()
+
+
+def test_sqlite_replaced_file_is_merged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A backup restored over the live file: switch to it and add the records it lacks."""
+    import os
+    import shutil
+
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.record(rec(1.0, local=False, cost=0.5))
+        backup = tmp_path / "backup.sqlite3"
+        with __import__("sqlite3").connect(path) as src, __import__("sqlite3").connect(backup) as dst:
+            src.backup(dst)
+        ledger.record(rec(2.0, local=False, cost=0.5))
+        os.remove(path)
+        shutil.copy(backup, path)
+        with caplog.at_level("ERROR", logger="mem0_routed"):
+            ledger.record(rec(3.0))
+        assert "replaced by another file" in caplog.text
+        fresh = SQLiteLedger(path)
+        try:
+            assert [r.ts for r in fresh.records()] == [1.0, 2.0, 3.0]
+        finally:
+            fresh.close()
+    finally:
+        ledger.close()
