@@ -66,6 +66,10 @@ PRAGMA user_version = 1;
 """
 #: Idle connections kept open; more concurrent callers open extra ones and close them afterwards.
 POOL_IDLE = 4
+#: Connections open at once, at most (a caller beyond waits for one, up to the busy timeout):
+#: SQLite serialises writers anyway, and this bounds the ledger's file descriptors for any
+#: number of threads.
+POOL_MAX = 8
 #: Records whose write failed, kept in memory and written before the next record (never dropped silently).
 MAX_UNWRITTEN = 10_000
 
@@ -82,7 +86,8 @@ class _Conn:
 class SQLiteLedger:
     """A SQLite file in WAL mode; safe for several processes and threads on one host.
 
-    At most ``POOL_IDLE`` connections stay open whatever the number of threads; ``reserve_external``
+    At most ``POOL_MAX`` connections are open (``POOL_IDLE`` when idle), whatever the number of
+    threads, plus one held to rescue the records if the file is deleted; ``reserve_external``
     checks and inserts inside ``BEGIN IMMEDIATE`` (the write lock), so concurrent callers are
     serialised by SQLite itself.
     """
@@ -117,6 +122,7 @@ class SQLiteLedger:
         self._idle: list[_Conn] = []
         self._orphans: list[_Conn] = []  # a forked parent's connections: never closed by the child
         self._pid = os.getpid()
+        self._slots = threading.BoundedSemaphore(POOL_MAX)
         self._gen = 0  # bumped when the file is recreated: older connections are retired
         self._closed = False
         self._unwritten: deque[UsageRecord] = deque()
@@ -160,21 +166,37 @@ class SQLiteLedger:
             if self._pid != os.getpid():  # forked: the parent's connections are not ours to use
                 self._orphans.extend(self._idle)
                 self._idle, self._pid = [], os.getpid()
-            while self._idle:
-                conn = self._idle.pop()
-                if conn.gen == self._gen:
-                    return conn
-                conn.db.close()
-        return self._connect()
+                self._slots = threading.BoundedSemaphore(POOL_MAX)
+            slots = self._slots
+        if not slots.acquire(timeout=self._busy_s):
+            raise sqlite3.OperationalError(
+                f"all {POOL_MAX} connections of the ledger {str(self.path)!r} stayed busy for {self._busy_s:g}s"
+            )
+        try:
+            with self._lock:
+                while self._idle:
+                    conn = self._idle.pop()
+                    if conn.gen == self._gen:
+                        return conn
+                    conn.db.close()
+            return self._connect()
+        except BaseException:
+            slots.release()
+            raise
 
     def _checkin(self, conn: _Conn, *, healthy: bool) -> None:
-        if healthy and not self._closed and conn.gen == self._gen:
-            with self._lock:
-                if len(self._idle) < POOL_IDLE and self._pid == os.getpid():
-                    self._idle.append(conn)
-                    return
-        with contextlib.suppress(Exception):
-            conn.db.close()
+        try:
+            if healthy and not self._closed and conn.gen == self._gen:
+                with self._lock:
+                    if len(self._idle) < POOL_IDLE and self._pid == os.getpid() == conn.pid:
+                        self._idle.append(conn)
+                        return
+            with contextlib.suppress(Exception):
+                conn.db.close()
+        finally:
+            if conn.pid == os.getpid():
+                with contextlib.suppress(ValueError):  # a semaphore renewed by a fork in between
+                    self._slots.release()
 
     @contextlib.contextmanager
     def _tx(self, *, immediate: bool = False) -> Iterator[sqlite3.Connection]:
