@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import MissingExtra
 from ._ledger import (
     EMBEDDING,
+    Backlog,
     RESERVATION_TTL_S,
     _validate_amount,
     check_reservation,
@@ -125,17 +126,25 @@ class RedisLedger:
         prefix: str = "mem0routed:",
         reservation_ttl_s: float = RESERVATION_TTL_S,
         client: redis.Redis | None = None,
-        socket_timeout_s: float = 10.0,
+        socket_timeout_s: float = 2.0,
     ) -> None:
         self.url = mask_url(url)  # shown in logs and reprs; the real URL stays in the client
         if "{" in prefix or "}" in prefix:
             raise ValueError(f"prefix {prefix!r} must not contain braces; they are added as a hash tag")
         self.prefix = prefix
         self._ttl = reservation_ttl_s
+        self._backlog = Backlog(self.url)
         if client is None:
-            client = _import_redis().Redis.from_url(
+            redis = _import_redis()
+            from redis.backoff import ExponentialBackoff
+            from redis.retry import Retry
+
+            # One quick retry: redis-py's default (3, backing off up to 10 s, each waiting the socket
+            # timeout) held every routed call for a minute when Redis froze. Each ledger step is now
+            # bounded by 2 x socket_timeout_s + 0.2 s; the router then carries on without the ledger.
+            client = redis.Redis.from_url(
                 url, decode_responses=True, socket_timeout=socket_timeout_s,
-                socket_connect_timeout=socket_timeout_s,
+                socket_connect_timeout=socket_timeout_s, retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
             )  # fmt: skip
         self._r = client
         k = {n: f"{{{prefix}}}{n}" for n in ("seq", "records", "calls", "ext", "cost", "totals", "resv")}
@@ -148,7 +157,24 @@ class RedisLedger:
         return f"RedisLedger({self.url!r}, prefix={self.prefix!r})"
 
     def record(self, record: UsageRecord, *, reservation: Reservation | None = None) -> None:
+        """Append ``record`` (after any held ones). If Redis fails, the unwritten records are held in
+        memory for the next write and the error is raised: never dropped silently."""
         validate_record(record)
+        pending = [*self._backlog.take(), record]
+        for i, r in enumerate(pending):
+            try:
+                self._write(r, reservation if r is record else None)
+            except Exception:
+                self._backlog.hold(pending[i:])
+                raise
+        self._backlog.written(len(pending) - 1)
+
+    @property
+    def unwritten(self) -> int:
+        """Records whose write failed and that wait for the next write."""
+        return len(self._backlog)
+
+    def _write(self, record: UsageRecord, reservation: Reservation | None) -> None:
         k = self._k
         self._record(
             keys=[k["seq"], k["records"], k["calls"], k["ext"], k["cost"], k["totals"], k["resv"]],
@@ -226,4 +252,5 @@ class RedisLedger:
         self._r.delete(*self._k.values())
 
     def close(self) -> None:
+        self._backlog.report_at_close()
         self._r.close()

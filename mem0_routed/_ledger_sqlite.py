@@ -20,7 +20,6 @@ import os
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from . import _ledger
 from ._errors import ConfigError
 from ._ledger import (
     EMBEDDING,
+    Backlog,
     RESERVATION_TTL_S,
     _validate_amount,
     check_reservation,
@@ -70,8 +70,6 @@ POOL_IDLE = 4
 #: SQLite serialises writers anyway, and this bounds the ledger's file descriptors for any
 #: number of threads.
 POOL_MAX = 8
-#: Records whose write failed, kept in memory and written before the next record (never dropped silently).
-MAX_UNWRITTEN = 10_000
 
 
 class _Conn:
@@ -125,7 +123,7 @@ class SQLiteLedger:
         self._slots = threading.BoundedSemaphore(POOL_MAX)
         self._gen = 0  # bumped when the file is recreated: older connections are retired
         self._closed = False
-        self._unwritten: deque[UsageRecord] = deque()
+        self._backlog = Backlog(self.url)
         # held open for the ledger's life and used only to rescue the records if the file vanishes
         self._anchor: _Conn | None = self._connect()
         self._file = self._anchor.file
@@ -256,26 +254,16 @@ class SQLiteLedger:
         """Append ``record`` (and any earlier ones whose write failed). On failure the record is kept
         in memory for the next write and the error is raised: a record is never dropped silently."""
         validate_record(record)
-        with self._lock:
-            backlog = list(self._unwritten)
-            self._unwritten.clear()
+        backlog = self._backlog.take()
         try:
             with self._tx(immediate=True) as db:
                 db.executemany(_INSERT, [_row(r) for r in (*backlog, record)])
                 if reservation is not None:
                     db.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
         except Exception:
-            with self._lock:
-                held = [*backlog, record, *self._unwritten]
-                dropped = max(0, len(held) - MAX_UNWRITTEN)
-                self._unwritten.clear()
-                self._unwritten.extend(held[dropped:])
-            log.error("mem0-routed: ledger %s: a usage record could not be written; %d record(s) held in "
-                      "memory and retried on the next write%s", self.url, len(held) - dropped,
-                      f", {dropped} oldest DROPPED" if dropped else "")
+            self._backlog.hold([*backlog, record])
             raise
-        if backlog:
-            log.warning("mem0-routed: ledger %s: %d held record(s) written", self.url, len(backlog))
+        self._backlog.written(len(backlog))
 
     def reserve_external(
         self,
@@ -365,14 +353,12 @@ class SQLiteLedger:
         for conn in idle:
             with contextlib.suppress(Exception):
                 conn.db.close()
-        if self._unwritten:
-            log.error("mem0-routed: ledger %s closed with %d usage record(s) that could not be written",
-                      self.url, len(self._unwritten))
+        self._backlog.report_at_close()
 
     @property
     def unwritten(self) -> int:
         """Records whose write failed and that wait for the next write."""
-        return len(self._unwritten)
+        return len(self._backlog)
 
 
 def _row(record: UsageRecord) -> list[object]:
