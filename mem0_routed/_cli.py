@@ -37,7 +37,7 @@ def _from_ledger(router: Any, read: Any) -> Any:
         if isinstance(exc, Mem0RoutedError):
             raise click.ClickException(str(exc)) from None
         url = getattr(router._ledger, "url", None) or mask_url(str(router.config.ledger or "sqlite"))
-        detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200].rstrip(". ")
         if url.lower().startswith(("redis://", "rediss://")):
             fix = "start Redis or correct the URL (--ledger or MEM0_ROUTED_LEDGER)"
         else:

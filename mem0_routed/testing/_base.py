@@ -291,7 +291,25 @@ class FakeServerBase:
         with self._lock:
             return [body for p, body in self.requests if p == path]
 
+    def _admin(self, path: str, body: Any) -> Reply:
+        """``POST /_admin/fault`` (``set_fault`` arguments as JSON), ``/_admin/clear``, ``/_admin/reset``:
+        faults for a server running in another process. Not logged as requests."""
+        try:
+            if path == "/_admin/fault" and isinstance(body, dict):
+                self.set_fault(**body)
+            elif path == "/_admin/clear":
+                self.clear_faults()
+            elif path == "/_admin/reset":
+                self.reset()
+            else:
+                return Reply(404, {"error": f"unknown admin path {path}"})
+        except (TypeError, ValueError) as exc:
+            return Reply(400, {"error": str(exc)})
+        return Reply(200, {"ok": True})
+
     def _serve(self, method: str, path: str, body: Any, headers: dict[str, str]) -> Reply | None:
+        if method == "POST" and path.startswith("/_admin/"):
+            return self._admin(path, body)
         with self._lock:
             self.requests.append((path, body))
             if self.log_path is not None:
