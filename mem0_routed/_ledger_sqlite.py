@@ -116,7 +116,8 @@ class SQLiteLedger:
         self._ttl = reservation_ttl_s
         self._busy_s = busy_timeout_s
         self._lock = threading.Lock()
-        self._recover_lock = threading.Lock()
+        self._recover_lock = threading.RLock()
+        self._file: FileId | None = None
         self._idle: list[_Conn] = []
         self._orphans: list[_Conn] = []  # a forked parent's connections: never closed by the child
         self._pid = os.getpid()
@@ -134,6 +135,8 @@ class SQLiteLedger:
 
     # -- connections -----------------------------------------------------------------------------
     def _connect(self) -> _Conn:
+        if self._file is not None:  # opening the path again: it must still be our file (or be rescued
+            self._check_file()      # first), else a new empty file would meet the old one's -wal
         try:
             db = sqlite3.connect(self.path, timeout=self._busy_s, isolation_level=None, check_same_thread=False)
             try:
@@ -225,16 +228,15 @@ class SQLiteLedger:
         with self._recover_lock:
             if file_id(self.path) == self._file:
                 return
-            old, self._anchor = self._anchor, None
+            old = self._anchor
             if old is not None and old.pid != os.getpid():  # a forked parent's: not ours to use
                 self._orphans.append(old)
-                old = None
-            try:
-                self._file = recover_file(self.path, old.db if old is not None else None, self._schema,
-                                          self._wal)
-            finally:
-                if old is not None:
-                    old.db.close()
+                old = self._anchor = None
+            # if this raises, the anchor stays open (with the records) for the next write to retry
+            self._file = recover_file(self.path, old.db if old is not None else None, self._schema, self._wal)
+            self._anchor = None
+            if old is not None:
+                old.db.close()
             self._anchor = self._connect()
             self._wal = file_id(Path(f"{self.path}-wal"))
             with self._lock:

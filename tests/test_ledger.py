@@ -482,3 +482,26 @@ def test_sqlite_replaced_file_is_merged(tmp_path: Path, caplog: pytest.LogCaptur
             fresh.close()
     finally:
         ledger.close()
+
+
+def test_sqlite_deleted_file_is_rescued_before_a_new_connection_opens_the_path(tmp_path: Path) -> None:
+    """A reader that needs a new connection must not create an empty file next to the old -wal."""
+    import os
+    import sqlite3
+
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.record(rec(1.0, local=False, cost=0.5))
+        os.remove(path)  # the -wal and -shm stay
+        with ledger._tx():  # holds the pooled connection, so the read below opens a new one
+            assert ledger.counts().total == 1
+        with sqlite3.connect(path) as raw:
+            assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        fresh = SQLiteLedger(path)
+        try:
+            assert [r.ts for r in fresh.records()] == [1.0] and fresh.spent_usd() == pytest.approx(0.5)
+        finally:
+            fresh.close()
+    finally:
+        ledger.close()
