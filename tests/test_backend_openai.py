@@ -344,3 +344,19 @@ async def test_async_missing_usage_is_counted(backend: OpenAIBackend, openai_ser
     openai_server.set_fault("omit_usage", times=1)
     result = await backend.achat(req("count me in, please, even without usage"))
     assert result.tokens_in and result.tokens_in > 0 and result.tokens_out and result.tokens_out > 0
+
+
+def test_each_loops_client_is_closed_when_asyncio_run_ends(backend: OpenAIBackend) -> None:
+    """``asyncio.run`` per call used to leave one AsyncOpenAI (and its sockets) behind per loop."""
+    seen: list[object] = []
+
+    async def once() -> None:
+        await backend.achat(req("loop test"))
+        client = backend._async(MODEL)
+        seen.append(client)
+        assert not client.is_closed()
+
+    for _ in range(5):
+        asyncio.run(once())
+    assert len(backend._aclients) == 0
+    assert len({id(c) for c in seen}) == 5 and all(c.is_closed() for c in seen)  # type: ignore[attr-defined]

@@ -376,3 +376,12 @@ def test_redis_frozen_then_stopped_calls_stay_local_and_records_are_kept(
     assert cli.returncode != 0 and "Traceback" not in cli.stderr and "s3cr3tpw" not in cli.stderr
     lines = cli.stderr.strip().splitlines()
     assert len(lines) == 1 and "127.0.0.1" in lines[0] and "start Redis" in lines[0], cli.stderr
+
+
+def test_trickle_fault_keeps_a_read_timeout_from_firing(ollama: ServerProcess) -> None:
+    """The trickle fault itself: each byte comes well within a 1 s read timeout, so only a deadline
+    for the whole call can bound it."""
+    ollama.admin("fault", mode="trickle", delay_s=0.05, paths=["/api/version"])
+    with urllib.request.urlopen(f"{ollama.url}/api/version", timeout=1.0) as resp:
+        body = json.loads(resp.read())
+    assert "version" in body
