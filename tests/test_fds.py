@@ -46,17 +46,18 @@ def test_fds_flat_and_every_record_kept(pattern: str) -> None:
     with environment() as env:
         run = PATTERNS[pattern]
         ledger = env.tmp / "ledger.sqlite3"
-        run(env, WARMUP, 0)
+        calls, warmup = CALLS, WARMUP
+        run(env, warmup, 0)
         warm = open_fds() - fds_on(ledger)
-        run(env, CALLS, WARMUP)
+        run(env, calls, warmup)
         middle = open_fds() - fds_on(ledger)
-        run(env, CALLS, WARMUP + CALLS)
+        run(env, calls, warmup + calls)
         end, on_ledger = open_fds() - fds_on(ledger), fds_on(ledger)
         records = env.router.ledger.records()
     # sockets, pipes and the rest do not grow; the ledger's own files are capped by its pool
     assert end <= warm + SLACK, f"{pattern}: fds other than the ledger's {warm} -> {middle} -> {end}"
     assert on_ledger <= LEDGER_FDS_MAX
-    assert len(records) == WARMUP + 2 * CALLS
+    assert len(records) == warmup + 2 * calls
     assert any(not r.is_local for r in records) and any(r.is_local for r in records)  # both backends used
 
 
@@ -65,7 +66,10 @@ def test_fds_flat_with_mem0_memory_in_threads(tmp_path: Path, monkeypatch: pytes
     import mem0.memory.main as mem0_main
     from mem0 import Memory
 
+    import mem0.memory.telemetry as mem0_telemetry
+
     monkeypatch.setattr(mem0_main, "MEM0_TELEMETRY", False)
+    monkeypatch.setattr(mem0_telemetry, "MEM0_TELEMETRY", False)
     monkeypatch.setenv("MEM0_DIR", str(tmp_path / "mem0"))
 
     from mem0_routed._registration import register

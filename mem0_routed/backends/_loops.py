@@ -18,9 +18,27 @@ import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["LoopClients"]
+__all__ = ["LoopClients", "shared_ssl_context"]
 
 C = TypeVar("C")
+_SSL: Any = None
+_SSL_LOCK = threading.Lock()
+
+
+def shared_ssl_context() -> Any:
+    """httpx's default TLS context, built once per process and shared by every client.
+
+    Each new httpx client loads the CA bundle again (~20-90 ms), which made every
+    ``asyncio.run(router.execute_query(...))`` pay it for a new per-loop client.
+    """
+    global _SSL
+    if _SSL is None:
+        import httpx
+
+        with _SSL_LOCK:
+            if _SSL is None:
+                _SSL = httpx.create_ssl_context()  # honours SSL_CERT_FILE / SSL_CERT_DIR, like httpx
+    return _SSL
 
 
 class LoopClients(Generic[C]):

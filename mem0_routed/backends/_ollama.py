@@ -28,7 +28,7 @@ from .._errors import (
 )
 from .._types import BackendKind
 from ._base import ChatRequest, ChatResult, Health, normalize_model_name
-from ._loops import LoopClients
+from ._loops import LoopClients, shared_ssl_context
 
 if TYPE_CHECKING:
     import httpx
@@ -156,7 +156,7 @@ class OllamaBackend:
     def _new_async(self) -> ollama.AsyncClient:
         import ollama
 
-        return ollama.AsyncClient(**self._client_kwargs(is_async=True))
+        return ollama.AsyncClient(**self._client_kwargs(is_async=True), verify=shared_ssl_context())
 
     def close(self) -> None:
         """Close the sync client; async clients are closed when their loops shut down."""

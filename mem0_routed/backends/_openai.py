@@ -30,7 +30,7 @@ from .._classify import estimate_tokens
 from .._requests import estimate_messages
 from .._types import BackendKind
 from ._base import ChatRequest, ChatResult, Health
-from ._loops import LoopClients
+from ._loops import LoopClients, shared_ssl_context
 
 if TYPE_CHECKING:
     import openai
@@ -173,7 +173,8 @@ class OpenAIBackend:
     def _new_async(self) -> openai.AsyncOpenAI:
         import openai
 
-        return openai.AsyncOpenAI(**self._client_kwargs())
+        http = openai.DefaultAsyncHttpxClient(verify=shared_ssl_context())
+        return openai.AsyncOpenAI(**self._client_kwargs(), http_client=http)
 
     def _require_key(self, model: str) -> None:
         if self._key is None:
