@@ -122,3 +122,25 @@ def test_fds_flat_with_mem0_memory_in_threads(tmp_path: Path, monkeypatch: pytes
         check.close()
 
 
+
+
+def test_no_record_lost_under_ulimit_256() -> None:
+    """The reported symptom: with ``ulimit -n 256``, records were lost after ~125 ``asyncio.run`` calls
+    ("Too many open files"). 400 calls in a process limited to 256 descriptors must keep all 400."""
+    import subprocess
+
+    code = """
+import asyncio, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+from benchmarks.bench_fds import environment
+with environment() as env:
+    for i in range(400):
+        asyncio.run(env.router.execute_query(env.text(i)))
+    print(len(env.router.ledger.records()))
+"""
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=root,
+                         env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "400"
+    assert "Too many open files" not in run.stderr and "could not write" not in run.stderr
