@@ -43,6 +43,11 @@ async def _aclose(client: ollama.AsyncClient) -> None:
     await client.close()  # type: ignore[no-untyped-call]
 
 
+def _count(value: object) -> int | None:
+    """A token count as reported, or ``None`` when it cannot be one (a usage record refuses negatives)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 @dataclass(slots=True)
 class _Call:
     """Per-call state shared with the httpx hooks: the timeout override, the Retry-After seen."""
@@ -264,8 +269,8 @@ class OllamaBackend:
             model=resp.model or request.model,
             backend="ollama",
             host=self.base_url,
-            tokens_in=resp.prompt_eval_count,
-            tokens_out=resp.eval_count,
+            tokens_in=_count(resp.prompt_eval_count),
+            tokens_out=_count(resp.eval_count),
             done_reason=resp.done_reason,
             tool_calls=calls,
             latency_s=time.perf_counter() - t0,
