@@ -224,6 +224,23 @@ def test_killed_ollama_mid_run_every_call_answered_and_recorded(openai: ServerPr
     assert router.ledger.spent_usd() == pytest.approx(sum(r.cost_usd for r in external))
 
 
+def test_killed_openai_mid_run_falls_back_local_and_releases_its_reservations(
+    ollama: ServerProcess, tmp_path: Path
+) -> None:
+    with server_process("openai", tmp_path / "own-openai.jsonl") as own:
+        router = make_router(ollama.url, own, str(tmp_path / "l.sqlite3"), local_threshold=0,
+                             monthly_budget_usd=1.0)  # fmt: skip
+        answers = [ask(router, COMPLEX) for _ in range(3)]
+        own.kill()
+        answers += [ask(router, COMPLEX) for _ in range(3)]
+    assert [a["is_local"] for a in answers] == [False] * 3 + [True] * 3  # type: ignore[index]
+    records = router.ledger.records()
+    assert len(records) == 6
+    spent = sum(r.cost_usd for r in records[:3])
+    assert spent > 0 and router.ledger.spent_usd() == pytest.approx(spent)
+    assert router.ledger.counts().total == 6  # no reservation left open by the failed sends
+
+
 def test_share_threshold_holds_with_concurrency_and_a_frozen_openai(
     ollama: ServerProcess, openai: ServerProcess, tmp_path: Path
 ) -> None:
