@@ -26,10 +26,9 @@ from .._errors import (
     RateLimited,
     ServerError,
 )
-from .._classify import estimate_tokens
-from .._requests import estimate_messages
 from .._types import BackendKind
 from ._base import ChatRequest, ChatResult, Health
+from ._billing import billable_tokens
 from ._loops import LoopClients, shared_ssl_context
 
 if TYPE_CHECKING:
@@ -40,8 +39,6 @@ __all__ = ["OpenAIBackend", "scrub_secrets"]
 
 T = TypeVar("T")
 log = logging.getLogger("mem0_routed")
-#: No single call bills more tokens than this (the largest windows are ~1M tokens).
-_MAX_TOKENS = 4_000_000
 
 SET_KEY = "set OPENAI_API_KEY"
 NOT_CONFIGURED = "OpenAI not configured: set OPENAI_API_KEY"
@@ -314,33 +311,18 @@ class OpenAIBackend:
     def _usage(
         self, resp: Any, request: ChatRequest, text: str, calls: list[dict[str, Any]] | None
     ) -> tuple[int, int]:
-        """Token counts to bill, never ``None``: the cost (and so the budget) is computed from them.
-
-        An OpenAI-compatible server may omit ``usage`` or send nonsense; billing that as $0 lets every
-        call through the budget. Our own count replaces a missing, negative, non-integer, implausibly
-        large, or implausibly small (under a quarter of our count) figure, with one warning per server.
-        """
-        own_in = estimate_messages(request.messages)
-        own_out = estimate_tokens(text + (json.dumps(calls) if calls else ""))
-        usage = getattr(resp, "usage", None)
-        # images are not in our count: room for a few thousand of their tokens above four times ours
-        got_in = _plausible(getattr(usage, "prompt_tokens", None), own_in, min(own_in * 4 + 8192, _MAX_TOKENS))
-        cap_out = max(request.max_tokens or 0, own_out) * 4 + 64
-        got_out = _plausible(getattr(usage, "completion_tokens", None), own_out, min(cap_out, _MAX_TOKENS))
-        if got_in is None or got_out is None:
-            raw = "missing" if usage is None else (
-                f"prompt_tokens={getattr(usage, 'prompt_tokens', None)!r}, "
-                f"completion_tokens={getattr(usage, 'completion_tokens', None)!r}"
-            )
+        """Token counts to bill (never ``None``, never a server's nonsense: see ``_billing``)."""
+        tokens_in, tokens_out, problem = billable_tokens(getattr(resp, "usage", None), request, text, calls)
+        if problem is not None:
             with self._lock:
                 first = not self._warned_usage
                 self._warned_usage = True
             (log.warning if first else log.debug)(
                 "mem0-routed: %s sent no usable token usage (%s, model %s); the call is billed at our own "
                 "count (%d in, %d out) so the budget still holds",
-                self.name, raw[:120], request.model, own_in, own_out,
+                self.name, problem, request.model, tokens_in, tokens_out,
             )  # fmt: skip
-        return (own_in if got_in is None else got_in), (own_out if got_out is None else got_out)
+        return tokens_in, tokens_out
 
     def chat(self, request: ChatRequest) -> ChatResult:
         params = self._chat_params(request)
@@ -422,15 +404,6 @@ class OpenAIBackend:
 
 async def _aclose(client: openai.AsyncOpenAI) -> None:
     await client.close()
-
-
-def _plausible(value: object, own: int, cap: int) -> int | None:
-    """``value`` when it can be a real token count near ``own`` (our estimate); else ``None``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    if value < 0 or value > cap or value < own // 4:
-        return None
-    return value
 
 
 def _retry_after(headers: Any) -> float | None:
