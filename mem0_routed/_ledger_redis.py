@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from ._errors import MissingExtra
 from ._ledger import (
     EMBEDDING,
-    Backlog,
     RESERVATION_TTL_S,
+    Backlog,
     _validate_amount,
     check_reservation,
     mask_url,

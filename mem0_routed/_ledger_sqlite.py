@@ -27,8 +27,8 @@ from . import _ledger
 from ._errors import ConfigError
 from ._ledger import (
     EMBEDDING,
-    Backlog,
     RESERVATION_TTL_S,
+    Backlog,
     _validate_amount,
     check_reservation,
     new_reservation_id,
