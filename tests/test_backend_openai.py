@@ -360,3 +360,20 @@ def test_each_loops_client_is_closed_when_asyncio_run_ends(backend: OpenAIBacken
         asyncio.run(once())
     assert len(backend._aclients) == 0
     assert len({id(c) for c in seen}) == 5 and all(c.is_closed() for c in seen)  # type: ignore[attr-defined]
+
+
+def test_client_of_a_loop_closed_by_hand_is_dropped(backend: OpenAIBackend) -> None:
+    """A loop closed without ``asyncio.run`` (no async-generator shutdown): its client is forgotten
+    at the next look-up instead of being kept for the backend's life."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(backend.achat(req("by hand")))
+    finally:
+        loop.close()
+
+    async def once() -> int:
+        await backend.achat(req("next loop"))
+        return len(backend._aclients)
+
+    assert asyncio.run(once()) == 1  # only the running loop's
+    assert len(backend._aclients) == 0
