@@ -164,11 +164,19 @@ class SQLiteLedger:
         if self._closed:
             raise RuntimeError(f"{self!r} is closed; open a new ledger with open_ledger()")
         with self._lock:
-            if self._pid != os.getpid():  # forked: the parent's connections are not ours to use
+            forked = self._pid != os.getpid()
+            if forked:  # the parent's connections are not ours to use (nor to close)
                 self._orphans.extend(self._idle)
                 self._idle, self._pid = [], os.getpid()
                 self._slots = threading.BoundedSemaphore(POOL_MAX)
             slots = self._slots
+        if forked:
+            with self._recover_lock:  # this process's own rescue connection
+                if self._anchor is not None and self._anchor.pid != os.getpid():
+                    self._orphans.append(self._anchor)
+                    self._anchor = None
+                if self._anchor is None:
+                    self._anchor = self._connect()
         if not slots.acquire(timeout=self._busy_s):
             raise sqlite3.OperationalError(
                 f"all {POOL_MAX} connections of the ledger {str(self.path)!r} stayed busy for {self._busy_s:g}s"

@@ -505,3 +505,37 @@ def test_sqlite_deleted_file_is_rescued_before_a_new_connection_opens_the_path(t
             fresh.close()
     finally:
         ledger.close()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_sqlite_ledger_used_after_fork_rescues_with_its_own_connection(tmp_path: Path) -> None:
+    """A forked child never uses the parent's connections, and can still rescue a deleted file."""
+    import os
+
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.record(rec(1.0, local=False, cost=0.25))
+        ledger.record(rec(2.0))
+        pid = os.fork()
+        if pid == 0:  # the child: exit status tells the parent what happened
+            ok = 1
+            try:
+                ledger.record(rec(3.0))
+                os.remove(path)
+                ledger.record(rec(4.0))
+                ok = 0
+            finally:
+                os._exit(ok)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        fresh = SQLiteLedger(path)
+        try:
+            assert [r.ts for r in fresh.records()] == [1.0, 2.0, 3.0, 4.0]
+            assert fresh.spent_usd() == pytest.approx(0.25)
+        finally:
+            fresh.close()
+        ledger.record(rec(5.0))  # the parent notices the new file and carries on in it
+        assert [r.ts for r in ledger.records()] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    finally:
+        ledger.close()
