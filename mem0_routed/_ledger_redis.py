@@ -16,6 +16,7 @@ The server clock (``TIME``) dates reservations so hosts with skewed clocks agree
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 from ._errors import MissingExtra
@@ -74,9 +75,11 @@ return {'ok', string.format('%.6f', now)}
 """
 )
 
-# KEYS: seq, records, calls, ext, cost, totals, resv
+# KEYS: seq, records, calls, ext, cost, totals, resv, rec:<write id>
 # ARGV: ts, json, counted(0/1), is_local(0/1), cost, reservation id|''
+# The write id makes a retried write count once: a write whose reply was lost (timeout) may have run.
 _RECORD = """
+if not redis.call('SET', KEYS[8], '1', 'NX', 'EX', 86400) then return false end
 local seq = string.format('%016d', redis.call('INCR', KEYS[1]))
 redis.call('ZADD', KEYS[2], ARGV[1], seq .. '|' .. ARGV[2])
 if ARGV[3] == '1' then
@@ -134,6 +137,8 @@ class RedisLedger:
         self.prefix = prefix
         self._ttl = reservation_ttl_s
         self._backlog = Backlog(self.url)
+        self._ids_lock = threading.Lock()
+        self._write_ids: dict[int, str] = {}  # id(record) -> its write id, while it waits to be written
         if client is None:
             redis = _import_redis()
             from redis.backoff import ExponentialBackoff
@@ -163,10 +168,14 @@ class RedisLedger:
         pending = [*self._backlog.take(), record]
         for i, r in enumerate(pending):
             try:
-                self._write(r, reservation if r is record else None)
+                with self._ids_lock:  # one id per record for all its attempts
+                    wid = self._write_ids.setdefault(id(r), new_reservation_id())
+                self._write(r, reservation if r is record else None, wid)
             except Exception:
                 self._backlog.hold(pending[i:])
                 raise
+            with self._ids_lock:
+                self._write_ids.pop(id(r), None)
         self._backlog.written(len(pending) - 1)
 
     @property
@@ -174,10 +183,11 @@ class RedisLedger:
         """Records whose write failed and that wait for the next write."""
         return len(self._backlog)
 
-    def _write(self, record: UsageRecord, reservation: Reservation | None) -> None:
+    def _write(self, record: UsageRecord, reservation: Reservation | None, write_id: str) -> None:
         k = self._k
         self._record(
-            keys=[k["seq"], k["records"], k["calls"], k["ext"], k["cost"], k["totals"], k["resv"]],
+            keys=[k["seq"], k["records"], k["calls"], k["ext"], k["cost"], k["totals"], k["resv"],
+                  f"{{{self.prefix}}}rec:{write_id}"],
             args=[
                 repr(float(record.ts)), json.dumps(record.to_dict(), separators=(",", ":")),
                 "0" if record.call_kind == EMBEDDING else "1", "1" if record.is_local else "0",
