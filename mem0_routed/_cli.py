@@ -83,6 +83,26 @@ def _router(ctx: click.Context) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
+def _from_ledger(router: Any, read: Any) -> Any:
+    """Read the ledger; a broken one (corrupt file, Redis down) is one line naming it and the fix."""
+    from ._config import mask_url
+
+    try:
+        return read()
+    except Exception as exc:  # noqa: BLE001 - any store error becomes one line, never a traceback
+        if isinstance(exc, Mem0RoutedError):
+            raise click.ClickException(str(exc)) from None
+        url = getattr(router._ledger, "url", None) or mask_url(str(router.config.ledger or "sqlite"))
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200].rstrip(". ")
+        if url.lower().startswith(("redis://", "rediss://")):
+            fix = "start Redis or correct the URL (--ledger or MEM0_ROUTED_LEDGER)"
+        else:
+            fix = "move the damaged file aside (a new, empty ledger is started) or restore it from a backup"
+        raise click.ClickException(
+            f"cannot read the usage ledger {url}: {type(exc).__name__}: {detail}. Fix: {fix}"
+        ) from None
+
+
 def _table(rows: list[tuple[str, str]], width: int = 26) -> None:
     for key, value in rows:
         click.echo(f"  {key:<{width}} {value}")
@@ -205,7 +225,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     costs microseconds, a ledger write more), so this command cannot show it: read
     ``router.get_metrics()["embedding_cache"]`` in that process."""
     router = _router(ctx)
-    metrics = router.get_metrics(source="ledger")
+    metrics = _from_ledger(router, lambda: router.get_metrics(source="ledger"))
     if as_json:
         click.echo(json.dumps(metrics, indent=2, default=str))
         return
@@ -240,7 +260,7 @@ def project(ctx: click.Context, queries: int, as_json: bool) -> None:
     from ._metrics import project_cost
 
     router = _router(ctx)
-    records = router.ledger.records(since=router._share_since())
+    records = _from_ledger(router, lambda: router.ledger.records(since=router._share_since()))
     result = project_cost(queries, records, external_model=router.config.fallback_model)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))

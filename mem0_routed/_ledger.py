@@ -14,6 +14,7 @@ better than it is. Their cost still counts towards the budget.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from ._config import mask_url
 from ._errors import ConfigError
-from ._usage import Ledger, Refusal, Reservation, ShareCounts, UsageRecord
+from ._usage import Ledger, Refusal, Reservation, ShareCounts, UsageRecord, validate_record
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -38,6 +39,7 @@ __all__ = [
     "open_ledger",
 ]
 
+log = logging.getLogger("mem0_routed")
 RESERVATION_TTL_S = 15 * 60.0
 EMBEDDING = "embedding"
 _EPS = 1e-9  # money compared in floats: 0.3 + 7 * 0.1 must still fit a 1.00 budget
@@ -97,6 +99,48 @@ def new_reservation_id() -> str:
     return os.urandom(16).hex()
 
 
+#: Records whose write failed, held in memory and written before the next record (oldest dropped
+#: beyond this, with an error in the log): a broken ledger never loses a record silently.
+MAX_UNWRITTEN = 10_000
+
+
+class Backlog:
+    """Usage records a store could not write yet. Thread-safe; every change is logged."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._lock = threading.Lock()
+        self._held: list[UsageRecord] = []
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def take(self) -> list[UsageRecord]:
+        """The held records, oldest first; the caller writes them or gives them back."""
+        with self._lock:
+            out, self._held = self._held, []
+        return out
+
+    def hold(self, records: list[UsageRecord]) -> None:
+        """Keep ``records`` (not written) for the next write, and say so loudly."""
+        with self._lock:
+            held = [*records, *self._held]
+            dropped = max(0, len(held) - MAX_UNWRITTEN)
+            self._held = held[dropped:]
+            n = len(self._held)
+        log.error("mem0-routed: ledger %s: usage record not written; %d record(s) held in memory and "
+                  "retried on the next write%s", self._url, n, f"; {dropped} oldest DROPPED" if dropped else "")
+
+    def written(self, n: int) -> None:
+        if n:
+            log.warning("mem0-routed: ledger %s: %d held usage record(s) written", self._url, n)
+
+    def report_at_close(self) -> None:
+        if self._held:
+            log.error("mem0-routed: ledger %s closed with %d usage record(s) never written",
+                      self._url, len(self._held))
+
+
 def _validate_amount(amount_usd: float) -> None:
     if not amount_usd >= 0:  # also catches NaN
         raise ValueError(f"amount_usd={amount_usd!r} must be a cost in US dollars, 0 or more")
@@ -130,6 +174,7 @@ class MemoryLedger:
         return [o.reservation for o in self._open.values()]
 
     def record(self, record: UsageRecord, *, reservation: Reservation | None = None) -> None:
+        validate_record(record)
         with self._lock:
             self._records.append(record)
             if reservation is not None:

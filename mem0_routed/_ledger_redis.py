@@ -16,18 +16,20 @@ The server clock (``TIME``) dates reservations so hosts with skewed clocks agree
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 from ._errors import MissingExtra
 from ._ledger import (
     EMBEDDING,
     RESERVATION_TTL_S,
+    Backlog,
     _validate_amount,
     check_reservation,
     mask_url,
     new_reservation_id,
 )
-from ._usage import Refusal, Reservation, ShareCounts, UsageRecord
+from ._usage import Refusal, Reservation, ShareCounts, UsageRecord, validate_record
 
 if TYPE_CHECKING:
     import redis
@@ -73,9 +75,11 @@ return {'ok', string.format('%.6f', now)}
 """
 )
 
-# KEYS: seq, records, calls, ext, cost, totals, resv
+# KEYS: seq, records, calls, ext, cost, totals, resv, rec:<write id>
 # ARGV: ts, json, counted(0/1), is_local(0/1), cost, reservation id|''
+# The write id makes a retried write count once: a write whose reply was lost (timeout) may have run.
 _RECORD = """
+if not redis.call('SET', KEYS[8], '1', 'NX', 'EX', 86400) then return false end
 local seq = string.format('%016d', redis.call('INCR', KEYS[1]))
 redis.call('ZADD', KEYS[2], ARGV[1], seq .. '|' .. ARGV[2])
 if ARGV[3] == '1' then
@@ -125,17 +129,27 @@ class RedisLedger:
         prefix: str = "mem0routed:",
         reservation_ttl_s: float = RESERVATION_TTL_S,
         client: redis.Redis | None = None,
-        socket_timeout_s: float = 10.0,
+        socket_timeout_s: float = 2.0,
     ) -> None:
         self.url = mask_url(url)  # shown in logs and reprs; the real URL stays in the client
         if "{" in prefix or "}" in prefix:
             raise ValueError(f"prefix {prefix!r} must not contain braces; they are added as a hash tag")
         self.prefix = prefix
         self._ttl = reservation_ttl_s
+        self._backlog = Backlog(self.url)
+        self._ids_lock = threading.Lock()
+        self._write_ids: dict[int, str] = {}  # id(record) -> its write id, while it waits to be written
         if client is None:
-            client = _import_redis().Redis.from_url(
+            redis = _import_redis()
+            from redis.backoff import ExponentialBackoff
+            from redis.retry import Retry
+
+            # One quick retry: redis-py's default (3, backing off up to 10 s, each waiting the socket
+            # timeout) held every routed call for a minute when Redis froze. Each ledger step is now
+            # bounded by 2 x socket_timeout_s + 0.2 s; the router then carries on without the ledger.
+            client = redis.Redis.from_url(
                 url, decode_responses=True, socket_timeout=socket_timeout_s,
-                socket_connect_timeout=socket_timeout_s,
+                socket_connect_timeout=socket_timeout_s, retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
             )  # fmt: skip
         self._r = client
         k = {n: f"{{{prefix}}}{n}" for n in ("seq", "records", "calls", "ext", "cost", "totals", "resv")}
@@ -148,9 +162,32 @@ class RedisLedger:
         return f"RedisLedger({self.url!r}, prefix={self.prefix!r})"
 
     def record(self, record: UsageRecord, *, reservation: Reservation | None = None) -> None:
+        """Append ``record`` (after any held ones). If Redis fails, the unwritten records are held in
+        memory for the next write and the error is raised: never dropped silently."""
+        validate_record(record)
+        pending = [*self._backlog.take(), record]
+        for i, r in enumerate(pending):
+            try:
+                with self._ids_lock:  # one id per record for all its attempts
+                    wid = self._write_ids.setdefault(id(r), new_reservation_id())
+                self._write(r, reservation if r is record else None, wid)
+            except Exception:
+                self._backlog.hold(pending[i:])
+                raise
+            with self._ids_lock:
+                self._write_ids.pop(id(r), None)
+        self._backlog.written(len(pending) - 1)
+
+    @property
+    def unwritten(self) -> int:
+        """Records whose write failed and that wait for the next write."""
+        return len(self._backlog)
+
+    def _write(self, record: UsageRecord, reservation: Reservation | None, write_id: str) -> None:
         k = self._k
         self._record(
-            keys=[k["seq"], k["records"], k["calls"], k["ext"], k["cost"], k["totals"], k["resv"]],
+            keys=[k["seq"], k["records"], k["calls"], k["ext"], k["cost"], k["totals"], k["resv"],
+                  f"{{{self.prefix}}}rec:{write_id}"],
             args=[
                 repr(float(record.ts)), json.dumps(record.to_dict(), separators=(",", ":")),
                 "0" if record.call_kind == EMBEDDING else "1", "1" if record.is_local else "0",
@@ -225,4 +262,5 @@ class RedisLedger:
         self._r.delete(*self._k.values())
 
     def close(self) -> None:
+        self._backlog.report_at_close()
         self._r.close()

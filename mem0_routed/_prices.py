@@ -4,9 +4,11 @@ genai-prices takes ~200 ms to import, so it is imported on first use and each mo
 are cached after that (one lookup per model per process; later calls are two multiplications).
 Tiered prices (e.g. above 200k prompt tokens) are not modelled: the first tier is used.
 
-Unknown model: ``external_cost`` returns 0.0 and logs one warning per model, because refusing the
-call would turn a price-table gap into an outage. ``price_known`` is the flag for callers that must
-know (the cost projection raises instead), and ``register_price`` fills the gap.
+Unknown model: ``external_cost`` charges it at a stand-in model's price (``STAND_IN_MODEL``, from
+the same table) and logs one warning per model. Not 0: a $0 call never counts towards the budget,
+so an endpoint serving a model the table lacks could spend without limit; and not a refusal, which
+would turn a price-table gap into an outage. ``price_known`` is the flag for callers that must know
+(the cost projection raises instead), and ``register_price`` sets the real price.
 Local calls (Ollama, in-process) cost 0.
 """
 
@@ -45,6 +47,8 @@ _TOKENS_OUT_BY_KIND = {
     "embedding": 0,
 }
 _TOKENS_OUT_FALLBACK = 300
+#: Whose price an unknown external model is charged at (a full-size model: rather over than under).
+STAND_IN_MODEL = "gpt-4o"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +111,7 @@ def price_known(model: str, provider: str = "openai") -> bool:
 
 
 def external_cost(model: str, tokens_in: int, tokens_out: int, provider: str = "openai") -> float:
-    """US dollars for one call; 0.0 (with one warning per model) when the price is unknown."""
+    """US dollars for one call; at ``STAND_IN_MODEL``'s price (one warning per model) when unknown."""
     if provider in LOCAL_BACKENDS:
         return 0.0
     if tokens_in < 0 or tokens_out < 0:
@@ -116,17 +120,19 @@ def external_cost(model: str, tokens_in: int, tokens_out: int, provider: str = "
         )
     prices = unit_prices(model, provider)
     if prices is None:
+        prices = unit_prices(STAND_IN_MODEL, "openai")
+        assert prices is not None, f"genai-prices lost {STAND_IN_MODEL}"
         with _lock:
             first = (provider, model) not in _warned
             _warned.add((provider, model))
         if first:
             log.warning(
-                "no price known for %s model %r; its calls are recorded at $0 and do not count towards "
-                "the budget. Fix: use a model genai-prices knows, or call "
-                "mem0_routed._prices.register_price(%r, input_per_mtok=..., output_per_mtok=...)",
-                provider, model, model,
+                "no price known for %s model %r; its calls are charged at %s's price ($%.2f in, $%.2f out "
+                "per million tokens) so the budget still holds. Fix: use a model genai-prices knows, or "
+                "call mem0_routed._prices.register_price(%r, input_per_mtok=..., output_per_mtok=...)",
+                provider, model, STAND_IN_MODEL, prices.input_per_token * _PER_MTOK,
+                prices.output_per_token * _PER_MTOK, model,
             )  # fmt: skip
-        return 0.0
     return prices.cost(tokens_in, tokens_out)
 
 

@@ -6,6 +6,7 @@ SQLite and Redis stores are imported when configured.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -41,8 +42,25 @@ class UsageRecord:
     prompt: str | None = None
     response: str | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse counts no call can have: a negative cost or token count would lower the spend
+        the budget is checked against, and NaN would make every comparison false."""
+        validate_record(self)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def validate_record(record: UsageRecord) -> None:
+    """Raise ``ValueError`` naming the field when a record holds an impossible number."""
+    for name in ("tokens_in", "tokens_out"):
+        value = getattr(record, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"UsageRecord.{name}={value!r} must be a whole number of tokens, 0 or more")
+    for name in ("cost_usd", "latency_s", "ts"):
+        value = getattr(record, name)
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or (name != "ts" and value < 0):
+            raise ValueError(f"UsageRecord.{name}={value!r} must be a finite number, 0 or more")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -46,6 +47,14 @@ def redis_url() -> Iterator[str]:
     if env:
         yield env
         return
+    with redis_process() as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def redis_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start our own redis-server (never ``REDIS_URL``'s: the fault tests stop and freeze it) and
+    yield its URL and process."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RedisUnavailable(
@@ -71,8 +80,10 @@ def redis_url() -> Iterator[str]:
         else:
             raise RedisUnavailable(f"redis-server ({binary}) did not answer PING within {START_TIMEOUT_S}s")
         try:
-            yield f"redis://127.0.0.1:{port}/0"
+            yield f"redis://127.0.0.1:{port}/0", proc
         finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)  # a test may have left it frozen
             proc.terminate()
             try:
                 proc.wait(timeout=STOP_TIMEOUT_S)

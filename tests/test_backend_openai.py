@@ -305,3 +305,75 @@ async def test_async_errors_are_translated(
     with pytest.raises(AuthenticationError) as auth:
         await backend.aembed("text-embedding-3-small", ["x"])
     assert_no_key(everything_said(auth.value), openai_key)
+
+
+# --- usage the server reports (the cost, so the budget, is computed from it) -------------------------
+
+
+@pytest.mark.parametrize("fault", ["omit_usage", "negative_usage", "zero_usage", "absurd_usage"])
+def test_unusable_usage_is_replaced_by_our_own_count(
+    backend: OpenAIBackend, openai_server: FakeOpenAIServer, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An OpenAI-compatible server that omits ``usage`` (or sends nonsense) was billed at $0, so no
+    budget held: every count must be a plausible, positive number of tokens."""
+    prompt = "please summarise the following paragraph about the history of the printing press " * 5
+    honest = backend.chat(req(prompt, max_tokens=200))
+    openai_server.set_fault(fault, times=2)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="mem0_routed"):
+        result = backend.chat(req(prompt, max_tokens=200))
+        backend.chat(req(prompt, max_tokens=200))
+    assert result.text == honest.text
+    assert result.tokens_in is not None and result.tokens_out is not None
+    assert honest.tokens_in is not None and honest.tokens_out is not None
+    # our count is close to the server's honest one (both ~4 chars per token), never 0 or absurd
+    assert honest.tokens_in * 0.8 <= result.tokens_in <= honest.tokens_in * 1.5 + 10
+    assert 1 <= result.tokens_out <= 200
+    warned = [r for r in caplog.records if "no usable token usage" in r.getMessage()]
+    assert len(warned) == 1  # once per backend, not once per call
+
+
+def test_plausible_usage_is_kept(backend: OpenAIBackend, openai_server: FakeOpenAIServer) -> None:
+    result = backend.chat(req("hello there, how are you today?"))
+    sent = openai_server.requests_to("/v1/chat/completions")[-1]
+    from mem0_routed.testing import estimate_tokens
+
+    assert sent and result.tokens_in == estimate_tokens("hello there, how are you today?")
+
+
+async def test_async_missing_usage_is_counted(backend: OpenAIBackend, openai_server: FakeOpenAIServer) -> None:
+    openai_server.set_fault("omit_usage", times=1)
+    result = await backend.achat(req("count me in, please, even without usage"))
+    assert result.tokens_in and result.tokens_in > 0 and result.tokens_out and result.tokens_out > 0
+
+
+def test_each_loops_client_is_closed_when_asyncio_run_ends(backend: OpenAIBackend) -> None:
+    """``asyncio.run`` per call used to leave one AsyncOpenAI (and its sockets) behind per loop."""
+    seen: list[object] = []
+
+    async def once() -> None:
+        await backend.achat(req("loop test"))
+        client = backend._async(MODEL)
+        seen.append(client)
+        assert not client.is_closed()
+
+    for _ in range(5):
+        asyncio.run(once())
+    assert len(backend._aclients) == 0
+    assert len({id(c) for c in seen}) == 5 and all(c.is_closed() for c in seen)  # type: ignore[attr-defined]
+
+
+def test_client_of_a_loop_closed_by_hand_is_dropped(backend: OpenAIBackend) -> None:
+    """A loop closed without ``asyncio.run`` (no async-generator shutdown): its client is forgotten
+    at the next look-up instead of being kept for the backend's life."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(backend.achat(req("by hand")))
+    finally:
+        loop.close()
+
+    async def once() -> int:
+        await backend.achat(req("next loop"))
+        return len(backend._aclients)
+
+    assert asyncio.run(once()) == 1  # only the running loop's
+    assert len(backend._aclients) == 0

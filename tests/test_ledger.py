@@ -15,6 +15,7 @@ import pytest
 
 from mem0_routed._errors import ConfigError
 from mem0_routed._ledger import MemoryLedger, SQLiteLedger, default_ledger_path, open_ledger
+from mem0_routed._ledger_sqlite import POOL_IDLE
 from mem0_routed._usage import Ledger, Refusal, Reservation, UsageRecord, utc_month_start
 
 MakeLedger = Callable[..., Ledger]
@@ -292,22 +293,52 @@ def test_sqlite_survives_restart_and_uses_wal(tmp_path: Path) -> None:
         second.close()
 
 
-def test_sqlite_close_closes_every_threads_connection(tmp_path: Path) -> None:
-    ledger = SQLiteLedger(tmp_path / "l.sqlite3")
-    t = threading.Thread(target=lambda: ledger.record(rec(1.0)))
-    t.start()
-    t.join(timeout=JOIN_S)
-    ledger.record(rec(2.0))
-    conns = list(ledger._conns)
-    assert len(conns) >= 2
-    ledger.close()
-    import sqlite3
+def _open_files(prefix: Path) -> int:
+    """File descriptors of this process open on ``prefix`` (the database, its -wal and -shm)."""
+    import os
 
-    for conn in conns:
-        with pytest.raises(sqlite3.ProgrammingError):
-            conn.execute("SELECT 1")
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}").startswith(str(prefix))
+        except OSError:
+            pass
+    return n
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_sqlite_close_releases_every_file(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path)
+    threads = [threading.Thread(target=lambda: ledger.record(rec(1.0))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=JOIN_S)
+    ledger.record(rec(2.0))
+    assert _open_files(path) > 0
+    ledger.close()
+    assert _open_files(path) == 0
     with pytest.raises(RuntimeError, match="closed"):
         ledger.counts()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_sqlite_open_files_do_not_grow_with_threads(tmp_path: Path) -> None:
+    """Each new thread used to keep its own connection (3 fds) until close(): 200 threads, 600 fds."""
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.record(rec(0.5))
+        for i in range(200):
+            t = threading.Thread(target=lambda i=i: (ledger.record(rec(1.0 + i)), ledger.counts()))
+            t.start()
+            t.join(timeout=JOIN_S)
+        # the pool keeps a few idle connections (+ the anchor), each with the db, -wal and -shm
+        assert _open_files(path) <= 3 * (POOL_IDLE + 1)
+        assert len(ledger.records()) == 201
+    finally:
+        ledger.close()
 
 
 def test_sqlite_rejects_memory_path() -> None:
@@ -358,3 +389,153 @@ def test_default_ledger_path_is_in_the_user_data_dir(monkeypatch: pytest.MonkeyP
     assert path.parent.name == "mem0-routed"
     assert str(path).startswith(str(tmp_path / "xdg"))
     assert not path.exists()  # only opening the ledger creates it
+
+
+# --- records are never lost silently ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field,value", [("tokens_in", -5), ("tokens_out", -1), ("cost_usd", -0.01),
+                                         ("cost_usd", math.nan), ("cost_usd", math.inf), ("latency_s", -1.0)])
+def test_impossible_records_are_refused(field: str, value: float) -> None:
+    """A negative cost would lower the spend the budget is checked against."""
+    good = rec(1.0).to_dict()
+    with pytest.raises(ValueError, match=field):
+        UsageRecord(**{**good, field: value})
+
+
+def test_sqlite_failed_write_is_held_and_written_next_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path, busy_timeout_s=0.05)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock for too long
+        with caplog.at_level("ERROR", logger="mem0_routed"), pytest.raises(sqlite3.OperationalError):
+            ledger.record(rec(1.0, local=False, cost=0.5))
+        assert "1 record(s) held" in caplog.text and ledger.unwritten == 1
+        blocker.execute("ROLLBACK")
+        ledger.record(rec(2.0))
+        assert [r.ts for r in ledger.records()] == [1.0, 2.0] and ledger.unwritten == 0
+        assert ledger.spent_usd() == pytest.approx(0.5)
+    finally:
+        blocker.close()
+        ledger.close()
+
+
+@pytest.mark.parametrize("also_wal", [False, True], ids=["db", "db+wal+shm"])
+def test_sqlite_deleted_file_is_recreated_with_its_records(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, also_wal: bool
+) -> None:
+    """Deleting the ledger used to send every later record to the unlinked inode, silently: the next
+    process started from $0 and the month's budget with it."""
+    import os
+
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path)
+    try:
+        for i in range(3):
+            ledger.record(rec(1.0 + i, local=False, cost=0.25))
+        held = reserve(ledger, 0.1, budget=10.0)
+        assert isinstance(held, Reservation)
+        for suffix in ("", "-wal", "-shm") if also_wal else ("",):
+            os.remove(f"{path}{suffix}")
+        with caplog.at_level("ERROR", logger="mem0_routed"):
+            ledger.record(rec(5.0, local=False, cost=0.25))
+        assert "was deleted while in use" in caplog.text and str(path) in caplog.text
+        ledger.record(rec(6.0))
+        fresh = SQLiteLedger(path)  # what the next process sees
+        try:
+            assert [r.ts for r in fresh.records()] == [1.0, 2.0, 3.0, 5.0, 6.0]
+            assert fresh.spent_usd() == pytest.approx(1.0)
+            assert isinstance(reserve(fresh, 9.0, budget=10.0), Refusal)  # the reservation came along
+        finally:
+            fresh.close()
+    finally:
+        ledger.close()
+
+
+def test_sqlite_replaced_file_is_merged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A backup restored over the live file: switch to it and add the records it lacks."""
+    import os
+    import shutil
+
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.record(rec(1.0, local=False, cost=0.5))
+        backup = tmp_path / "backup.sqlite3"
+        with __import__("sqlite3").connect(path) as src, __import__("sqlite3").connect(backup) as dst:
+            src.backup(dst)
+        ledger.record(rec(2.0, local=False, cost=0.5))
+        os.remove(path)
+        shutil.copy(backup, path)
+        with caplog.at_level("ERROR", logger="mem0_routed"):
+            ledger.record(rec(3.0))
+        assert "replaced by another file" in caplog.text
+        fresh = SQLiteLedger(path)
+        try:
+            assert [r.ts for r in fresh.records()] == [1.0, 2.0, 3.0]
+        finally:
+            fresh.close()
+    finally:
+        ledger.close()
+
+
+def test_sqlite_deleted_file_is_rescued_before_a_new_connection_opens_the_path(tmp_path: Path) -> None:
+    """A reader that needs a new connection must not create an empty file next to the old -wal."""
+    import os
+    import sqlite3
+
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.record(rec(1.0, local=False, cost=0.5))
+        os.remove(path)  # the -wal and -shm stay
+        with ledger._tx():  # holds the pooled connection, so the read below opens a new one
+            assert ledger.counts().total == 1
+        with sqlite3.connect(path) as raw:
+            assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        fresh = SQLiteLedger(path)
+        try:
+            assert [r.ts for r in fresh.records()] == [1.0] and fresh.spent_usd() == pytest.approx(0.5)
+        finally:
+            fresh.close()
+    finally:
+        ledger.close()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_sqlite_ledger_used_after_fork_rescues_with_its_own_connection(tmp_path: Path) -> None:
+    """A forked child never uses the parent's connections, and can still rescue a deleted file."""
+    import os
+
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.record(rec(1.0, local=False, cost=0.25))
+        ledger.record(rec(2.0))
+        pid = os.fork()
+        if pid == 0:  # the child: exit status tells the parent what happened
+            ok = 1
+            try:
+                ledger.record(rec(3.0))
+                os.remove(path)
+                ledger.record(rec(4.0))
+                ok = 0
+            finally:
+                os._exit(ok)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        fresh = SQLiteLedger(path)
+        try:
+            assert [r.ts for r in fresh.records()] == [1.0, 2.0, 3.0, 4.0]
+            assert fresh.spent_usd() == pytest.approx(0.25)
+        finally:
+            fresh.close()
+        ledger.record(rec(5.0))  # the parent notices the new file and carries on in it
+        assert [r.ts for r in ledger.records()] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    finally:
+        ledger.close()

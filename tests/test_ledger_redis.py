@@ -124,3 +124,16 @@ def test_prefix_with_braces_is_refused() -> None:
 
     with pytest.raises(ValueError, match="braces"):
         RedisLedger("redis://127.0.0.1:1/0", prefix="{bad}")
+
+
+@pytest.mark.redis
+def test_a_write_replayed_after_a_lost_reply_counts_once(make_ledger: contract.MakeLedger) -> None:
+    """A held record is written again after a timeout, but the first write may have run in Redis
+    (its reply was lost): the write id keeps it from being counted twice."""
+    ledger = make_ledger()
+    record = contract.rec(1.0, local=False, cost=0.5)
+    ledger._write(record, None, "write-1")  # type: ignore[attr-defined]
+    ledger._write(record, None, "write-1")  # type: ignore[attr-defined]
+    ledger.record(contract.rec(2.0))
+    assert [r.ts for r in ledger.records()] == [1.0, 2.0]
+    assert ledger.spent_usd() == pytest.approx(0.5) and ledger.counts().total == 2

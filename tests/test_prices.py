@@ -57,10 +57,17 @@ def test_unit_prices_are_looked_up_once_per_model(mocker: MockerFixture) -> None
     assert spy.call_count == calls_after_first
 
 
-def test_unknown_model_costs_zero_warns_once_and_is_flagged(caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_model_is_charged_at_the_stand_in_price_warns_once_and_is_flagged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Never $0: a $0 call does not count towards the budget, so an endpoint serving a model the
+    price table lacks could spend without limit."""
+    from mem0_routed._prices import STAND_IN_MODEL
+
     with caplog.at_level(logging.WARNING, logger="mem0_routed.prices"):
-        assert external_cost("no-such-model-x1", 1000, 1000) == 0.0
-        assert external_cost("no-such-model-x1", 5, 5) == 0.0
+        assert external_cost("no-such-model-x1", 1000, 1000) == external_cost(STAND_IN_MODEL, 1000, 1000) > 0
+        assert external_cost("no-such-model-x1", 5, 5) > 0
+        assert external_cost("no-such-model-x1", 0, 0) == 0.0
     warnings = [r for r in caplog.records if "no-such-model-x1" in r.getMessage()]
     assert len(warnings) == 1
     assert "register_price" in warnings[0].getMessage()

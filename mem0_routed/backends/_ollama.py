@@ -7,12 +7,10 @@ cheap. One sync client and one async client per running event loop are kept for 
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import json
 import threading
 import time
-import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from .._errors import (
 from .._config import mask_url
 from .._types import BackendKind
 from ._base import ChatRequest, ChatResult, Health, normalize_model_name
+from ._loops import LoopClients, shared_ssl_context
 
 if TYPE_CHECKING:
     import httpx
@@ -39,6 +38,15 @@ if TYPE_CHECKING:
 __all__ = ["OllamaBackend"]
 
 START_OLLAMA = "start Ollama (`ollama serve`) or set OLLAMA_URL to a running host"
+
+
+async def _aclose(client: ollama.AsyncClient) -> None:
+    await client.close()  # type: ignore[no-untyped-call]
+
+
+def _count(value: object) -> int | None:
+    """A token count as reported, or ``None`` when it cannot be one (a usage record refuses negatives)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 @dataclass(slots=True)
@@ -116,9 +124,7 @@ class OllamaBackend:
         self.keep_alive = keep_alive
         self._lock = threading.Lock()
         self._client: ollama.Client | None = None
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ollama.AsyncClient] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._aclients: LoopClients[ollama.AsyncClient] = LoopClients(self._new_async, _aclose)
         self._ctx_cache: dict[str, int] = {}
         self._models: tuple[float, frozenset[str]] | None = None
 
@@ -151,29 +157,25 @@ class OllamaBackend:
         return self._client
 
     def _async(self) -> ollama.AsyncClient:
-        """The AsyncClient of the running loop: httpx async pools cannot cross event loops."""
+        """The AsyncClient of the running loop (httpx async pools cannot cross loops), closed with it."""
+        return self._aclients.get()
+
+    def _new_async(self) -> ollama.AsyncClient:
         import ollama
 
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            client = self._aclients.get(loop)
-            if client is None:
-                client = ollama.AsyncClient(**self._client_kwargs(is_async=True))
-                self._aclients[loop] = client
-        return client
+        return ollama.AsyncClient(**self._client_kwargs(is_async=True), verify=shared_ssl_context())
 
     def close(self) -> None:
-        """Close the sync client; async clients are dropped (their loops close their sockets)."""
+        """Close the sync client; async clients are closed when their loops shut down."""
         with self._lock:
             client, self._client = self._client, None
-            self._aclients = weakref.WeakKeyDictionary()
+        self._aclients.clear()
         if client is not None:
             client.close()  # type: ignore[no-untyped-call]
 
     async def aclose(self) -> None:
         """Close the running loop's async client (and the sync one)."""
-        with self._lock:
-            client = self._aclients.pop(asyncio.get_running_loop(), None)
+        client = self._aclients.pop_running()
         if client is not None:
             await client.close()  # type: ignore[no-untyped-call]
         self.close()
@@ -274,8 +276,8 @@ class OllamaBackend:
             model=resp.model or request.model,
             backend="ollama",
             host=self.shown_url,
-            tokens_in=resp.prompt_eval_count,
-            tokens_out=resp.eval_count,
+            tokens_in=_count(resp.prompt_eval_count),
+            tokens_out=_count(resp.eval_count),
             done_reason=resp.done_reason,
             tool_calls=calls,
             latency_s=time.perf_counter() - t0,

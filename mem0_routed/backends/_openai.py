@@ -8,12 +8,11 @@ OpenAI's own exception is not chained (its message would carry the echo).
 
 from __future__ import annotations
 
-import asyncio
 import json
+import logging
 import re
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +29,8 @@ from .._errors import (
 )
 from .._types import BackendKind
 from ._base import ChatRequest, ChatResult, Health
+from ._billing import billable_tokens
+from ._loops import LoopClients, shared_ssl_context
 
 if TYPE_CHECKING:
     import openai
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["OpenAIBackend", "scrub_secrets"]
 
 T = TypeVar("T")
+log = logging.getLogger("mem0_routed")
 
 SET_KEY = "set OPENAI_API_KEY"
 NOT_CONFIGURED = "OpenAI not configured: set OPENAI_API_KEY"
@@ -123,10 +125,9 @@ class OpenAIBackend:
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self._lock = threading.Lock()
+        self._warned_usage = False
         self._client: openai.OpenAI | None = None
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._aclients: LoopClients[openai.AsyncOpenAI] = LoopClients(self._new_async, _aclose)
 
     @property
     def configured(self) -> bool:
@@ -164,17 +165,15 @@ class OpenAIBackend:
         return self._client
 
     def _async(self, model: str) -> openai.AsyncOpenAI:
-        """The AsyncOpenAI of the running loop: async connection pools cannot cross event loops."""
+        """The AsyncOpenAI of the running loop (async pools cannot cross loops), closed with it."""
         self._require_key(model)
+        return self._aclients.get()
+
+    def _new_async(self) -> openai.AsyncOpenAI:
         import openai
 
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            client = self._aclients.get(loop)
-            if client is None:
-                client = openai.AsyncOpenAI(**self._client_kwargs())
-                self._aclients[loop] = client
-        return client
+        http = openai.DefaultAsyncHttpxClient(verify=shared_ssl_context())
+        return openai.AsyncOpenAI(**self._client_kwargs(), http_client=http)
 
     def _require_key(self, model: str) -> None:
         if self._key is None:
@@ -188,13 +187,12 @@ class OpenAIBackend:
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
-            self._aclients = weakref.WeakKeyDictionary()
+        self._aclients.clear()
         if client is not None:
             client.close()
 
     async def aclose(self) -> None:
-        with self._lock:
-            client = self._aclients.pop(asyncio.get_running_loop(), None)
+        client = self._aclients.pop_running()
         if client is not None:
             await client.close()
         self.close()
@@ -301,18 +299,35 @@ class OpenAIBackend:
                 for c in choice.message.tool_calls
                 if getattr(c, "function", None) is not None
             ]
-        usage = resp.usage
+        text = choice.message.content or ""
+        tokens_in, tokens_out = self._usage(resp, request, text, calls)
         return ChatResult(
-            text=choice.message.content or "",
+            text=text,
             model=resp.model or request.model,
             backend="openai",
             host=self.shown_url or "https://api.openai.com/v1",
-            tokens_in=usage.prompt_tokens if usage else None,
-            tokens_out=usage.completion_tokens if usage else None,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
             done_reason=choice.finish_reason,
             tool_calls=calls,
             latency_s=time.perf_counter() - t0,
         )
+
+    def _usage(
+        self, resp: Any, request: ChatRequest, text: str, calls: list[dict[str, Any]] | None
+    ) -> tuple[int, int]:
+        """Token counts to bill (never ``None``, never a server's nonsense: see ``_billing``)."""
+        tokens_in, tokens_out, problem = billable_tokens(getattr(resp, "usage", None), request, text, calls)
+        if problem is not None:
+            with self._lock:
+                first = not self._warned_usage
+                self._warned_usage = True
+            (log.warning if first else log.debug)(
+                "mem0-routed: %s sent no usable token usage (%s, model %s); the call is billed at our own "
+                "count (%d in, %d out) so the budget still holds",
+                self.name, problem, request.model, tokens_in, tokens_out,
+            )  # fmt: skip
+        return tokens_in, tokens_out
 
     def chat(self, request: ChatRequest) -> ChatResult:
         params = self._chat_params(request)
@@ -390,6 +405,10 @@ class OpenAIBackend:
                 self.name, "openai", reachable=False, error=error, latency_s=time.perf_counter() - t0
             )
         return Health(self.name, "openai", reachable=True, models=models, latency_s=time.perf_counter() - t0)
+
+
+async def _aclose(client: openai.AsyncOpenAI) -> None:
+    await client.close()
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -28,6 +28,11 @@ FaultMode = Literal[
     "empty",
     "slow",
     "truncate_output",
+    "trickle",
+    "omit_usage",
+    "negative_usage",
+    "zero_usage",
+    "absurd_usage",
 ]
 FAULT_MODES: tuple[str, ...] = get_args(FaultMode)
 
@@ -57,6 +62,7 @@ class Reply:
     status: int
     payload: Any
     headers: dict[str, str] | None = None
+    trickle_s: float | None = None  # send the body one byte at a time, this many seconds apart
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -95,7 +101,15 @@ class _Handler(BaseHTTPRequestHandler):
             for k, v in (reply.headers or {}).items():
                 self.send_header(k, v)
             self.end_headers()
-            self.wfile.write(data)
+            if reply.trickle_s is None:
+                self.wfile.write(data)
+                return
+            self.wfile.flush()
+            for i in range(len(data)):  # a server that never stops sending: no read timeout fires
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+                if self.server.owner._stopping.wait(reply.trickle_s):
+                    return
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (e.g. its timeout)
             pass
 
@@ -117,8 +131,18 @@ class FakeServerBase:
     a "hang" fault holds a request when nobody releases it.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, hang_limit_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        hang_limit_s: float = 120.0,
+        log_path: str | None = None,
+    ) -> None:
         self._host = host
+        #: Each request is also appended to this file as one JSON line (path and body), flushed at
+        #: once, so a test can read what a server in another process received, even after a kill.
+        self.log_path = log_path
         self._port = port
         self.hang_limit_s = hang_limit_s
         self._lock = threading.RLock()
@@ -267,9 +291,30 @@ class FakeServerBase:
         with self._lock:
             return [body for p, body in self.requests if p == path]
 
+    def _admin(self, path: str, body: Any) -> Reply:
+        """``POST /_admin/fault`` (``set_fault`` arguments as JSON), ``/_admin/clear``, ``/_admin/reset``:
+        faults for a server running in another process. Not logged as requests."""
+        try:
+            if path == "/_admin/fault" and isinstance(body, dict):
+                self.set_fault(**body)
+            elif path == "/_admin/clear":
+                self.clear_faults()
+            elif path == "/_admin/reset":
+                self.reset()
+            else:
+                return Reply(404, {"error": f"unknown admin path {path}"})
+        except (TypeError, ValueError) as exc:
+            return Reply(400, {"error": str(exc)})
+        return Reply(200, {"ok": True})
+
     def _serve(self, method: str, path: str, body: Any, headers: dict[str, str]) -> Reply | None:
+        if method == "POST" and path.startswith("/_admin/"):
+            return self._admin(path, body)
         with self._lock:
             self.requests.append((path, body))
+            if self.log_path is not None:
+                with open(self.log_path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"path": path, "body": body}) + "\n")
         model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
         fault = self._take_fault(path, self._norm(model) if model else None)
         if fault is not None and fault.mode == "hang":
@@ -282,6 +327,10 @@ class FakeServerBase:
             if self._stopping.wait(fault.delay_s):
                 return None
             fault = None
+        elif fault is not None and fault.mode == "trickle":
+            reply = self._route(method, path, body, headers, None)
+            reply.trickle_s = fault.delay_s
+            return reply
         return self._route(method, path, body, headers, fault)
 
     def _route(

@@ -248,6 +248,19 @@ class FakeOpenAIServer(FakeServerBase):
             elif fault.mode == "truncate_output":
                 text, finish = text[: max(1, len(text) // 2)], "length"
         completion_tokens = max(1, fm.estimate_tokens(text))
+        usage: dict[str, int] | None = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        if fault is not None and fault.mode == "omit_usage":  # some OpenAI-compatible servers do
+            usage = None
+        elif fault is not None and fault.mode == "negative_usage":
+            usage = {"prompt_tokens": -1_000_000, "completion_tokens": -1, "total_tokens": -1_000_001}
+        elif fault is not None and fault.mode == "zero_usage":
+            usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        elif fault is not None and fault.mode == "absurd_usage":
+            usage = {"prompt_tokens": 10**15, "completion_tokens": 10**15, "total_tokens": 2 * 10**15}
         message: dict[str, Any] = {
             "role": "assistant",
             "content": None if tool_calls else text,
@@ -255,22 +268,17 @@ class FakeOpenAIServer(FakeServerBase):
         }
         if tool_calls:
             message["tool_calls"] = tool_calls
-        return Reply(
-            200,
-            {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-                "system_fingerprint": "fp_fake",
-            },
-        )
+        payload: dict[str, Any] = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "system_fingerprint": "fp_fake",
+        }
+        if usage is not None:
+            payload["usage"] = usage
+        return Reply(200, payload)
 
     @staticmethod
     def _tool_calls(body: dict[str, Any]) -> list[dict[str, Any]] | None:
