@@ -42,6 +42,14 @@ __all__ = [
 log = logging.getLogger("mem0_routed")
 RESERVATION_TTL_S = 15 * 60.0
 EMBEDDING = "embedding"
+#: Outcomes of calls that no model answered: they are neither local nor external, so the share
+#: (what the threshold is enforced on) leaves them out, like the metrics do.
+UNSERVED = ("error", "blocked")
+
+
+def counts_in_share(record: UsageRecord) -> bool:
+    """Whether ``record`` is an LLM call that was served (embeddings are always local: not counted)."""
+    return record.call_kind != EMBEDDING and record.outcome not in UNSERVED
 _EPS = 1e-9  # money compared in floats: 0.3 + 7 * 0.1 must still fit a 1.00 budget
 _ACCEPTED = (
     "None or 'sqlite' (default file), 'memory://', 'sqlite:///abs/path', 'sqlite://relative/path', "
@@ -234,7 +242,7 @@ class MemoryLedger:
 def _count(records: Iterable[UsageRecord], since: float | None) -> tuple[int, int, int]:
     total = local = 0
     for r in records:
-        if r.call_kind != EMBEDDING and (since is None or r.ts >= since):
+        if counts_in_share(r) and (since is None or r.ts >= since):
             total += 1
             local += bool(r.is_local)
     return total, local, total - local

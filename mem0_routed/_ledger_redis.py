@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import MissingExtra
 from ._ledger import (
-    EMBEDDING,
     RESERVATION_TTL_S,
     Backlog,
     _validate_amount,
     check_reservation,
+    counts_in_share,
     mask_url,
     new_reservation_id,
 )
@@ -190,7 +190,7 @@ class RedisLedger:
                   f"{{{self.prefix}}}rec:{write_id}"],
             args=[
                 repr(float(record.ts)), json.dumps(record.to_dict(), separators=(",", ":")),
-                "0" if record.call_kind == EMBEDDING else "1", "1" if record.is_local else "0",
+                "1" if counts_in_share(record) else "0", "1" if record.is_local else "0",
                 repr(float(record.cost_usd)), reservation.id if reservation is not None else "",
             ],
         )  # fmt: skip

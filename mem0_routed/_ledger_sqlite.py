@@ -28,6 +28,7 @@ from ._errors import ConfigError
 from ._ledger import (
     EMBEDDING,
     RESERVATION_TTL_S,
+    UNSERVED,
     Backlog,
     _validate_amount,
     check_reservation,
@@ -314,8 +315,9 @@ class SQLiteLedger:
     @staticmethod
     def _share(db: sqlite3.Connection, since: float | None) -> tuple[int, int]:
         total, external = db.execute(
-            "SELECT COUNT(*), TOTAL(is_local = 0) FROM usage WHERE ts >= ? AND call_kind != ?",
-            (since if since is not None else float("-inf"), EMBEDDING),
+            "SELECT COUNT(*), TOTAL(is_local = 0) FROM usage"
+            " WHERE ts >= ? AND call_kind != ? AND outcome NOT IN (?, ?)",
+            (since if since is not None else float("-inf"), EMBEDDING, *UNSERVED),
         ).fetchone()
         return int(total), int(external)
 

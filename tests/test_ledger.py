@@ -142,6 +142,20 @@ def test_share_rule_counts_the_call_being_reserved(make_ledger: MakeLedger) -> N
     assert "5.0%" in refused.message
 
 
+def test_failed_and_blocked_calls_do_not_count_in_the_share(make_ledger: MakeLedger) -> None:
+    """A call no model answered is neither local nor external: counting failures as local would let
+    the external share grow past the threshold while the local models were down."""
+    ledger = make_ledger()
+    for i in range(19):
+        ledger.record(rec(float(i), outcome="error", error="ollama: connection refused"))
+    ledger.record(rec(19.0, outcome="blocked"))
+    ledger.record(rec(20.0))
+    counts = ledger.counts()
+    assert (counts.total, counts.local, counts.external) == (1, 1, 0)
+    refused = reserve(ledger, 0.0, share=0.05)  # 1 / (1 + 1) external would be 50%, not 5%
+    assert isinstance(refused, Refusal) and refused.reason == "share"
+
+
 def test_negative_or_nan_amount_is_rejected(make_ledger: MakeLedger) -> None:
     ledger = make_ledger()
     for bad in (-0.01, math.nan):

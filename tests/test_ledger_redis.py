@@ -30,6 +30,7 @@ from_contract = [
     "test_open_reservations_count_as_external_until_settled_or_released",
     "test_budget_counts_settled_costs_in_window_plus_open_reservations",
     "test_share_rule_counts_the_call_being_reserved",
+    "test_failed_and_blocked_calls_do_not_count_in_the_share",
     "test_negative_or_nan_amount_is_rejected",
     "test_expired_reservations_stop_holding_budget",
     "test_32_threads_never_overspend_the_last_dollar",
