@@ -13,7 +13,7 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,16 +47,23 @@ class _Call:
     timeout_s: float | None = None
     connect_s: float = 2.0
     retry_after: float | None = None
+    deadline: float | None = None
 
 
 _CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("mem0_routed_ollama_call", default=None)
 
 
 def _on_request(request: httpx.Request) -> None:
-    """Apply a per-call timeout: the ollama client has no timeout argument, httpx reads this one."""
+    """Apply a per-call timeout: the ollama client has no timeout argument, httpx reads this one.
+    With a deadline, no single wait may outlast it (the transport checks between reads)."""
     call = _CALL.get()
-    if call is not None and call.timeout_s is not None:
-        t = call.timeout_s
+    if call is None:
+        return
+    t = call.timeout_s
+    if call.deadline is not None:
+        left = max(call.deadline - time.monotonic(), 0.001)
+        t = left if t is None else min(t, left)
+    if t is not None:
         request.extensions["timeout"] = {"connect": min(call.connect_s, t), "read": t, "write": t, "pool": t}
 
 
@@ -68,6 +75,70 @@ def _on_response(response: httpx.Response) -> None:
             call.retry_after = max(0.0, float(response.headers.get("retry-after", "")))
         except ValueError:
             call.retry_after = None  # absent or an HTTP date: the router uses its own backoff
+
+
+def _past(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        import httpx
+
+        raise httpx.ReadTimeout("the call's deadline passed while the answer was still arriving")
+
+
+def _deadline_transport(is_async: bool) -> Any:
+    """httpx's own transport, with every response body bounded by the call's deadline.
+
+    httpx's read timeout bounds each read, so a server trickling one byte every half second would
+    keep a call alive for ever; the wrapped body raises ``ReadTimeout`` once the deadline passed."""
+    import httpx
+
+    class _SyncBody(httpx.SyncByteStream):
+        def __init__(self, inner: Any, deadline: float) -> None:
+            self.inner, self.deadline = inner, deadline
+
+        def __iter__(self) -> Iterator[bytes]:
+            for chunk in self.inner:
+                _past(self.deadline)
+                yield chunk
+
+        def close(self) -> None:
+            self.inner.close()
+
+    class _AsyncBody(httpx.AsyncByteStream):
+        def __init__(self, inner: Any, deadline: float) -> None:
+            self.inner, self.deadline = inner, deadline
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            async for chunk in self.inner:
+                _past(self.deadline)
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    def deadline() -> float | None:
+        call = _CALL.get()
+        return call.deadline if call is not None else None
+
+    if is_async:
+        class _Async(httpx.AsyncHTTPTransport):
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                response = await super().handle_async_request(request)
+                when = deadline()
+                if when is not None:
+                    response.stream = _AsyncBody(response.stream, when)
+                return response
+
+        return _Async()
+
+    class _Sync(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = super().handle_request(request)
+            when = deadline()
+            if when is not None:
+                response.stream = _SyncBody(response.stream, when)
+            return response
+
+    return _Sync()
 
 
 async def _aon_request(request: httpx.Request) -> None:
@@ -97,7 +168,7 @@ class OllamaBackend:
         connect_timeout_s: float = 2.0,
         read_timeout_s: float = 300.0,
         models_ttl_s: float = 30.0,
-        keep_alive: str | None = None,
+        keep_alive: str | float | None = None,
     ) -> None:
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise ValueError(
@@ -137,6 +208,7 @@ class OllamaBackend:
             "host": self.base_url,
             "timeout": httpx.Timeout(self.read_timeout_s, connect=self.connect_timeout_s),
             "event_hooks": hooks,
+            "transport": _deadline_transport(is_async),
         }
 
     def _sync(self) -> ollama.Client:
@@ -179,9 +251,10 @@ class OllamaBackend:
     # --- errors ----------------------------------------------------------------------------------
 
     @contextmanager
-    def _call(self, model: str, timeout_s: float | None = None, what: str = "chat") -> Iterator[_Call]:
+    def _call(self, model: str, timeout_s: float | None = None, what: str = "chat",
+              deadline: float | None = None) -> Iterator[_Call]:
         """Run one client call with its timeout and turn every client error into ours."""
-        state = _Call(timeout_s=timeout_s, connect_s=self.connect_timeout_s)
+        state = _Call(timeout_s=timeout_s, connect_s=self.connect_timeout_s, deadline=deadline)
         token = _CALL.set(state)
         try:
             yield state
@@ -238,8 +311,8 @@ class OllamaBackend:
     # --- chat ------------------------------------------------------------------------------------
 
     def _chat_kwargs(self, request: ChatRequest) -> dict[str, Any]:
-        sizes = (request.num_ctx, request.temperature, request.top_p, request.max_tokens)
-        names = ("num_ctx", "temperature", "top_p", "num_predict")
+        sizes = (request.num_ctx, request.temperature, request.top_p, request.max_tokens, request.repeat_penalty)
+        names = ("num_ctx", "temperature", "top_p", "num_predict", "repeat_penalty")
         options = {k: v for k, v in zip(names, sizes) if v is not None}
         kwargs: dict[str, Any] = {
             "model": request.model,
@@ -255,38 +328,68 @@ class OllamaBackend:
             kwargs["tools"] = request.tools
         return kwargs
 
-    def _result(self, resp: Any, request: ChatRequest, t0: float) -> ChatResult:
+    def _result(self, resp: Any, request: ChatRequest, t0: float, text: str | None = None,
+                stopped: str | None = None, streamed: _Streamed | None = None) -> ChatResult:
         msg = resp.message
         calls = None
         if msg.tool_calls:
             calls = [
                 {"name": c.function.name, "arguments": dict(c.function.arguments)} for c in msg.tool_calls
             ]
+        final = bool(resp.done)
+        eval_s = _seconds(resp.eval_duration) if final else None
+        tokens_out = resp.eval_count if final else None
+        if not final and streamed is not None and streamed.chunks > 1:  # stopped early: time the chunks
+            tokens_out, eval_s = streamed.chunks, streamed.last - streamed.first
         return ChatResult(
-            text=msg.content or "",
+            text=msg.content or "" if text is None else text,
             model=resp.model or request.model,
             backend="ollama",
             host=self.base_url,
-            tokens_in=resp.prompt_eval_count,
-            tokens_out=resp.eval_count,
-            done_reason=resp.done_reason,
+            tokens_in=resp.prompt_eval_count if final else None,
+            tokens_out=tokens_out,
+            done_reason=resp.done_reason if final else None,
             tool_calls=calls,
             latency_s=time.perf_counter() - t0,
+            stopped=stopped,
+            prompt_eval_s=_seconds(resp.prompt_eval_duration) if final else None,
+            eval_s=eval_s,
+            load_s=_seconds(resp.load_duration) if final else None,
         )
 
     def chat(self, request: ChatRequest) -> ChatResult:
         kwargs = self._chat_kwargs(request)
         t0 = time.perf_counter()
-        with self._call(request.model, request.timeout_s):
-            resp = self._sync().chat(**kwargs)
-        return self._result(resp, request, t0)
+        with self._call(request.model, request.timeout_s, deadline=request.deadline):
+            if request.stream_guard is None or request.tools:
+                return self._result(self._sync().chat(**kwargs), request, t0)
+            guard = request.stream_guard()
+            state = _Streamed()
+            stream = self._sync().chat(**kwargs, stream=True)
+            try:
+                for part in stream:
+                    if state.take(part, guard):
+                        break
+            finally:
+                stream.close()
+        return state.result(self, request, t0, guard)
 
     async def achat(self, request: ChatRequest) -> ChatResult:
         kwargs = self._chat_kwargs(request)
         t0 = time.perf_counter()
-        with self._call(request.model, request.timeout_s):
-            resp = await self._async().chat(**kwargs)
-        return self._result(resp, request, t0)
+        with self._call(request.model, request.timeout_s, deadline=request.deadline):
+            if request.stream_guard is None or request.tools:
+                return self._result(await self._async().chat(**kwargs), request, t0)
+            guard = request.stream_guard()
+            state = _Streamed()
+            stream = await self._async().chat(**kwargs, stream=True)
+            try:
+                async for part in stream:
+                    if state.take(part, guard):
+                        break
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
+        return state.result(self, request, t0, guard)
 
     # --- embeddings ------------------------------------------------------------------------------
 
@@ -376,6 +479,59 @@ class OllamaBackend:
             latency_s=time.perf_counter() - t0,
             context_windows=dict(self._ctx_cache),
         )
+
+
+class _Streamed:
+    """A streamed answer being read: its text, chunk timing, and the final (or last) chunk.
+
+    After the guard says "complete", a few more chunks are read: the model usually ends right
+    after the closing brace, and that last chunk carries Ollama's token counts and timings."""
+
+    GRACE_CHUNKS = 8
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.chunks = 0
+        self.first = self.last = 0.0
+        self.last_part: Any = None
+        self.stopped: str | None = None
+        self.grace = 0
+
+    def take(self, part: Any, guard: Any) -> bool:
+        """Record one chunk; True when reading should stop."""
+        now = time.perf_counter()
+        self.first = self.first or now
+        self.last = now
+        self.last_part = part
+        content = part.message.content or "" if part.message is not None else ""
+        if part.done:
+            if self.stopped is None:
+                self.parts.append(content)
+            return True
+        self.chunks += 1
+        if self.stopped == "complete":  # only whitespace may follow a complete object
+            self.grace += 1
+            return bool(content.strip()) or self.grace >= self.GRACE_CHUNKS
+        self.parts.append(content)
+        verdict = guard.feed(content)
+        if verdict is not None:
+            self.stopped = verdict
+            return verdict != "complete"
+        return False
+
+    def result(self, backend: OllamaBackend, request: ChatRequest, t0: float, guard: Any) -> ChatResult:
+        if self.last_part is None:
+            raise ServerError(f"Ollama at {backend.base_url} closed the stream without an answer",
+                              backend=backend.name, model=request.model)
+        stopped = self.stopped
+        if stopped == "complete" and self.last_part.done:
+            stopped = None  # the model ended by itself: a normal answer with its counts
+        return backend._result(self.last_part, request, t0, text="".join(self.parts), stopped=stopped,
+                               streamed=self)
+
+
+def _seconds(ns: int | None) -> float | None:
+    return ns / 1e9 if ns else None
 
 
 def _context_length(info: Mapping[str, Any]) -> int | None:
