@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._classify import estimate_tokens
 from ._errors import BackendError, ContextOverflow
-from ._requests import estimate_messages, mem0_extraction_need, needed_tokens, window_cap
+from ._context import needed_tokens
+from ._requests import estimate_messages, mem0_extraction_need, window_cap
 from ._speed import SPEEDS, describe
 from ._types import QueryType
 from .backends._base import Backend, ChatRequest

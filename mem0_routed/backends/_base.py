@@ -47,7 +47,8 @@ class ChatRequest:
 class AnswerGuard(Protocol):
     """What a backend feeds a streamed answer to (``mem0_routed._stream.StreamGuard``)."""
 
-    stopped: str | None
+    @property
+    def stopped(self) -> str | None: ...
 
     def feed(self, chunk: str) -> str | None: ...
 

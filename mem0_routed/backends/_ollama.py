@@ -371,7 +371,7 @@ class OllamaBackend:
                     if state.take(part, guard):
                         break
             finally:
-                stream.close()
+                stream.close()  # type: ignore[attr-defined]
         return state.result(self, request, t0, guard)
 
     async def achat(self, request: ChatRequest) -> ChatResult:
@@ -513,7 +513,7 @@ class _Streamed:
             self.grace += 1
             return bool(content.strip()) or self.grace >= self.GRACE_CHUNKS
         self.parts.append(content)
-        verdict = guard.feed(content)
+        verdict: str | None = guard.feed(content)
         if verdict is not None:
             self.stopped = verdict
             return verdict != "complete"

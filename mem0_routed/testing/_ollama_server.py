@@ -93,7 +93,7 @@ class FakeOllamaServer(FakeServerBase):
         self.stream_log: list[tuple[int, bool]] = []
         self.keep_alive_log: list[Any] = []
 
-    def set_fault(self, mode: str, **kw: Any) -> Fault:  # type: ignore[override]
+    def set_fault(self, mode: str, **kw: Any) -> Fault:
         """As ``FakeServerBase.set_fault``, plus ``"repeat_loop"`` and ``"trickle"``."""
         if mode not in OLLAMA_FAULT_MODES:
             return super().set_fault(cast(FaultMode, mode), **kw)
@@ -142,7 +142,7 @@ class FakeOllamaServer(FakeServerBase):
         self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None
     ) -> Reply:
         reply = self._route_inner(method, path, body, headers, fault)
-        if fault is not None and fault.mode == "trickle":
+        if fault is not None and cast(str, fault.mode) == "trickle":
             return Reply(reply.status, self._trickle(_body_bytes(reply), fault.delay_s), reply.headers)
         return reply
 
@@ -333,7 +333,7 @@ class FakeOllamaServer(FakeServerBase):
                 answer = ""
             elif fault.mode == "truncate_output":
                 answer, done_reason = answer[: max(1, len(answer) // 2)], "length"
-            elif fault.mode == "repeat_loop":
+            elif cast(str, fault.mode) == "repeat_loop":
                 limit = num_predict if isinstance(num_predict, int) and num_predict > 0 else LOOP_TOKENS
                 answer, done_reason = _looping(answer, limit * fm.CHARS_PER_TOKEN), "length"
         elapsed = time.perf_counter_ns() - t0
