@@ -225,7 +225,7 @@ def _timeout_attempt(router: Router, job: ChatJob, cand: Candidate, backend: Bac
     speed = SPEEDS.get(backend.name, cand.model)
     overall = job.deadline is not None and time.monotonic() >= job.deadline
     limit = f"the call's deadline_s ({router.config.deadline_s:g}s)" if overall or budget is None else (
-        f"its {budget:.0f}s deadline")
+        f"its {budget:.1f}s deadline")
     text = (f"{cand.model} on {backend.name} gave no complete answer within {limit}: {elapsed:.1f}s spent "
             f"on a ~{prompt_tokens}-token prompt and up to {job.max_tokens} answer tokens ({describe(speed)}); "
             f"{exc}")
