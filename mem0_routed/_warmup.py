@@ -104,9 +104,11 @@ def warmup(router: Router, *, model: str | None = None, embedding_model: str | N
         entry: dict[str, Any] = {"host": backend.name, "model": model}
         try:
             if SPEEDS.get(backend.name, model).prefill_tps is None and router.planner.choices.get(model) is None:
+                # measured before anything is planned, so the choice below rests on it; sent with
+                # the compact plan's window (full, if chosen, reloads once, here and not in a call)
                 probe = _probe_messages()
-                entry["probe_s"] = round(_chat(router, backend, model, probe,
-                                               _plan_num_ctx(router, backend, model, probe), 16), 2)
+                size = router.planner.minimum if backend.kind == "ollama" else None
+                entry["probe_s"] = round(_chat(router, backend, model, probe, size, 16), 2)
             choice = router.prompt_choice(backend, model)
             prime = _prime_messages(choice)
             num_ctx = _plan_num_ctx(router, backend, model, prime)
