@@ -16,7 +16,7 @@ __all__ = ["StreamGuard", "salvage_extraction", "find_loop"]
 Stop = Literal["loop", "complete"]
 
 #: A unit repeated this many times in a row at the end of the answer is a loop...
-MIN_REPEATS = 4
+MIN_REPEATS = 3
 #: ...once the repeated stretch is at least this many characters (short echoes are normal text).
 MIN_LOOP_CHARS = 160
 #: Longest repeated unit looked for (a memory item or a sentence).
@@ -30,7 +30,7 @@ def find_loop(text: str) -> int | None:
 
     A loop is a unit of 1..``MAX_UNIT_CHARS`` characters repeated at least ``MIN_REPEATS`` times
     in a row covering at least ``MIN_LOOP_CHARS`` characters (e.g. 160 newlines, or one sentence
-    four times)."""
+    three times)."""
     n = len(text)
     for unit in range(1, min(MAX_UNIT_CHARS, n // MIN_REPEATS) + 1):
         reps = max(MIN_REPEATS, -(-MIN_LOOP_CHARS // unit))

@@ -189,6 +189,9 @@ class OllamaBackend:
             weakref.WeakKeyDictionary()
         )
         self._ctx_cache: dict[str, int] = {}
+        #: num_ctx last sent per model: an embed call to a model that also chats sends the same
+        #: one, else Ollama reloads the model (dropping its prompt cache) at every switch.
+        self._sent_ctx: dict[str, int] = {}
         self._models: tuple[float, frozenset[str]] | None = None
 
     def __repr__(self) -> str:
@@ -314,6 +317,8 @@ class OllamaBackend:
         sizes = (request.num_ctx, request.temperature, request.top_p, request.max_tokens, request.repeat_penalty)
         names = ("num_ctx", "temperature", "top_p", "num_predict", "repeat_penalty")
         options = {k: v for k, v in zip(names, sizes) if v is not None}
+        if request.num_ctx:
+            self._sent_ctx[normalize_model_name(request.model)] = request.num_ctx
         kwargs: dict[str, Any] = {
             "model": request.model,
             "messages": [_to_ollama_message(m) for m in request.messages],
@@ -356,6 +361,10 @@ class OllamaBackend:
             eval_s=eval_s,
             load_s=_seconds(resp.load_duration) if final else None,
         )
+
+    def _embed_options(self, model: str) -> dict[str, Any] | None:
+        num_ctx = self._sent_ctx.get(normalize_model_name(model))
+        return {"num_ctx": num_ctx} if num_ctx else None
 
     def chat(self, request: ChatRequest) -> ChatResult:
         kwargs = self._chat_kwargs(request)
@@ -408,7 +417,8 @@ class OllamaBackend:
         if not texts:
             return []
         with self._call(model, timeout_s, "embed"):
-            resp = self._sync().embed(model=model, input=list(texts), keep_alive=self.keep_alive)
+            resp = self._sync().embed(model=model, input=list(texts), keep_alive=self.keep_alive,
+                                      options=self._embed_options(model))
         return self._vectors(resp, model, texts)
 
     async def aembed(
@@ -417,7 +427,8 @@ class OllamaBackend:
         if not texts:
             return []
         with self._call(model, timeout_s, "embed"):
-            resp = await self._async().embed(model=model, input=list(texts), keep_alive=self.keep_alive)
+            resp = await self._async().embed(model=model, input=list(texts), keep_alive=self.keep_alive,
+                                             options=self._embed_options(model))
         return self._vectors(resp, model, texts)
 
     # --- model facts -----------------------------------------------------------------------------
