@@ -94,7 +94,9 @@ def attempt_request(call: Call) -> ChatRequest:
     if when <= now:
         raise BackendTimeout("the call's deadline (deadline_s) passed before this attempt",
                              backend=call.backend.name, model=call.request.model)
-    return dataclasses.replace(call.request, deadline=when)
+    timeout = call.request.timeout_s  # for clients that only know a timeout (OpenAI's)
+    return dataclasses.replace(call.request, deadline=when,
+                               timeout_s=when - now if timeout is None else min(timeout, when - now))
 
 
 def _call_sync(call: Call) -> ChatResult:

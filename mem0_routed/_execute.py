@@ -31,7 +31,6 @@ from ._errors import (
     ContextOverflow,
     InvalidAnswer,
     ModelNotFound,
-    RateLimited,
     RoutingError,
 )
 from ._drivers import Call, call_with_retries, retry_hook, run_async, run_sync
@@ -41,7 +40,7 @@ from ._stream import salvage_extraction
 from ._types import Attempt, CallKind, Candidate, Classification, RoutingDecision
 from ._usage import Refusal, Reservation
 from ._validate import ContractViolation, check_answer, check_extraction
-from .backends._base import Backend, ChatRequest, ChatResult
+from .backends._base import Backend, ChatResult
 
 if TYPE_CHECKING:
     from ._router import Router
