@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         if report["normal_extraction_s"]:
             report["degenerate_vs_normal"] = round(report["degenerate"]["seconds"] / report["normal_extraction_s"], 2)
         memory.vector_store.client.close()
+        print(json.dumps({k: v for k, v in report.items() if k != "cold"} | {"cold": {
+            k: v for k, v in report["cold"].items() if k != "texts"}}, default=str), file=sys.stderr, flush=True)
 
         reset_routers()
         unload(url, args.model)
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         warm.serves_mem0 = True
         report["warmup"] = warm.warmup(embedding_model=None if args.embedder == "embedded" else args.embedder)
         if args.embedder == "embedded":
-            memory.embedder.embed("warm-up")
+            memory.embedding_model.embed("warm-up")
         report["warmup_s"] = round(time.perf_counter() - t0, 1)
         name, conversation, _ = CONVERSATIONS[0]
         t0 = time.perf_counter()
