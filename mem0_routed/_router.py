@@ -24,7 +24,7 @@ from ._errors import Mem0RoutedError
 from ._execute import ChatJob, ChatOutcome, execute_chat, run_async, run_sync
 from ._health import collect_health
 from ._policy import Policy
-from ._speed import SPEEDS
+from ._speed import SPEEDS, describe
 from ._requests import compact_extraction_need, mem0_extraction_need, message_text
 from ._warmup import predict_prompt_choice, warmup
 from ._shared import (
@@ -323,6 +323,8 @@ class Router:
         known = self.planner.choices.get(model)
         if known is None:
             known = self.planner.choose(model, predict_prompt_choice(self.config, backend, model))
+            log.info("mem0-routed: mem0's %s extraction prompt for %s on %s (%s; budget %gs)", known, model,
+                     backend.name, describe(SPEEDS.get(backend.name, model)), self.config.extraction_latency_budget_s)
         return "compact" if known == "compact" else "full"
 
     def reserve_external(self, job: ChatJob, *, primary: bool) -> Reservation | Refusal | None:

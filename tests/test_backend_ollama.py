@@ -343,7 +343,8 @@ async def test_async_errors_are_translated(backend: OllamaBackend, ollama_server
         await backend.achat(req())
 
 
-def test_an_embed_call_sends_the_num_ctx_its_model_chats_with(ollama_server: FakeOllamaServer) -> None:
+def test_an_embed_call_sends_the_num_ctx_its_model_chats_with(ollama_server: FakeOllamaServer,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
     """Ollama reloads a model (and drops its prompt cache) whenever a request's num_ctx differs, an
     embed call without one included; so embedding with a chat model reuses the chat's window."""
     from mem0_routed.testing import ModelSpec
@@ -358,6 +359,7 @@ def test_an_embed_call_sends_the_num_ctx_its_model_chats_with(ollama_server: Fak
     assert first.get("options") is None  # a pure embedding model: nothing to match
     assert last["options"] == {"num_ctx": 8192}
     assert ollama_server.reloads["both:latest"] == 0 and ollama_server.reloads["both:1b"] == 0
+    assert "evicts the chat prompt from Ollama's cache" in caplog.text  # and the user hears why it is slow
 
 
 def test_a_streamed_answer_is_stopped_by_its_guard(ollama_server: FakeOllamaServer) -> None:
