@@ -4,6 +4,7 @@ measured speed, and servers that trickle bytes cannot keep a call alive past the
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -131,3 +132,53 @@ def test_bad_deadline_settings_name_the_key_and_the_fix(key: str, value: Any, wo
 def test_keep_alive_in_seconds_is_sent_as_a_number() -> None:
     assert RouterConfig.from_mapping({"keep_alive": "3600"}).keep_alive == 3600.0
     assert RouterConfig.from_mapping({"keep_alive": "30m"}).keep_alive == "30m"
+
+
+class _TrickleHandler:
+    """A server that answers any request with a valid OpenAI chat completion, one byte every 0.2 s."""
+
+    @staticmethod
+    def start() -> tuple[Any, str]:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+                           "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": "hello " * 20}}],
+                           "usage": {"prompt_tokens": 5, "completion_tokens": 20, "total_tokens": 25}}).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    for i in range(len(body)):
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                        threading.Event().wait(0.2)
+                except OSError:
+                    pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+
+def test_a_trickling_external_endpoint_cannot_outlive_the_deadline(ollama_server, openai_key) -> None:
+    server, url = _TrickleHandler.start()
+    try:
+        ollama_server.set_fault("refused")
+        endpoint = SimpleNamespace(base_url=url)  # 1 byte every 0.2 s: the body would take ~2 minutes
+        router = make_router(ollama_server, endpoint, openai_key, deadline_s=1.5, external_timeout_s=5)
+        err = run_bounded(lambda: router.chat([{"role": "user", "content": "hello"}], max_tokens=20))
+        assert isinstance(err, RoutingError)
+        assert any(a.backend.startswith("openai") and a.kind == "timeout" for a in err.attempts), err.attempts
+    finally:
+        server.shutdown()

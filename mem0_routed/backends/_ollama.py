@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ from .._errors import (
 )
 from .._types import BackendKind
 from ._base import ChatRequest, ChatResult, Health, normalize_model_name
+from ._deadline import deadline_scope, deadline_transport
 
 if TYPE_CHECKING:
     import httpx
@@ -76,70 +77,6 @@ def _on_response(response: httpx.Response) -> None:
             call.retry_after = max(0.0, float(response.headers.get("retry-after", "")))
         except ValueError:
             call.retry_after = None  # absent or an HTTP date: the router uses its own backoff
-
-
-def _past(deadline: float) -> None:
-    if time.monotonic() > deadline:
-        import httpx
-
-        raise httpx.ReadTimeout("the call's deadline passed while the answer was still arriving")
-
-
-def _deadline_transport(is_async: bool) -> Any:
-    """httpx's own transport, with every response body bounded by the call's deadline.
-
-    httpx's read timeout bounds each read, so a server trickling one byte every half second would
-    keep a call alive for ever; the wrapped body raises ``ReadTimeout`` once the deadline passed."""
-    import httpx
-
-    class _SyncBody(httpx.SyncByteStream):
-        def __init__(self, inner: Any, deadline: float) -> None:
-            self.inner, self.deadline = inner, deadline
-
-        def __iter__(self) -> Iterator[bytes]:
-            for chunk in self.inner:
-                _past(self.deadline)
-                yield chunk
-
-        def close(self) -> None:
-            self.inner.close()
-
-    class _AsyncBody(httpx.AsyncByteStream):
-        def __init__(self, inner: Any, deadline: float) -> None:
-            self.inner, self.deadline = inner, deadline
-
-        async def __aiter__(self) -> AsyncIterator[bytes]:
-            async for chunk in self.inner:
-                _past(self.deadline)
-                yield chunk
-
-        async def aclose(self) -> None:
-            await self.inner.aclose()
-
-    def deadline() -> float | None:
-        call = _CALL.get()
-        return call.deadline if call is not None else None
-
-    if is_async:
-        class _Async(httpx.AsyncHTTPTransport):
-            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-                response = await super().handle_async_request(request)
-                when = deadline()
-                if when is not None:
-                    response.stream = _AsyncBody(response.stream, when)
-                return response
-
-        return _Async()
-
-    class _Sync(httpx.HTTPTransport):
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            response = super().handle_request(request)
-            when = deadline()
-            if when is not None:
-                response.stream = _SyncBody(response.stream, when)
-            return response
-
-    return _Sync()
 
 
 async def _aon_request(request: httpx.Request) -> None:
@@ -213,7 +150,7 @@ class OllamaBackend:
             "host": self.base_url,
             "timeout": httpx.Timeout(self.read_timeout_s, connect=self.connect_timeout_s),
             "event_hooks": hooks,
-            "transport": _deadline_transport(is_async),
+            "transport": deadline_transport(is_async),
         }
 
     def _sync(self) -> ollama.Client:
@@ -262,7 +199,8 @@ class OllamaBackend:
         state = _Call(timeout_s=timeout_s, connect_s=self.connect_timeout_s, deadline=deadline)
         token = _CALL.set(state)
         try:
-            yield state
+            with deadline_scope(deadline):
+                yield state
         except BackendError:
             raise
         except Exception as exc:  # every client error is translated, none escapes

@@ -29,6 +29,7 @@ from .._errors import (
 )
 from .._types import BackendKind
 from ._base import ChatRequest, ChatResult, Health
+from ._deadline import deadline_scope, deadline_transport
 
 if TYPE_CHECKING:
     import openai
@@ -138,14 +139,16 @@ class OpenAIBackend:
 
     # --- clients ---------------------------------------------------------------------------------
 
-    def _client_kwargs(self) -> dict[str, Any]:
+    def _client_kwargs(self, *, is_async: bool = False) -> dict[str, Any]:
         import openai
 
         assert self._key is not None
+        http = openai.DefaultAsyncHttpxClient if is_async else openai.DefaultHttpxClient
         kwargs: dict[str, Any] = {
             "api_key": self._key.get(),
             "max_retries": 0,
             "timeout": openai.Timeout(self.read_timeout_s, connect=self.connect_timeout_s),
+            "http_client": http(transport=deadline_transport(is_async, _httpx_lib())),  # deadline bounds the body
         }
         if self.base_url:
             kwargs["base_url"] = self.base_url
@@ -170,7 +173,7 @@ class OpenAIBackend:
         with self._lock:
             client = self._aclients.get(loop)
             if client is None:
-                client = openai.AsyncOpenAI(**self._client_kwargs())
+                client = openai.AsyncOpenAI(**self._client_kwargs(is_async=True))
                 self._aclients[loop] = client
         return client
 
@@ -313,14 +316,16 @@ class OpenAIBackend:
         params = self._chat_params(request)
         client = self._sync(request.model)
         t0 = time.perf_counter()
-        resp = self._invoke(request.model, "chat", client.chat.completions.create, **params)
+        with deadline_scope(request.deadline):
+            resp = self._invoke(request.model, "chat", client.chat.completions.create, **params)
         return self._result(resp, request, t0)
 
     async def achat(self, request: ChatRequest) -> ChatResult:
         params = self._chat_params(request)
         client = self._async(request.model)
         t0 = time.perf_counter()
-        resp = await self._ainvoke(request.model, "chat", client.chat.completions.create, **params)
+        with deadline_scope(request.deadline):
+            resp = await self._ainvoke(request.model, "chat", client.chat.completions.create, **params)
         return self._result(resp, request, t0)
 
     # --- embeddings ------------------------------------------------------------------------------
@@ -403,3 +408,13 @@ def _json_or_text(arguments: str) -> Any:
         return json.loads(arguments)
     except (TypeError, ValueError):
         return arguments
+
+
+def _httpx_lib() -> str:
+    """The httpx package the openai client is built on (``httpx``, or ``httpx2`` in openai 3.x)."""
+    import openai
+
+    for base in openai.DefaultHttpxClient.__mro__[1:]:
+        if base.__name__ == "Client":
+            return base.__module__.split(".")[0]
+    return "httpx"
