@@ -182,3 +182,14 @@ def test_a_trickling_external_endpoint_cannot_outlive_the_deadline(ollama_server
         assert any(a.backend.startswith("openai") and a.kind == "timeout" for a in err.attempts), err.attempts
     finally:
         server.shutdown()
+
+
+def test_a_trickling_embed_call_ends_within_its_timeout(ollama_server) -> None:
+    from mem0_routed._errors import BackendTimeout
+    from mem0_routed.backends import OllamaBackend
+
+    ollama_server.set_fault("trickle", delay_s=0.2, paths=["/api/embed"])
+    backend = OllamaBackend(ollama_server.url, read_timeout_s=1.0)
+    err = run_bounded(lambda: backend.embed("nomic-embed-text", ["hello"]))
+    backend.close()
+    assert isinstance(err, BackendTimeout)

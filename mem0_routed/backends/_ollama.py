@@ -195,7 +195,11 @@ class OllamaBackend:
     @contextmanager
     def _call(self, model: str, timeout_s: float | None = None, what: str = "chat",
               deadline: float | None = None) -> Iterator[_Call]:
-        """Run one client call with its timeout and turn every client error into ours."""
+        """Run one client call with its timeout and turn every client error into ours. Calls other
+        than chat (embed, show, list) end within their timeout as a whole, however slowly a server
+        sends; a chat call ends by its request's deadline (the router always sets one)."""
+        if deadline is None and what != "chat":
+            deadline = time.monotonic() + (timeout_s or self.read_timeout_s)
         state = _Call(timeout_s=timeout_s, connect_s=self.connect_timeout_s, deadline=deadline)
         token = _CALL.set(state)
         try:
