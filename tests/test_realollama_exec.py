@@ -17,10 +17,15 @@ from typing import Any
 import pytest
 
 from mem0_routed import Router, RouterConfig, RoutingError
+from mem0_routed._context import ContextPlanner
+from mem0_routed._requests import compact_extraction_need
 from mem0_routed._router import reset_routers
 from mem0_routed._stream import StreamGuard
 from mem0_routed.backends._base import ChatRequest
 from mem0_routed.backends._ollama import OllamaBackend
+
+#: The window mem0's compact extraction prompt is given (4,096 while the prompt stays under ~1.6k tokens).
+COMPACT_WINDOW = ContextPlanner().plan("m", compact_extraction_need(), None)
 
 pytestmark = pytest.mark.realollama
 MODEL = "smollm2:135m"
@@ -129,7 +134,7 @@ def test_warmup_on_the_real_ollama(real_ollama_url: str, mocker) -> None:  # typ
     report = router.warmup()
     assert report["ok"], report
     host = report["hosts"][0]
-    assert host["prompt"] == "compact" and host["num_ctx"] == 4096 and "tokens/s" in host["speed"]
+    assert host["prompt"] == "compact" and host["num_ctx"] == COMPACT_WINDOW and "tokens/s" in host["speed"]
     assert "seconds" in report["embedding"]
     assert expires_in(loaded(real_ollama_url)[MODEL]) > timedelta(minutes=50)
     user = generate_additive_extraction_prompt(existing_memories=[], new_messages=[
@@ -138,5 +143,5 @@ def test_warmup_on_the_real_ollama(real_ollama_url: str, mocker) -> None:  # typ
                       response_format={"type": "json_object"}, max_tokens=300)
     assert out.compact_prompt
     prime, call = sent.spy_return_list[-2], sent.spy_return_list[-1]
-    assert call["options"]["num_ctx"] == prime["options"]["num_ctx"] == 4096
+    assert call["options"]["num_ctx"] == prime["options"]["num_ctx"] == COMPACT_WINDOW
     assert call["messages"][:5] == prime["messages"][:5]  # the call starts with the primed prefix

@@ -12,10 +12,15 @@ import stamina
 from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
 
 from mem0_routed import BudgetExceeded, Router, RouterConfig, RoutingError
+from mem0_routed._context import ContextPlanner
 from mem0_routed._ledger import MemoryLedger
+from mem0_routed._requests import compact_extraction_need
 from mem0_routed._router import reset_routers
 from mem0_routed._speed import SPEEDS, Speed
 from mem0_routed.testing import FakeOllamaServer, ModelSpec
+
+#: The window mem0's compact extraction prompt is given (4,096 while the prompt stays under ~1.6k tokens).
+COMPACT_WINDOW = ContextPlanner().plan("m", compact_extraction_need(), None)
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +78,7 @@ def test_mem0_extraction_gets_schema_and_a_window_that_fits(ollama_server) -> No
     assert sent["options"]["num_ctx"] == 16384  # ~8.5k-token prompt + 2000 answer, a coarse step
 
 
-@pytest.mark.parametrize(("fast", "window"), [(True, 16384), (False, 4096)])
+@pytest.mark.parametrize(("fast", "window"), [(True, 16384), (False, COMPACT_WINDOW)])
 def test_num_ctx_is_stable_across_a_mixed_workload(ollama_server, fast: bool, window: int) -> None:
     router = make_router(ollama_server)
     if fast:
@@ -369,7 +374,7 @@ def test_concurrent_threads_share_one_router(ollama_server) -> None:
     assert router.get_metrics()["total_queries"] == 16
 
 
-@pytest.mark.parametrize(("fast", "window"), [(True, 16384), (False, 4096)])
+@pytest.mark.parametrize(("fast", "window"), [(True, 16384), (False, COMPACT_WINDOW)])
 def test_a_mem0_router_sizes_the_extraction_model_for_mem0_from_the_first_call(ollama_server, fast: bool,
                                                                                window: int) -> None:
     router = make_router(ollama_server)

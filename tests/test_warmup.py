@@ -12,9 +12,14 @@ from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_e
 from mem0_routed import Router, RouterConfig
 from mem0_routed._cli import main
 from mem0_routed._compact_prompt import COMPACT_EXTRACTION_PROMPT
+from mem0_routed._context import ContextPlanner
 from mem0_routed._ledger import MemoryLedger
+from mem0_routed._requests import compact_extraction_need
 from mem0_routed._router import reset_routers
 from mem0_routed._speed import SPEEDS, Speed
+
+#: The window mem0's compact extraction prompt is given (4,096 while the prompt stays under ~1.6k tokens).
+COMPACT_WINDOW = ContextPlanner().plan("m", compact_extraction_need(), None)
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +55,7 @@ def test_warmup_on_a_slow_host_primes_the_compact_prompt_with_the_calls_num_ctx(
     assert ollama_server.requests_to("/api/embed")[-1]["model"] == "nomic-embed-text:latest"
     router.chat(extraction(), response_format={"type": "json_object"}, max_tokens=2000)
     call = ollama_server.requests_to("/api/chat")[-1]
-    assert call["options"]["num_ctx"] == prime["options"]["num_ctx"] == 4096  # no reload, a small window
+    assert call["options"]["num_ctx"] == prime["options"]["num_ctx"] == COMPACT_WINDOW < 16384  # small, no reload
     n = len(prime["messages"]) - 1
     assert call["messages"][:n] == prime["messages"][:n]  # the cached prefix is what the call starts with
     assert ollama_server.reloads["mistral:7b"] == 0
