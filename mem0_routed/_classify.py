@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from ._errors import InvalidInput
 from ._signals import (
     _BPUNCT,
     _CODE_ASK,
@@ -31,7 +32,6 @@ from ._signals import (
     _SUMMARY,
     _fires,
 )
-from ._errors import InvalidInput
 from ._types import CallKind, Classification, QueryType
 
 __all__ = ["check_encodable", "check_params", "classify_messages", "classify_query", "classify_text",

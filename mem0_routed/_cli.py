@@ -5,7 +5,6 @@ Output fits an 80-column terminal; ``--json`` gives machine-readable output for 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import Any
@@ -294,6 +293,33 @@ def report(ctx: click.Context, html_path: str, days: float, budget: float | None
                        source=mask_url(router.config.ledger), now=now)
     Path(html_path).write_text(page, encoding="utf-8")
     click.echo(f"wrote {html_path}: {len(records)} calls over {days:g} days")
+
+
+@main.command()
+@click.option("--model", help="Chat model to warm (default: the extraction route's model).")
+@click.option("--embedder-model", help="Embedding model to warm (default: the embedding route's model).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def warmup(ctx: click.Context, model: str | None, embedder_model: str | None, as_json: bool) -> None:
+    """Load the models with the num_ctx their calls will use and prime the prompt cache."""
+    router = _router(ctx)
+    router.serves_mem0 = True  # size and prime for mem0's extraction call
+    report = router.warmup(model=model, embedding_model=embedder_model)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        click.echo(f"local backend: {report['local_backend']}, model {report['model']}")
+        for host in report["hosts"]:
+            if "error" in host:
+                click.echo(click.style(f"  ! {host['host']}: {host['error']}", fg="yellow"))
+                continue
+            click.echo(f"  {host['host']}: {host['prompt']} extraction prompt, num_ctx {host['num_ctx']}, "
+                       f"primed in {host['prime_s']}s, keep_alive {host['keep_alive']} ({host['speed']})")
+        emb = report["embedding"]
+        click.echo(f"  embedding {emb['model']}: " + (f"loaded in {emb['seconds']}s" if "seconds" in emb
+                                                       else f"not warmed ({emb['error']})"))
+    if not report["ok"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -148,6 +148,39 @@ class RouterConfig(BaseSettings):
         default="auto", validation_alias=AliasChoices("MEM0_ROUTED_LOCAL_BACKEND")
     )
     embedded_models: dict[str, str] = Field(default_factory=dict)
+    # --- deadlines, speed, warm models (see _speed.py) ----------------------------------------------
+    deadline_s: float = 180.0  # one deadline per call: every retry and fallback included
+    call_deadline_margin: float = 3.0  # a local call may take this many times its predicted time
+    call_deadline_floor_s: float = 15.0
+    call_deadline_ceiling_s: float = 120.0
+    extraction_latency_budget_s: float = 30.0  # mem0's full extraction prompt only if predicted within
+    keep_alive: str | float = "1h"  # Ollama keeps the models loaded this long after a call
+
+    @field_validator("deadline_s", "call_deadline_margin", "call_deadline_floor_s", "call_deadline_ceiling_s",
+                     "extraction_latency_budget_s")
+    @classmethod
+    def _check_deadline(cls, v: float) -> float:
+        if not v > 0 or v == float("inf"):
+            raise ValueError(f"{v} must be a finite number greater than 0")
+        return v
+
+    @field_validator("max_retries")
+    @classmethod
+    def _check_retries(cls, v: int) -> int:
+        if v > 10:
+            raise ValueError(f"{v} is too many; allowed: 0 to 10 (deadline_s bounds the time anyway)")
+        return v
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _check_keep_alive(cls, v: str | float) -> str | float:
+        if isinstance(v, str) and not re.match(r"^-?\d+(\.\d+)?(ms|s|m|h)?$", v.strip()):
+            raise ValueError(f"{v!r} is not a duration; e.g. '30m', '1h', '3600' (seconds), '-1' (for ever), '0'")
+        if isinstance(v, float) and v != v:
+            raise ValueError("NaN is not a duration; e.g. '1h'")
+        if isinstance(v, str) and v.strip().lstrip("-").replace(".", "", 1).isdigit():
+            return float(v)  # Ollama reads a bare number as seconds, a string only with a unit
+        return v.strip() if isinstance(v, str) else v
 
     # --- ledger, privacy ---------------------------------------------------------------------------
     ledger: str = Field(default="sqlite", validation_alias=AliasChoices("MEM0_ROUTED_LEDGER"))

@@ -30,6 +30,14 @@ class ContextPlanner:
         self._lock = threading.Lock()
         self._current: dict[str, int] = {}
         self.changes: dict[str, int] = {}
+        #: mem0's extraction prompt per model ("full" or "compact"), chosen once: the window is
+        #: sized for it, so a later change would reload the model.
+        self.choices: dict[str, str] = {}
+
+    def choose(self, model: str, choice: str) -> str:
+        """Keep the first choice made for ``model`` and return the one in force."""
+        with self._lock:
+            return self.choices.setdefault(model, choice)
 
     def plan(self, model: str, needed: int, window: int | None) -> int | None:
         """The ``num_ctx`` for a call needing ``needed`` tokens, or None if the window is too small.

@@ -1,21 +1,27 @@
 """Executing a decision: the fallback chain, context windows, validation cascade and reservations.
 
 The chain logic is written once, as a generator that *yields* the backend calls it wants made
-(``Call``) and receives their results or exceptions. ``run_sync`` and ``run_async`` drive it, each
-wrapping a call in stamina's retries, so the sync path (mem0's ``Memory``) and the async path
-(``execute_query``) can never drift apart. No lock is held across a network call.
+(``Call``) and receives their results or exceptions. ``run_sync`` and ``run_async`` (``_drivers``)
+drive it, each wrapping a call in stamina's retries, so the sync path (mem0's ``Memory``) and the
+async path (``execute_query``) can never drift apart. No lock is held across a network call.
+
+One deadline (``deadline_s``) spans the whole chain; each local try also gets its own, from the
+model's measured speed (``_speed``). A degenerate answer (a loop, cut JSON) keeps its complete
+items when mem0's contract allows it (the call is then marked degraded), and is otherwise retried
+once with a changed request (repeat penalty, temperature, the compact prompt), never the same one.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ._context import looks_truncated
+from ._drivers import Call, call_with_retries, retry_hook, run_async, run_sync
 from ._errors import (
     AuthenticationError,
     BackendError,
@@ -26,33 +32,27 @@ from ._errors import (
     ContextOverflow,
     InvalidAnswer,
     ModelNotFound,
-    RateLimited,
     RoutingError,
 )
-from ._logs import router_retries
 from ._requests import build_request, estimate_messages, fit_messages
-from ._types import Attempt, Candidate, Classification, RoutingDecision
+from ._speed import SPEEDS, call_deadline_s, describe
+from ._stream import salvage_extraction
+from ._types import Attempt, CallKind, Candidate, Classification, RoutingDecision
 from ._usage import Refusal, Reservation
-from ._validate import ContractViolation, check_answer
-from .backends._base import Backend, ChatRequest, ChatResult
+from ._validate import ContractViolation, check_answer, check_extraction
+from .backends._base import Backend, ChatResult
 
 if TYPE_CHECKING:
     from ._router import Router
 
+__all__ = ["Call", "ChatJob", "ChatOutcome", "call_with_retries", "execute_chat", "note_failure", "retry_hook",
+           "run_async", "run_sync"]
+
 log = logging.getLogger("mem0_routed")
-T = TypeVar("T")
 
-#: Longest Retry-After we wait out in place; longer ones fail over instead.
-MAX_RETRY_AFTER_S = 5.0
-
-
-@dataclass(slots=True)
-class Call:
-    """One backend call the generator asks its driver to make (with retries)."""
-
-    backend: Backend
-    request: ChatRequest
-    retries: int
+#: Answer tokens a deadline is planned for (mem0 asks for up to 2,000; a real answer is far shorter,
+#: and a runaway one is stopped by the stream guard, not by the deadline).
+PLANNED_ANSWER_TOKENS = 512
 
 
 @dataclass(slots=True)
@@ -73,6 +73,9 @@ class ChatOutcome:
     escalations: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     compact_prompt: bool = False
+    #: Why the answer is usable but not whole: "repetition loop: kept 3 items", "answer cut at
+    #: max_tokens", ... (None for a whole answer). Recorded as outcome "degraded".
+    degraded: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,17 +93,8 @@ class ChatOutcome:
             "tokens_out": self.tokens_out,
             "reasoning": self.decision.reasoning,
             "host": self.host,
+            "degraded": self.degraded,
         }
-
-
-def retry_hook(exc: Exception) -> bool | float:
-    """stamina backoff hook: retry refused/5xx/429, honour a short Retry-After; never a timeout
-    (a hanging host would cost one timeout per retry) and never auth/model/bad-request errors."""
-    if isinstance(exc, RateLimited):
-        if exc.retry_after is None:
-            return True
-        return exc.retry_after if exc.retry_after <= MAX_RETRY_AFTER_S else False
-    return isinstance(exc, BackendError) and exc.transient and not isinstance(exc, BackendTimeout)
 
 
 def _short(exc: BaseException) -> str:
@@ -123,15 +117,25 @@ class ChatJob:
     tool_choice: str | None
     external_check: str | None
     primary_external: bool
+    #: ``time.monotonic()`` instant by which the whole call must end (``deadline_s``).
+    deadline: float | None = None
 
 
 def execute_chat(router: Router, job: ChatJob) -> Generator[Call, ChatResult, ChatOutcome]:
     """Walk the decision's chain until one candidate gives an answer that meets its contract."""
     started = time.perf_counter()
+    if job.deadline is None:
+        job.deadline = time.monotonic() + router.config.deadline_s
     attempts: list[Attempt] = []
     escalations: list[str] = []
     cls = job.cls
     for cand in job.decision.chain:
+        if time.monotonic() >= job.deadline:
+            attempts.append(Attempt(cand.backend, cand.model, f"not tried: the call's deadline_s "
+                                    f"({router.config.deadline_s:g}s) had passed", kind="timeout",
+                                    fix="raise deadline_s, or make local calls faster (compact prompt, warmup)"))
+            escalations.append("deadline_s reached")
+            break
         reservation: Reservation | None = None
         if not cand.is_local:
             got = router.reserve_external(job, primary=(cand is job.decision.chain[0] and job.primary_external))
@@ -202,6 +206,33 @@ def _try_backend(
             breaker.release()  # no-op when the probe was settled by success() or failure()
 
 
+def _budget(router: Router, job: ChatJob, cand: Candidate, backend: Backend, prompt_tokens: int) -> float | None:
+    """Seconds one try may take: from the measured speed for a local backend (None: no own bound)."""
+    if not backend.is_local:
+        return None
+    cfg = router.config
+    speed = SPEEDS.get(backend.name, cand.model)
+    answer = min(job.max_tokens or PLANNED_ANSWER_TOKENS, PLANNED_ANSWER_TOKENS)
+    return call_deadline_s(speed.predict(prompt_tokens, answer), margin=cfg.call_deadline_margin,
+                           floor_s=cfg.call_deadline_floor_s, ceiling_s=cfg.call_deadline_ceiling_s,
+                           load_s=speed.load_s)
+
+
+def _timeout_attempt(router: Router, job: ChatJob, cand: Candidate, backend: Backend, exc: BackendTimeout,
+                     elapsed: float, budget: float | None, prompt_tokens: int) -> Attempt:
+    """A timeout that says how long, for how much work, at what speed, and what to do."""
+    speed = SPEEDS.get(backend.name, cand.model)
+    overall = job.deadline is not None and time.monotonic() >= job.deadline
+    limit = f"the call's deadline_s ({router.config.deadline_s:g}s)" if overall or budget is None else (
+        f"its {budget:.1f}s deadline")
+    text = (f"{cand.model} on {backend.name} gave no complete answer within {limit}: {elapsed:.1f}s spent "
+            f"on a ~{prompt_tokens}-token prompt and up to {job.max_tokens} answer tokens ({describe(speed)}); "
+            f"{exc}")
+    fix = ("run `mem0-routed warmup` so the first call does not load the model, set compact_extraction: always, "
+           "use a faster/smaller model, or raise call_deadline_ceiling_s / deadline_s")
+    return Attempt(backend.name, cand.model, text[:400], fix=fix, kind="timeout")
+
+
 def _tries(
     router: Router,
     job: ChatJob,
@@ -212,6 +243,8 @@ def _tries(
     escalations: list[str],
 ) -> Generator[Call, ChatResult, ChatOutcome | None]:
     tries = 2
+    varied = False  # the next try follows a degenerate answer: change the request
+    extraction = job.cls.call_kind is CallKind.MEM0_EXTRACTION
     for n in range(tries):
         try:
             if n == 0:
@@ -219,16 +252,35 @@ def _tries(
                     raise ModelNotFound(f"model {cand.model!r} not found on {backend.name}",
                                         backend=backend.name, model=cand.model, fix=f"ollama pull {cand.model}"
                                         if backend.kind == "ollama" else None)
-                messages, compact = fit_messages(router.config, job, cand, backend)
+                messages, compact = fit_messages(router.config, job, cand, backend,
+                                                 prefer_compact=router.prompt_choice(backend, cand.model) == "compact")
                 prompt_tokens = estimate_messages(messages)  # the same for both tries
+            elif varied and extraction and backend.is_local and not compact \
+                    and router.config.compact_extraction != "never":
+                from ._compact_prompt import compact_extraction_messages
+
+                messages, compact = compact_extraction_messages(job.messages), True
+                prompt_tokens = estimate_messages(messages)
             request = build_request(router.config, router.planner, job, cand, backend, messages, prompt_tokens,
-                                    min_need=router.num_ctx_floor(cand.model))
+                                    min_need=router.num_ctx_floor(cand.model, backend), varied=varied)
         except BackendError as exc:
             note_failure(breaker, exc, attempts, backend, cand)
             return None
+        budget = _budget(router, job, cand, backend, prompt_tokens)
         router.begin(backend)
+        t0 = time.monotonic()
         try:
-            result = yield Call(backend, request, router.config.max_retries)
+            result = yield Call(backend, request, router.config.max_retries, budget_s=budget, deadline=job.deadline)
+        except BackendTimeout as exc:
+            attempt = _timeout_attempt(router, job, cand, backend, exc, time.monotonic() - t0, budget, prompt_tokens)
+            if job.deadline is not None and time.monotonic() >= job.deadline:
+                breaker.release()  # our own deadline ran out: no verdict on the host
+            else:
+                breaker.failure(attempt.error, fix=attempt.fix)
+            attempts.append(attempt)
+            escalations.append(f"timeout on {cand.model}")
+            log.info("mem0-routed: %s", attempt.error)
+            return None
         except BackendError as exc:
             note_failure(breaker, exc, attempts, backend, cand)
             return None
@@ -239,7 +291,10 @@ def _tries(
         finally:
             router.end(backend)
         breaker.success()
-        if backend.kind == "ollama" and looks_truncated(
+        if backend.is_local:
+            SPEEDS.observe(backend.name, cand.model, prompt_tokens=result.tokens_in, prompt_s=result.prompt_eval_s,
+                           answer_tokens=result.tokens_out, answer_s=result.eval_s, load_s=result.load_s)
+        if backend.kind == "ollama" and result.stopped is None and looks_truncated(
             prompt_eval_count=result.tokens_in, estimated_tokens=prompt_tokens, num_ctx=request.num_ctx
         ):
             escalations.append(f"truncated prompt on {cand.model} (num_ctx {request.num_ctx})")
@@ -248,26 +303,53 @@ def _tries(
             if router.planner.grow(cand.model, _window_of(backend, cand.model)) is None:
                 return None
             continue
-        if result.done_reason == "length" and not (result.text or "").strip():
-            escalations.append(f"no output within max_tokens on {cand.model}")
-            attempts.append(Attempt(backend.name, cand.model, "answer cut at max_tokens", kind="invalid"))
-            return None
+        degenerate = "repetition loop" if result.stopped == "loop" else (
+            "answer cut at max_tokens" if result.done_reason == "length" else None)
+        degraded: str | None = None
         try:
-            text = check_answer(result.text, call_kind=job.cls.call_kind, wants_json=job.cls.wants_json,
-                                has_tool_calls=bool(result.tool_calls))
+            if degenerate and extraction:
+                text, degraded = _salvage(result.text, degenerate)
+            elif result.stopped == "loop":
+                raise ContractViolation(degenerate or "repetition loop")
+            else:
+                text = check_answer(result.text, call_kind=job.cls.call_kind, wants_json=job.cls.wants_json,
+                                    has_tool_calls=bool(result.tool_calls))
+                degraded = degenerate  # a text answer cut at max_tokens is usable, but not whole
         except ContractViolation as bad:
             escalations.append(f"{bad} from {cand.model}")
-            attempts.append(Attempt(backend.name, cand.model, f"answer rejected: {bad}", kind="invalid"))
+            attempts.append(Attempt(backend.name, cand.model, f"answer rejected: {bad}"
+                                    + (f" (stopped after {result.tokens_out or '?'} tokens)" if result.stopped else ""),
+                                    kind="invalid"))
             if n + 1 < tries and cand.is_local:
+                varied = True
                 continue
             return None
+        if degraded:
+            escalations.append(f"{degraded} from {cand.model}")
         return ChatOutcome(
             text=text, model=result.model or cand.model, backend=backend.kind, is_local=backend.is_local,
             decision=job.decision, tool_calls=result.tool_calls, host=result.host or backend.name,
-            tokens_in=result.tokens_in or 0, tokens_out=result.tokens_out or 0,
-            escalations=escalations, attempts=attempts, compact_prompt=compact,
+            tokens_in=result.tokens_in or (prompt_tokens if backend.is_local else 0), tokens_out=result.tokens_out or 0,
+            escalations=escalations, attempts=attempts, compact_prompt=compact, degraded=degraded,
         )
     return None
+
+
+def _salvage(text: str, why: str) -> tuple[str, str]:
+    """The complete, distinct memory items before a loop or a cut, or ``ContractViolation`` when
+    there are none (an empty list would tell mem0 "no facts", which is not what happened)."""
+    try:
+        whole = check_answer(text, call_kind=CallKind.MEM0_EXTRACTION, wants_json=True)
+        items = json.loads(whole).get("memory", [])
+        if why == "answer cut at max_tokens":
+            return whole, f"{why}: kept {len(items)} items"
+    except ContractViolation:
+        pass
+    found = salvage_extraction(text)
+    if not found or not found["memory"]:
+        raise ContractViolation(f"{why} before any complete memory item")
+    clean = check_extraction(found)
+    return json.dumps(clean, ensure_ascii=False), f"{why}: kept {len(clean['memory'])} items"
 
 
 def _window_of(backend: Backend, model: str) -> int | None:
@@ -288,105 +370,3 @@ def note_failure(breaker: Any, exc: BackendError, attempts: list[Attempt], backe
         kind = type(exc).__name__
     attempts.append(Attempt(backend.name, cand.model, _short(exc), fix=exc.fix, kind=kind))
     log.info("mem0-routed: %s %s failed: %s", backend.name, cand.model, _short(exc))
-
-
-# --- drivers ------------------------------------------------------------------------------------
-# The first try is a plain call: stamina's retry machinery costs ~50 µs to set up, so it is entered
-# only after a failure it should retry. Replaying that failure as attempt 1 lets stamina apply its
-# backoff (or a server's Retry-After) and its test mode exactly as if it had made the first try.
-
-
-def _retry_context(retries: int) -> Any:
-    import stamina
-
-    return stamina.retry_context(on=retry_hook, attempts=retries + 1, timeout=None,
-                                 wait_initial=0.05, wait_max=2.0, wait_jitter=0.05)
-
-
-def call_with_retries(fn: Callable[[], T], retries: int) -> T:
-    """``fn()``, retried by stamina on what ``retry_hook`` accepts (used for chat and embeddings)."""
-    try:
-        return fn()
-    except Exception as exc:
-        if retries <= 0 or not retry_hook(exc):
-            raise
-        first: Exception | None = exc
-    with router_retries():  # stamina's log lines go through the package logger
-        for attempt in _retry_context(retries):
-            with attempt:
-                if first is not None:
-                    replay, first = first, None
-                    raise replay
-                return fn()
-    raise AssertionError("unreachable: stamina re-raises the last error")
-
-
-def _call_sync(call: Call) -> ChatResult:
-    return call_with_retries(lambda: call.backend.chat(call.request), call.retries)
-
-
-async def _call_async(call: Call) -> ChatResult:
-    try:
-        return await call.backend.achat(call.request)
-    except Exception as exc:
-        if call.retries <= 0 or not retry_hook(exc):
-            raise
-        first: Exception | None = exc
-    with router_retries():
-        async for attempt in _retry_context(call.retries):
-            with attempt:
-                if first is not None:
-                    replay, first = first, None
-                    raise replay
-                return await call.backend.achat(call.request)
-    raise AssertionError("unreachable: stamina re-raises the last error")
-
-
-def run_sync(gen: Generator[Call, ChatResult, ChatOutcome]) -> ChatOutcome:
-    send: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            call = gen.throw(error) if error is not None else gen.send(send)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        send, error = None, None
-        try:
-            send = _call_sync(call)
-        except Exception as exc:  # noqa: BLE001 - handed to the generator, which decides
-            error = exc
-
-
-def _step(gen: Generator[Call, ChatResult, ChatOutcome], send: Any,
-          error: BaseException | None) -> tuple[bool, Any]:
-    """One resumption of the chain: ``(False, next call)`` or ``(True, outcome)``."""
-    try:
-        return False, (gen.throw(error) if error is not None else gen.send(send))
-    except StopIteration as stop:
-        return True, stop.value
-
-
-async def run_async(gen: Generator[Call, ChatResult, ChatOutcome]) -> ChatOutcome:
-    """Like ``run_sync``, but the generator's own steps (ledger writes, a first ``/api/show``, a model
-    load) run in a worker thread, so only the backend call itself runs on the event loop."""
-    import asyncio
-
-    send: Any = None
-    error: BaseException | None = None
-    try:
-        while True:
-            # StopIteration cannot cross a Future (it would leave it pending forever), so the
-            # generator's end travels back as a value.
-            done, call = await asyncio.to_thread(_step, gen, send, error)
-            if done:
-                return call  # type: ignore[no-any-return]
-            send, error = None, None
-            try:
-                send = await _call_async(call)
-            except Exception as exc:  # noqa: BLE001
-                error = exc
-    finally:
-        # cancelled mid-call: settle the breaker probe and release any reservation now (if the
-        # worker thread is still inside a step, the generator is closed when that step returns)
-        with contextlib.suppress(ValueError):
-            gen.close()

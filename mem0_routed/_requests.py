@@ -7,12 +7,14 @@ local extraction calls, and a context window that fits without ever shrinking.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._classify import estimate_tokens
 from ._context import ContextPlanner, needed_tokens
 from ._errors import ContextOverflow
+from ._stream import StreamGuard
 from ._types import CallKind, Candidate
 from .backends._base import Backend, ChatRequest
 
@@ -48,13 +50,16 @@ def window_cap(config: RouterConfig, backend: Backend, model: str) -> tuple[int 
     return window, (min(caps) if caps else None)
 
 
-def fit_messages(config: RouterConfig, job: ChatJob, cand: Candidate,
-                 backend: Backend) -> tuple[list[dict[str, Any]], bool]:
+def fit_messages(config: RouterConfig, job: ChatJob, cand: Candidate, backend: Backend,
+                 *, prefer_compact: bool = False) -> tuple[list[dict[str, Any]], bool]:
     """The messages to send to ``backend``: as given, or mem0's compact extraction prompt when
-    the full one does not fit the local model's window. Raises ``ContextOverflow`` if nothing fits."""
+    the full one does not fit the local model's window, or when ``prefer_compact`` (the router's
+    per-model choice by predicted time, see ``Router.prompt_choice``). Raises ``ContextOverflow``
+    if nothing fits."""
     messages = job.messages
     extraction = job.cls.call_kind is CallKind.MEM0_EXTRACTION and backend.is_local
-    if extraction and config.compact_extraction == "always":
+    if extraction and (config.compact_extraction == "always"
+                       or (prefer_compact and config.compact_extraction == "auto")):
         from ._compact_prompt import compact_extraction_messages
 
         return compact_extraction_messages(messages), True
@@ -91,16 +96,68 @@ def mem0_extraction_need() -> int:
 _MEM0_NEED: int | None = None
 
 
-def build_request(config: RouterConfig, planner: ContextPlanner, job: ChatJob, cand: Candidate, backend: Backend,
-                  messages: list[dict[str, Any]], prompt_tokens: int, *, min_need: int = 0) -> ChatRequest:
-    """The request for one try; ``num_ctx`` comes from the planner, so it only ever grows.
-    ``prompt_tokens`` is ``estimate_messages(messages)``, computed once by the caller.
-    ``min_need`` sizes a model for calls it will get later (see ``mem0_extraction_need``)."""
-    schema = job.json_schema
-    if job.cls.call_kind is CallKind.MEM0_EXTRACTION and backend.is_local:
+def compact_extraction_need() -> int:
+    """Window mem0's extraction call needs with the compact prompt: its system prompt and worked
+    examples, a typical user prompt and mem0's default max_tokens (2000) -- 4,096 tokens, not 16k."""
+    from ._compact_prompt import compact_extraction_messages
+
+    head = compact_extraction_messages([{"role": "system", "content": ""}])
+    return needed_tokens(estimate_messages(head) + 1024, 2000)
+
+
+#: Bounds added to mem0's extraction schema: a model cannot write a hundred items or a sentence
+#: without end, even inside a grammar (Ollama's ``format`` and llama.cpp both honour them).
+MAX_MEMORY_ITEMS = 24
+MAX_MEMORY_CHARS = 400
+
+
+def extraction_schema() -> dict[str, Any]:
+    """mem0's extraction schema (``MEM0_EXTRACTION_SCHEMA``) with ``maxItems`` and ``maxLength``."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        import copy
+
         from ._compact_prompt import MEM0_EXTRACTION_SCHEMA
 
-        schema = MEM0_EXTRACTION_SCHEMA
+        schema = copy.deepcopy(MEM0_EXTRACTION_SCHEMA)
+        memory = schema["properties"]["memory"]
+        memory["maxItems"] = MAX_MEMORY_ITEMS
+        props = memory["items"]["properties"]
+        props["text"]["maxLength"] = MAX_MEMORY_CHARS
+        props["id"]["maxLength"] = 16
+        if "linked_memory_ids" in props:
+            props["linked_memory_ids"]["maxItems"] = 8
+        _SCHEMA = schema
+    return _SCHEMA
+
+
+_SCHEMA: dict[str, Any] | None = None
+
+
+def guard_factory(job: ChatJob, schema: dict[str, Any] | None) -> Callable[[], StreamGuard]:
+    """The stream guard of a local call: JSON answers stop when their object closes, mem0's
+    extraction answers also at a repeated memory item, every answer at a repeated phrase."""
+    json_object = bool(job.cls.wants_json or schema is not None)
+    items = "memory" if job.cls.call_kind is CallKind.MEM0_EXTRACTION else None
+    return functools.partial(StreamGuard, json_object=json_object, items_key=items)
+
+
+#: How a retry after a degenerate answer (a loop, invalid JSON) changes the request.
+RETRY_REPEAT_PENALTY = 1.3
+RETRY_TEMPERATURE_STEP = 0.4
+
+
+def build_request(config: RouterConfig, planner: ContextPlanner, job: ChatJob, cand: Candidate, backend: Backend,
+                  messages: list[dict[str, Any]], prompt_tokens: int, *, min_need: int = 0,
+                  varied: bool = False) -> ChatRequest:
+    """The request for one try; ``num_ctx`` comes from the planner, so it only ever grows.
+    ``prompt_tokens`` is ``estimate_messages(messages)``, computed once by the caller.
+    ``min_need`` sizes a model for calls it will get later (see ``mem0_extraction_need``).
+    ``varied``: a retry after a degenerate answer, sent with a repeat penalty and more randomness
+    (the same request would get the same answer)."""
+    schema = job.json_schema
+    if job.cls.call_kind is CallKind.MEM0_EXTRACTION and backend.is_local:
+        schema = extraction_schema()
     num_ctx = None
     if backend.kind == "ollama":
         need = needed_tokens(prompt_tokens, job.max_tokens)
@@ -113,8 +170,15 @@ def build_request(config: RouterConfig, planner: ContextPlanner, job: ChatJob, c
                 f"prompt needs ~{need} tokens but {cand.model} allows {cap if cap else '?'}",
                 backend=backend.name, model=cand.model,
                 fix="raise num_ctx_max or route this call type to a model with a larger window")
+    temperature, top_p, penalty = job.temperature, job.top_p, None
+    if varied:
+        temperature = min(1.0, (temperature or 0.0) + RETRY_TEMPERATURE_STEP)
+        top_p = None if top_p is None else max(top_p, 0.8)
+        penalty = RETRY_REPEAT_PENALTY
     return ChatRequest(
-        model=cand.model, messages=messages, temperature=job.temperature, top_p=job.top_p,
+        model=cand.model, messages=messages, temperature=temperature, top_p=top_p,
         max_tokens=job.max_tokens, json_mode=job.cls.wants_json and schema is None, json_schema=schema,
         num_ctx=num_ctx, tools=job.tools, tool_choice=job.tool_choice,
-        timeout_s=config.read_timeout_s if backend.is_local else config.external_timeout_s)
+        timeout_s=config.read_timeout_s if backend.is_local else config.external_timeout_s,
+        stream_guard=guard_factory(job, schema) if backend.is_local and not job.tools else None,
+        repeat_penalty=penalty)

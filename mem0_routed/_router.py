@@ -25,7 +25,7 @@ from ._execute import ChatJob, ChatOutcome, execute_chat, run_async, run_sync
 from ._health import collect_health
 from ._policy import Policy
 from ._privacy import scan_text
-from ._requests import mem0_extraction_need, message_text
+from ._requests import compact_extraction_need, mem0_extraction_need, message_text
 from ._shared import (
     BREAKERS,
     HOOKS,
@@ -38,8 +38,10 @@ from ._shared import (
     planner_for,
     reset_shared,
 )
+from ._speed import SPEEDS, describe
 from ._types import Attempt, BackendKind, Candidate, Classification, QueryType, RoutingDecision
 from ._usage import Ledger, Refusal, Reservation, ShareCounts, UsageRecord, utc_month_start
+from ._warmup import predict_prompt_choice, warmup
 from .backends._base import Backend
 
 log = logging.getLogger("mem0_routed")
@@ -89,6 +91,9 @@ class Router:
                 found = [b for b in self._explicit if b.kind == kind]
             else:
                 found = make_backends(self.config, kind)
+            for b in found:  # keep the models loaded between calls (Ollama's default is 5 minutes)
+                if getattr(b, "keep_alive", False) is None:
+                    b.keep_alive = self.config.keep_alive  # type: ignore[attr-defined]
             self._backend_lists[kind] = found
         return found
 
@@ -302,12 +307,31 @@ class Router:
                          query_type=query_type, **kwargs).to_dict()
 
     # --- hooks used by the executor ------------------------------------------------------------------
-    def num_ctx_floor(self, model: str) -> int:
+    def num_ctx_floor(self, model: str, backend: Backend | None = None) -> int:
         """For a router that serves mem0, the model of the extraction route is sized for mem0's
-        extraction prompt from its first call, so ``num_ctx`` never changes afterwards."""
+        extraction prompt from its first call (the compact or the full one, whichever
+        ``prompt_choice`` picked), so ``num_ctx`` never changes afterwards."""
         if self.serves_mem0 and model == self.policy().local_model(QueryType.EXTRACTION):
+            if backend is not None and self.prompt_choice(backend, model) == "compact":
+                return compact_extraction_need()
             return mem0_extraction_need()
         return 0
+
+    def prompt_choice(self, backend: Backend, model: str) -> Literal["full", "compact"]:
+        """mem0's full or compact extraction prompt for ``model``, chosen once per model and host
+        set: full only when it fits and its predicted time (prefill of ~8k tokens at the measured
+        speed) is within ``extraction_latency_budget_s``; compact while nothing is measured."""
+        setting = self.config.compact_extraction
+        if not backend.is_local or setting == "never":
+            return "full"
+        if setting == "always":
+            return "compact"
+        known = self.planner.choices.get(model)
+        if known is None:
+            known = self.planner.choose(model, predict_prompt_choice(self.config, backend, model))
+            log.info("mem0-routed: mem0's %s extraction prompt for %s on %s (%s; budget %gs)", known, model,
+                     backend.name, describe(SPEEDS.get(backend.name, model)), self.config.extraction_latency_budget_s)
+        return "compact" if known == "compact" else "full"
 
     def reserve_external(self, job: ChatJob, *, primary: bool) -> Reservation | Refusal | None:
         """Claim an external call in the ledger, atomically. None when there is nothing to claim: no
@@ -337,7 +361,8 @@ class Router:
             ts=time.time(), call_kind=str(job.cls.call_kind), query_type=str(job.decision.query_type),
             model=outcome.model, backend=outcome.backend, is_local=outcome.is_local,
             tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out, cost_usd=outcome.cost_usd,
-            latency_s=outcome.latency_s, outcome="escalated" if outcome.escalations else "ok",
+            latency_s=outcome.latency_s,
+            outcome="degraded" if outcome.degraded else "escalated" if outcome.escalations else "ok",
             escalations=list(outcome.escalations),
             fallback=first is not None and (first.model, first.is_local) != (outcome.model, outcome.is_local),
             external_check=None if outcome.is_local else job.external_check, host=outcome.host,
@@ -377,6 +402,16 @@ class Router:
                      dims: int | None = None) -> list[list[float]]:
         return await asyncio.to_thread(self.embed, texts, model=model, dims=dims)
 
+    # --- warm models -------------------------------------------------------------------------------
+    def warmup(self, *, model: str | None = None, embedding_model: str | None = None) -> dict[str, Any]:
+        """Load the chat model with the ``num_ctx`` its calls will use and prime Ollama's prompt
+        cache with the extraction system prompt that will be sent; load the embedding model too.
+        Measures the host's speed first when it is unknown (that decides full vs compact)."""
+        return warmup(self, model=model, embedding_model=embedding_model)
+
+    async def awarmup(self, *, model: str | None = None, embedding_model: str | None = None) -> dict[str, Any]:
+        return await asyncio.to_thread(warmup, self, model=model, embedding_model=embedding_model)
+
     # --- metrics and health --------------------------------------------------------------------------
     def get_metrics(self, *, source: str = "process") -> dict[str, Any]:
         """The seed's metrics plus latency, escalations, fallbacks, errors and cache hit rate.
@@ -394,6 +429,7 @@ class Router:
                                   embedding_cache=cache_stats() if source == "process" else None)
         metrics["num_ctx"] = self.planner.snapshot()
         metrics["num_ctx_changes"] = dict(self.planner.changes)
+        metrics["extraction_prompt"] = dict(self.planner.choices)
         metrics["breakers"] = BREAKERS.snapshot()
         metrics["source"] = source
         return metrics
@@ -453,6 +489,7 @@ def reset_routers() -> None:
         _BY_CONFIG.clear()
         _DEFAULT = None
     reset_shared()
+    SPEEDS.clear()
 
 
 __all__ = ["Mem0LLMRouter", "Router", "get_router", "router_for", "reset_routers", "Mem0RoutedError"]

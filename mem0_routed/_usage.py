@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
-Outcome = Literal["ok", "escalated", "error", "blocked"]
+Outcome = Literal["ok", "escalated", "degraded", "error", "blocked"]
 
 
 @dataclass(slots=True)

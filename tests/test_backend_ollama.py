@@ -341,3 +341,33 @@ async def test_async_errors_are_translated(backend: OllamaBackend, ollama_server
     ollama_server.set_fault("refused")
     with pytest.raises(BackendUnavailable):
         await backend.achat(req())
+
+
+def test_an_embed_call_sends_the_num_ctx_its_model_chats_with(ollama_server: FakeOllamaServer,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Ollama reloads a model (and drops its prompt cache) whenever a request's num_ctx differs, an
+    embed call without one included; so embedding with a chat model reuses the chat's window."""
+    from mem0_routed.testing import ModelSpec
+
+    ollama_server.add_model("both:1b", ModelSpec(embedding_dims=64, capabilities=("completion", "embedding")))
+    backend = OllamaBackend(ollama_server.url)
+    backend.embed(EMBED, ["never chatted"])
+    backend.chat(ChatRequest(model="both:1b", messages=[{"role": "user", "content": "hi"}], num_ctx=8192))
+    backend.embed("both:1b", ["hello"])
+    backend.close()
+    first, last = ollama_server.requests_to("/api/embed")
+    assert first.get("options") is None  # a pure embedding model: nothing to match
+    assert last["options"] == {"num_ctx": 8192}
+    assert ollama_server.reloads["both:latest"] == 0 and ollama_server.reloads["both:1b"] == 0
+    assert "evicts the chat prompt from Ollama's cache" in caplog.text  # and the user hears why it is slow
+
+
+def test_a_streamed_answer_is_stopped_by_its_guard(ollama_server: FakeOllamaServer) -> None:
+    from mem0_routed._stream import StreamGuard
+
+    ollama_server.set_fault("repeat_loop", paths=["/api/chat"])
+    backend = OllamaBackend(ollama_server.url)
+    result = backend.chat(req("tell me about tea", max_tokens=1000, stream_guard=StreamGuard))
+    backend.close()
+    assert result.stopped == "loop" and result.done_reason is None
+    assert result.tokens_out is not None and result.tokens_out < 200

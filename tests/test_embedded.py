@@ -277,3 +277,23 @@ def test_gguf_chat_model_can_embed_without_sentence_transformers(backend: Embedd
     vectors = backend.embed(CHAT, ["I love my cat", "Interest rates rose again"])
     assert len(vectors) == 2 and all(len(v) == 576 for v in vectors)  # SmolLM2's hidden size, mean-pooled
     assert all(math.isclose(math.fsum(x * x for x in v), 1.0, rel_tol=1e-3) for v in vectors)
+
+
+@pytest.mark.realmodel
+def test_the_stream_guard_stops_an_in_process_generation(backend: EmbeddedBackend) -> None:
+    """A guard that calls a loop after a few tokens ends llama.cpp's generation there (and the
+    timings the router learns speeds from are reported)."""
+    from mem0_routed._stream import StreamGuard
+
+    class StopAfter(StreamGuard):
+        def feed(self, chunk: str):  # type: ignore[no-untyped-def]
+            super().feed(chunk)
+            if len(self.parts) >= 5:
+                self.stopped = "loop"
+            return self.stopped
+
+    result = backend.chat(ask("Write a long story about the sea.", max_tokens=200, temperature=0.0,
+                              stream_guard=StopAfter, repeat_penalty=1.3))
+    assert result.stopped == "loop" and result.done_reason is None
+    assert result.tokens_out is not None and result.tokens_out <= 8
+    assert result.prompt_eval_s and result.eval_s is not None

@@ -12,9 +12,15 @@ import stamina
 from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
 
 from mem0_routed import BudgetExceeded, Router, RouterConfig, RoutingError
+from mem0_routed._context import ContextPlanner
 from mem0_routed._ledger import MemoryLedger
+from mem0_routed._requests import compact_extraction_need
 from mem0_routed._router import reset_routers
+from mem0_routed._speed import SPEEDS, Speed
 from mem0_routed.testing import FakeOllamaServer, ModelSpec
+
+#: The window mem0's compact extraction prompt is given (4,096 while the prompt stays under ~1.6k tokens).
+COMPACT_WINDOW = ContextPlanner().plan("m", compact_extraction_need(), None)
 
 
 @pytest.fixture(autouse=True)
@@ -56,8 +62,14 @@ def test_simple_query_goes_local_with_num_ctx_set(ollama_server) -> None:
     assert sent["options"]["num_ctx"] >= 4096
 
 
+def fast_host(server, model: str = "mistral:7b") -> None:
+    """Tell the router the host reads and writes fast (as a measurement would): full prompt fits the budget."""
+    SPEEDS.set(f"ollama@{server.url}", model, Speed(prefill_tps=5000.0, gen_tps=100.0))
+
+
 def test_mem0_extraction_gets_schema_and_a_window_that_fits(ollama_server) -> None:
     router = make_router(ollama_server)
+    fast_host(ollama_server)
     out = router.chat(extraction_messages(), response_format={"type": "json_object"}, max_tokens=2000)
     facts = json.loads(out.text)["memory"]
     assert [f["text"] for f in facts] == ["My name is Alice.", "I live in Paris and I love hiking."]
@@ -66,14 +78,17 @@ def test_mem0_extraction_gets_schema_and_a_window_that_fits(ollama_server) -> No
     assert sent["options"]["num_ctx"] == 16384  # ~8.5k-token prompt + 2000 answer, a coarse step
 
 
-def test_num_ctx_is_stable_across_a_mixed_workload(ollama_server) -> None:
+@pytest.mark.parametrize(("fast", "window"), [(True, 16384), (False, COMPACT_WINDOW)])
+def test_num_ctx_is_stable_across_a_mixed_workload(ollama_server, fast: bool, window: int) -> None:
     router = make_router(ollama_server)
+    if fast:
+        fast_host(ollama_server)
     for i in range(6):
         router.chat(extraction_messages(f"I have {i} cats. My sister lives in Rome."),
                     response_format={"type": "json_object"}, max_tokens=2000)
         router.chat([{"role": "user", "content": f"what is {i} plus {i}?"}], max_tokens=100)
     sizes = {r["options"]["num_ctx"] for r in chats(ollama_server) if r["model"] == "mistral:7b"}
-    assert sizes == {16384}  # the short calls reuse the big window instead of reloading the model
+    assert sizes == {window}  # the short calls reuse the window instead of reloading the model
     assert router.get_metrics()["num_ctx_changes"].get("mistral:7b", 0) == 0
 
 
@@ -359,13 +374,19 @@ def test_concurrent_threads_share_one_router(ollama_server) -> None:
     assert router.get_metrics()["total_queries"] == 16
 
 
-def test_a_mem0_router_sizes_the_extraction_model_for_mem0_from_the_first_call(ollama_server) -> None:
+@pytest.mark.parametrize(("fast", "window"), [(True, 16384), (False, COMPACT_WINDOW)])
+def test_a_mem0_router_sizes_the_extraction_model_for_mem0_from_the_first_call(ollama_server, fast: bool,
+                                                                               window: int) -> None:
     router = make_router(ollama_server)
     router.serves_mem0 = True
+    if fast:
+        fast_host(ollama_server)
     router.chat([{"role": "user", "content": "score this: Query: a\n\nDocument: b"}], max_tokens=100)
     router.chat(extraction_messages(), response_format={"type": "json_object"}, max_tokens=2000)
     sizes = [r["options"]["num_ctx"] for r in chats(ollama_server) if r["model"] == "mistral:7b"]
-    assert sizes == [16384, 16384]  # no reload when the big call comes second
+    assert sizes == [window, window]  # no reload when the extraction call comes second
+    # unmeasured: the compact prompt (and its small window); fast: mem0's full prompt
+    assert router.get_metrics()["extraction_prompt"] == {"mistral:7b": "full" if fast else "compact"}
 
 
 def test_a_plain_router_keeps_small_windows_for_small_calls(ollama_server) -> None:

@@ -7,6 +7,7 @@ retries, breakers, fallback and validation belong to the router, not here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -20,6 +21,11 @@ class ChatRequest:
     ``json_schema`` (a JSON Schema dict) asks for structured output; ``json_mode`` alone asks for
     any JSON object. ``num_ctx`` is set by the router for local backends (never silent truncation);
     remote backends ignore it.
+
+    ``deadline`` (a ``time.monotonic()`` instant) bounds the whole call, however slowly the server
+    sends; ``stream_guard`` makes a local backend stream the answer and stop when the guard says
+    so (a loop, or a complete JSON object). ``repeat_penalty`` is set by a retry after a
+    degenerate answer, so the same request is never sent twice.
     """
 
     model: str
@@ -33,11 +39,27 @@ class ChatRequest:
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | None = None
     timeout_s: float | None = None
+    deadline: float | None = None
+    stream_guard: Callable[[], AnswerGuard] | None = None
+    repeat_penalty: float | None = None
+
+
+class AnswerGuard(Protocol):
+    """What a backend feeds a streamed answer to (``mem0_routed._stream.StreamGuard``)."""
+
+    @property
+    def stopped(self) -> str | None: ...
+
+    def feed(self, chunk: str) -> str | None: ...
 
 
 @dataclass(slots=True)
 class ChatResult:
-    """One model answer. ``tokens_in``/``tokens_out`` come from the server's usage / eval counts."""
+    """One model answer. ``tokens_in``/``tokens_out`` come from the server's usage / eval counts.
+
+    ``stopped`` says the router's guard ended a streamed answer early (``"loop"``/``"complete"``);
+    ``prompt_eval_s``/``eval_s``/``load_s`` are the server's own timings when it reports them (the
+    speeds the router learns)."""
 
     text: str
     model: str
@@ -48,6 +70,10 @@ class ChatResult:
     done_reason: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     latency_s: float = 0.0
+    stopped: str | None = None
+    prompt_eval_s: float | None = None
+    eval_s: float | None = None
+    load_s: float | None = None
 
 
 @dataclass(slots=True)

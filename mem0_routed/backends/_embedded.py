@@ -166,6 +166,8 @@ class EmbeddedBackend:
         """One chat completion; JSON schema / JSON mode are enforced by a llama.cpp grammar."""
         start = time.monotonic()
         deadline = start + request.timeout_s if request.timeout_s else None
+        if request.deadline is not None:
+            deadline = request.deadline if deadline is None else min(deadline, request.deadline)
         path = self._resolve(request.model)
         if path.is_dir():
             raise BadRequest(
@@ -192,6 +194,8 @@ class EmbeddedBackend:
                     backend=self.name, model=request.model,
                     fix="shorten the prompt (compact extraction prompt), lower max_tokens, or use a larger model")
             kwargs: dict[str, Any] = {"max_tokens": max_tokens}
+            if request.repeat_penalty is not None:
+                kwargs["repeat_penalty"] = request.repeat_penalty
             if request.temperature is not None:
                 kwargs["temperature"] = request.temperature
             if request.top_p is not None:
@@ -200,8 +204,9 @@ class EmbeddedBackend:
                 kwargs["grammar"] = _grammar(request.json_schema, request.model)
             elif request.json_mode:
                 kwargs["response_format"] = {"type": "json_object"}
+            guard = request.stream_guard() if request.stream_guard is not None else None
             try:
-                text, finish = _generate(llm, request.messages, kwargs, deadline)
+                text, finish, timing = _generate(llm, request.messages, kwargs, deadline, guard)
             except _Deadline:
                 raise BackendTimeout(
                     f"generation with {request.model!r} ran past timeout_s={request.timeout_s}",
@@ -223,7 +228,10 @@ class EmbeddedBackend:
             tokens_in=prompt_tokens,
             tokens_out=tokens_out,
             done_reason=finish,
-            latency_s=time.monotonic() - start)
+            latency_s=time.monotonic() - start,
+            stopped=guard.stopped if guard is not None and finish is None else None,
+            prompt_eval_s=timing[0],
+            eval_s=timing[1])
 
     async def achat(self, request: ChatRequest) -> ChatResult:
         """``chat`` in a worker thread, so the event loop keeps running during a generation."""
@@ -412,26 +420,37 @@ def _grammar(schema: dict[str, Any], model: str) -> Any:
         ) from exc
 
 
-def _generate(llm: Any, messages: list[dict[str, Any]], kwargs: dict[str, Any],
-              deadline: float | None) -> tuple[str, str | None]:
-    """Stream the completion so a deadline can stop it between tokens.
+def _generate(llm: Any, messages: list[dict[str, Any]], kwargs: dict[str, Any], deadline: float | None,
+              guard: Any = None) -> tuple[str, str | None, tuple[float | None, float | None]]:
+    """Stream the completion so a deadline or the stream guard (a loop, a complete JSON object)
+    can stop it between tokens; returns the text, the finish reason, and the seconds to the first
+    token (prefill) and from it to the last (generation), which the router learns speeds from.
 
     llama-cpp-python 0.3.x has no other way to cancel a generation: an exception raised in a
     logits processor is swallowed by its ctypes callback. Closing the stream stops the loop.
     """
+    t0 = time.monotonic()
+    first = last = None
     stream = llm.create_chat_completion(messages=messages, stream=True, **kwargs)
     parts: list[str] = []
     finish: str | None = None
     try:
         for chunk in stream:
             choice = chunk["choices"][0]
-            parts.append(choice.get("delta", {}).get("content") or "")
+            content = choice.get("delta", {}).get("content") or ""
+            parts.append(content)
             finish = choice.get("finish_reason") or finish
+            if content:
+                last = time.monotonic()
+                first = first or last
             if deadline is not None and finish is None and time.monotonic() > deadline:
                 raise _Deadline
+            if guard is not None and finish is None and guard.feed(content) is not None:
+                break
     finally:
         stream.close()
-    return "".join(parts), finish
+    timing = (None if first is None else first - t0, None if first is None or last is None else last - first)
+    return "".join(parts), finish, timing
 
 
 def _window(llm: Any) -> int:

@@ -30,6 +30,7 @@ from .._errors import (
 from .._types import BackendKind
 from ._base import ChatRequest, ChatResult, Health
 from ._billing import billable_tokens
+from ._deadline import deadline_scope, deadline_transport
 from ._loops import LoopClients, shared_ssl_context
 
 if TYPE_CHECKING:
@@ -141,14 +142,17 @@ class OpenAIBackend:
 
     # --- clients ---------------------------------------------------------------------------------
 
-    def _client_kwargs(self) -> dict[str, Any]:
+    def _client_kwargs(self, *, is_async: bool = False) -> dict[str, Any]:
         import openai
 
         assert self._key is not None
+        http = openai.DefaultAsyncHttpxClient if is_async else openai.DefaultHttpxClient
         kwargs: dict[str, Any] = {
             "api_key": self._key.get(),
             "max_retries": 0,
             "timeout": openai.Timeout(self.read_timeout_s, connect=self.connect_timeout_s),
+            # the deadline bounds the body; one TLS context per process
+            "http_client": http(transport=deadline_transport(is_async, _httpx_lib(), verify=_tls())),
         }
         if self.base_url:
             kwargs["base_url"] = self.base_url
@@ -172,8 +176,7 @@ class OpenAIBackend:
     def _new_async(self) -> openai.AsyncOpenAI:
         import openai
 
-        http = openai.DefaultAsyncHttpxClient(verify=shared_ssl_context())
-        return openai.AsyncOpenAI(**self._client_kwargs(), http_client=http)
+        return openai.AsyncOpenAI(**self._client_kwargs(is_async=True))
 
     def _require_key(self, model: str) -> None:
         if self._key is None:
@@ -333,14 +336,16 @@ class OpenAIBackend:
         params = self._chat_params(request)
         client = self._sync(request.model)
         t0 = time.perf_counter()
-        resp = self._invoke(request.model, "chat", client.chat.completions.create, **params)
+        with deadline_scope(request.deadline):
+            resp = self._invoke(request.model, "chat", client.chat.completions.create, **params)
         return self._result(resp, request, t0)
 
     async def achat(self, request: ChatRequest) -> ChatResult:
         params = self._chat_params(request)
         client = self._async(request.model)
         t0 = time.perf_counter()
-        resp = await self._ainvoke(request.model, "chat", client.chat.completions.create, **params)
+        with deadline_scope(request.deadline):
+            resp = await self._ainvoke(request.model, "chat", client.chat.completions.create, **params)
         return self._result(resp, request, t0)
 
     # --- embeddings ------------------------------------------------------------------------------
@@ -427,3 +432,19 @@ def _json_or_text(arguments: str) -> Any:
         return json.loads(arguments)
     except (TypeError, ValueError):
         return arguments
+
+
+def _tls() -> Any:
+    """The shared TLS context when the client is built on ``httpx`` itself (openai 3.x's ``httpx2``
+    builds its own)."""
+    return shared_ssl_context() if _httpx_lib() == "httpx" else None
+
+
+def _httpx_lib() -> str:
+    """The httpx package the openai client is built on (``httpx``, or ``httpx2`` in openai 3.x)."""
+    import openai
+
+    for base in openai.DefaultHttpxClient.__mro__[1:]:
+        if base.__name__ == "Client":
+            return base.__module__.split(".")[0]
+    return "httpx"

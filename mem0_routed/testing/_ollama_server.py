@@ -5,6 +5,13 @@ model reloads when ``num_ctx`` changes, and Ollama's own error bodies.
     with FakeOllamaServer() as server:
         client = ollama.Client(host=server.url)
         server.set_fault("error500", model="mistral:7b", times=2)
+
+``stream: true`` chat requests get Ollama's NDJSON chunks (one per ~4-character token, the counts
+and timings in the last). Two fault modes of its own besides the shared ones:
+``"repeat_loop"`` -- the answer repeats its last item (or sentence) until ``num_predict``, like a
+small model stuck in a loop; ``"trickle"`` -- the answer arrives one byte every ``delay_s``.
+``token_delay_s`` paces streamed tokens; ``stream_log`` records (chunks sent, whether the client
+hung up early) per streamed answer.
 """
 
 from __future__ import annotations
@@ -14,14 +21,21 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from http.server import ThreadingHTTPServer
+from typing import Any, cast
 
 from . import _fakemodel as fm
-from ._base import FakeServerBase, Fault, Reply
+from ._base import FakeServerBase, Fault, FaultMode, Reply, _Handler, _HTTPServer
 
-__all__ = ["DEFAULT_OLLAMA_MODELS", "FakeOllamaServer", "ModelSpec"]
+__all__ = ["DEFAULT_OLLAMA_MODELS", "OLLAMA_FAULT_MODES", "FakeOllamaServer", "ModelSpec"]
+
+#: Fault modes only the fake Ollama has (on top of ``FAULT_MODES``).
+OLLAMA_FAULT_MODES = ("repeat_loop", "trickle")
+#: Tokens a looping answer runs to when the request sets no ``num_predict`` (Ollama's would be -1).
+LOOP_TOKENS = 2000
 
 OLLAMA_VERSION = "0.6.5"
 
@@ -75,6 +89,31 @@ class FakeOllamaServer(FakeServerBase):
         self.reloads: Counter[str] = Counter()
         self._loaded: dict[str, int] = {}
         self._state_lock = threading.Lock()
+        self.token_delay_s = 0.0
+        self.stream_log: list[tuple[int, bool]] = []
+        self.keep_alive_log: list[Any] = []
+
+    def set_fault(self, mode: str, **kw: Any) -> Fault:
+        """As ``FakeServerBase.set_fault``, plus ``"repeat_loop"`` and ``"trickle"``."""
+        if mode not in OLLAMA_FAULT_MODES:
+            return super().set_fault(cast(FaultMode, mode), **kw)
+        times = kw.get("times")
+        if times is not None and times < 1:
+            raise ValueError(f"times must be >= 1 or None (until cleared), got {times}")
+        model, paths = kw.get("model"), kw.get("paths")
+        fault = Fault(cast(FaultMode, mode), model=self._norm(model) if model else None, times=times,
+                      delay_s=kw.get("delay_s", 1.0), paths=tuple(paths) if paths is not None else None)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def _listen(self) -> None:
+        httpd = _StreamingHTTPServer((self._host, self._port), self)
+        self._port = httpd.server_address[1]
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name=type(self).__name__, daemon=True)
+        self._httpd, self._thread = httpd, thread
+        thread.start()
 
     def _reset_state(self) -> None:
         self.models = dict(self._initial_models)
@@ -82,6 +121,9 @@ class FakeOllamaServer(FakeServerBase):
             self.num_ctx_log.clear()
             self.reloads.clear()
             self._loaded.clear()
+            self.stream_log.clear()
+            self.keep_alive_log.clear()
+        self.token_delay_s = 0.0
 
     @staticmethod
     def _norm(model: str) -> str:
@@ -99,6 +141,26 @@ class FakeOllamaServer(FakeServerBase):
     def _route(
         self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None
     ) -> Reply:
+        reply = self._route_inner(method, path, body, headers, fault)
+        if fault is not None and cast(str, fault.mode) == "trickle":
+            return Reply(reply.status, self._trickle(_body_bytes(reply), fault.delay_s), reply.headers)
+        return reply
+
+    def _trickle(self, data: bytes | Iterator[bytes], delay_s: float) -> Iterator[bytes]:
+        """One byte every ``delay_s``: each read is quick, the whole answer is not."""
+        chunks = [data] if isinstance(data, bytes) else data
+        for chunk in chunks:
+            for i in range(len(chunk)):
+                if self._stopping.wait(delay_s):
+                    return
+                yield chunk[i:i + 1]
+
+    def _route_inner(
+        self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None
+    ) -> Reply:
+        if isinstance(body, dict) and path in ("/api/chat", "/api/embed"):
+            with self._state_lock:
+                self.keep_alive_log.append(body.get("keep_alive"))
         if fault is not None:
             early = self._fault_reply(fault, body)
             if early is not None:
@@ -271,23 +333,128 @@ class FakeOllamaServer(FakeServerBase):
                 answer = ""
             elif fault.mode == "truncate_output":
                 answer, done_reason = answer[: max(1, len(answer) // 2)], "length"
+            elif cast(str, fault.mode) == "repeat_loop":
+                limit = num_predict if isinstance(num_predict, int) and num_predict > 0 else LOOP_TOKENS
+                answer, done_reason = _looping(answer, limit * fm.CHARS_PER_TOKEN), "length"
         elapsed = time.perf_counter_ns() - t0
-        return Reply(
-            200,
-            {
-                "model": model,
-                "created_at": datetime.now(timezone.utc).isoformat(),
-                "message": {"role": "assistant", "content": answer},
-                "done_reason": done_reason,
-                "done": True,
-                "total_duration": elapsed,
-                "load_duration": 0,
-                "prompt_eval_count": prompt_tokens,
-                "prompt_eval_duration": elapsed // 2,
-                "eval_count": max(1, fm.estimate_tokens(answer)),
-                "eval_duration": elapsed // 2,
-            },
-        )
+        final = {
+            "model": model,
+            "created_at": datetime.now(timezone.utc).isoformat(),
+            "message": {"role": "assistant", "content": answer},
+            "done_reason": done_reason,
+            "done": True,
+            "total_duration": elapsed,
+            "load_duration": 0,
+            "prompt_eval_count": prompt_tokens,
+            "prompt_eval_duration": elapsed // 2 or 1,
+            "eval_count": max(1, fm.estimate_tokens(answer)),
+            "eval_duration": elapsed // 2 or 1,
+        }
+        if body.get("stream") is True:
+            return Reply(200, self._stream(final), {"Content-Type": "application/x-ndjson"})
+        return Reply(200, final)
+
+    def _stream(self, final: dict[str, Any]) -> Iterator[bytes]:
+        """Ollama's streamed answer: one chunk per token, then the counts (``stream_log`` records
+        how many chunks went out and whether the client hung up first)."""
+        answer: str = final["message"]["content"]
+        step = fm.CHARS_PER_TOKEN
+        sent = 0
+        finished = False
+        try:
+            for i in range(0, len(answer), step):
+                if self.token_delay_s and self._stopping.wait(self.token_delay_s):
+                    return
+                chunk = {"model": final["model"], "created_at": final["created_at"],
+                         "message": {"role": "assistant", "content": answer[i:i + step]}, "done": False}
+                sent += 1
+                yield json.dumps(chunk).encode() + b"\n"
+            last = dict(final, message={"role": "assistant", "content": ""})
+            yield json.dumps(last).encode() + b"\n"
+            finished = True
+        finally:
+            with self._state_lock:
+                self.stream_log.append((sent, not finished))
+
+
+def _looping(answer: str, chars: int) -> str:
+    """``answer`` with its last memory item (or its last sentence) repeated up to ``chars``."""
+    try:
+        data = json.loads(answer)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("memory"), list):
+        items = data["memory"] or [{"id": "0", "text": "User said hello", "attributed_to": "user"}]
+        head = json.dumps({"memory": items})[:-2]  # without the closing "]}"
+        unit = ", " + json.dumps(items[-1])
+        return (head + unit * (chars // len(unit) + 1))[:chars]
+    unit = " " + (answer.strip() or "and so on.")
+    return (answer + unit * (chars // len(unit) + 1))[:chars]
+
+
+def _body_bytes(reply: Reply) -> bytes | Iterator[bytes]:
+    if isinstance(reply.payload, bytes):
+        return reply.payload
+    if isinstance(reply.payload, (dict, list)):
+        return json.dumps(reply.payload).encode()
+    return cast("Iterator[bytes]", reply.payload)
+
+
+class _StreamingHandler(_Handler):
+    """The shared handler, plus bodies that are written as they are produced (no length: the
+    connection's end closes the body, as an HTTP/1.0 server does)."""
+
+    def _dispatch(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        path = self.path.split("?", 1)[0]
+        reply = self.server.owner._serve(method, path, body, dict(self.headers.items()))
+        if reply is None:
+            self.close_connection = True
+            return
+        if isinstance(reply.payload, (bytes, dict, list, str, int, float)) or reply.payload is None:
+            self._write_whole(reply)
+            return
+        chunks = cast("Iterator[bytes]", reply.payload)
+        try:
+            self.send_response(reply.status)
+            headers = {"Content-Type": "application/json; charset=utf-8", **(reply.headers or {})}
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            for chunk in chunks:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client hung up: stop producing
+            pass
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        self.close_connection = True
+
+    def _write_whole(self, reply: Reply) -> None:
+        data = reply.payload if isinstance(reply.payload, bytes) else json.dumps(reply.payload).encode()
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (reply.headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+class _StreamingHTTPServer(_HTTPServer):
+    def __init__(self, addr: tuple[str, int], owner: FakeServerBase) -> None:
+        self.owner = owner
+        ThreadingHTTPServer.__init__(self, addr, _StreamingHandler)
 
 
 def _digest(name: str) -> str:

@@ -1,0 +1,199 @@
+"""mem0 ``Memory.add`` through provider "routed" on a real Ollama: facts stored, failed adds, first
+add on a cold model, steady add, the cost of a degenerate (looping) answer vs a normal one.
+
+Run: ``python -m benchmarks.bench_real_ollama [--url URL] [--model smollm2:135m] [--json PATH]``
+(``bash scripts/real_ollama.sh setup && bash scripts/real_ollama.sh serve PORT`` gives a server).
+
+With ``--embedder smollm2:135m`` (the default: the only model the test server has) every embed call
+evicts the chat's cached prompt prefix in Ollama 0.5.4's runner (measured: prefill 1.4 s cached, 16 s
+after an embed call); ``--embedder embedded --dims 384`` embeds in-process, as a separate embedding
+model would.
+
+The workload is the 5 conversations / 13 key facts of ``bench_compact_extraction``, added in order
+for one user (so later adds also carry existing memories). The model is unloaded first (keep_alive
+0), so the first add pays the load. A second phase unloads again, runs ``router.warmup()`` and
+times the first add after it. Degenerate answer: SmolLM2 loops on a "continue the list" prompt
+without a repeat penalty; the guard's stop time is compared with a normal extraction call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from typing import Any
+
+os.environ.setdefault("MEM0_TELEMETRY", "False")
+
+from benchmarks._common import machine_info  # noqa: E402
+from benchmarks.bench_compact_extraction import CONVERSATIONS  # noqa: E402
+
+LOOP_PROMPT = "Continue the list: red, blue, red, blue, red, blue, red, blue, red, blue, red, blue,"
+
+
+def unload(url: str, model: str) -> None:
+    """Ask Ollama to drop the model now (keep_alive 0), so the next call loads it cold."""
+    body = json.dumps({"model": model, "keep_alive": 0}).encode()
+    req = urllib.request.Request(f"{url}/api/generate", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        resp.read()
+    time.sleep(1.0)
+
+
+def make_memory(url: str, model: str, embedder: str, dims: int, path: str) -> Any:
+    import mem0_routed  # noqa: F401 - registers "routed"
+    from mem0 import Memory
+
+    router = {"ollama_base_url": url, "ledger": "memory", "local_backend": "ollama"}
+    if embedder == "embedded":  # all-MiniLM-L6-v2 in-process (the [embedded] extra), 384-d
+        emb_config: dict[str, Any] = {**router, "local_backend": "embedded", "embedding_dims": dims}
+    else:
+        emb_config = {**router, "model": embedder, "embedding_dims": dims}
+    return Memory.from_config({
+        "llm": {"provider": "routed", "config": {**router, "model": model}},
+        "embedder": {"provider": "routed", "config": emb_config},
+        "vector_store": {"provider": "qdrant", "config": {"path": path, "embedding_model_dims": dims}},
+    })
+
+
+def facts_found(texts: list[str]) -> int:
+    blob = " ".join(texts).lower()
+    return sum(any(k in blob for k in alternatives) for _, _, facts in CONVERSATIONS for alternatives in facts)
+
+
+def workload(memory: Any) -> dict[str, Any]:
+    times: list[float] = []
+    failed: list[str] = []
+    stored_per_add: list[int] = []
+    for name, conversation, _ in CONVERSATIONS:
+        t0 = time.perf_counter()
+        try:
+            out = memory.add(conversation, user_id="bench")
+            stored_per_add.append(len(out.get("results", [])))
+        except Exception as exc:  # noqa: BLE001 - a failed add is a figure, not a crash
+            failed.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
+            stored_per_add.append(0)
+        times.append(time.perf_counter() - t0)
+        print(f"  add {name:<10} {times[-1]:6.1f}s  stored {stored_per_add[-1]}", file=sys.stderr, flush=True)
+    texts = [m["memory"] for m in memory.get_all(filters={"user_id": "bench"})["results"]]
+    smalltalk = [i for i, (n, _, f) in enumerate(CONVERSATIONS) if not f]
+    return {
+        "add_seconds": [round(t, 1) for t in times],
+        "first_add_s": round(times[0], 1),
+        "steady_add_s": round(statistics.median(times[1:]), 1),
+        "failed_adds": len(failed),
+        "failures": failed,
+        "facts_found": facts_found(texts),
+        "facts_expected": sum(len(f) for _, _, f in CONVERSATIONS),
+        "memories": len(texts),
+        "invented_from_greetings": sum(stored_per_add[i] for i in smalltalk),
+        "texts": texts,
+    }
+
+
+def extraction_latencies() -> list[float]:
+    from mem0_routed._shared import PROCESS_RECORDS
+
+    return [r.latency_s for r in PROCESS_RECORDS if r.call_kind == "mem0_extraction" and r.outcome != "error"]
+
+
+def degenerate(url: str, model: str, max_tokens: int) -> dict[str, Any]:
+    """Time until the stream guard stops a real loop, and what the loop would have cost."""
+    from mem0_routed._speed import SPEEDS
+    from mem0_routed._stream import StreamGuard
+    from mem0_routed.backends._base import ChatRequest
+    from mem0_routed.backends._ollama import OllamaBackend
+
+    backend = OllamaBackend(url, keep_alive="1h")
+    t0 = time.perf_counter()
+    result = backend.chat(ChatRequest(model=model, messages=[{"role": "user", "content": LOOP_PROMPT}],
+                                      max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.0, num_ctx=4096,
+                                      stream_guard=StreamGuard))
+    seconds = time.perf_counter() - t0
+    backend.close()
+    speed = SPEEDS.get(f"ollama@{url}", model)
+    unguarded = max_tokens / speed.gen_tps if speed.gen_tps else None
+    return {"stopped": result.stopped, "tokens_before_stop": result.tokens_out, "seconds": round(seconds, 1),
+            "max_tokens": max_tokens, "unguarded_estimate_s": round(unguarded, 1) if unguarded else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default=os.environ.get("REAL_OLLAMA_URL", "http://127.0.0.1:11500"))
+    parser.add_argument("--model", default="smollm2:135m")
+    parser.add_argument("--embedder", default="smollm2:135m",
+                        help="Ollama embedding model, or 'embedded' for all-MiniLM in-process (then --dims 384)")
+    parser.add_argument("--dims", type=int, default=576)
+    parser.add_argument("--json", metavar="PATH")
+    args = parser.parse_args(argv)
+    url = args.url.rstrip("/")
+    from mem0_routed._router import reset_routers
+
+    report: dict[str, Any] = {"machine": machine_info(), "model": args.model, "embedder": args.embedder}
+    unload(url, args.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        memory = make_memory(url, args.model, args.embedder, args.dims, os.path.join(tmp, "cold"))
+        report["cold"] = workload(memory)
+        router = memory.llm.router
+        report["num_ctx"] = router.planner.snapshot()
+        report["num_ctx_changes"] = dict(router.planner.changes)
+        report["extraction_prompt"] = dict(router.planner.choices)
+        from mem0_routed._speed import SPEEDS
+
+        report["speeds"] = SPEEDS.snapshot()
+        normal = extraction_latencies()[1:]  # warm extraction calls
+        report["normal_extraction_s"] = round(statistics.median(normal), 1) if normal else None
+        report["degenerate"] = degenerate(url, args.model, 2000)
+        if report["normal_extraction_s"]:
+            report["degenerate_vs_normal"] = round(report["degenerate"]["seconds"] / report["normal_extraction_s"], 2)
+        memory.vector_store.client.close()
+        print(json.dumps({k: v for k, v in report.items() if k != "cold"} | {"cold": {
+            k: v for k, v in report["cold"].items() if k != "texts"}}, default=str), file=sys.stderr, flush=True)
+
+        reset_routers()
+        unload(url, args.model)
+        memory = make_memory(url, args.model, args.embedder, args.dims, os.path.join(tmp, "warm"))
+        t0 = time.perf_counter()
+        warm = memory.llm.router
+        warm.serves_mem0 = True
+        report["warmup"] = warm.warmup(embedding_model=None if args.embedder == "embedded" else args.embedder)
+        if args.embedder == "embedded":
+            memory.embedding_model.embed("warm-up")
+        report["warmup_s"] = round(time.perf_counter() - t0, 1)
+        name, conversation, _ = CONVERSATIONS[0]
+        t0 = time.perf_counter()
+        memory.add(conversation, user_id="bench2")
+        report["first_add_after_warmup_s"] = round(time.perf_counter() - t0, 1)
+        memory.vector_store.client.close()
+
+    cold = report["cold"]
+    targets = [
+        ("facts stored", f"{cold['facts_found']}/{cold['facts_expected']}", ">= 12/13", cold["facts_found"] >= 12),
+        ("failed adds", cold["failed_adds"], "0", cold["failed_adds"] == 0),
+        ("first add, cold model (s)", cold["first_add_s"], "<= 30", cold["first_add_s"] <= 30),
+        ("first add after warmup (s)", report["first_add_after_warmup_s"], "-", True),
+        ("steady add, median (s)", cold["steady_add_s"], "<= 5", cold["steady_add_s"] <= 5),
+        ("degenerate / normal answer", report.get("degenerate_vs_normal"), "<= 2",
+         (report.get("degenerate_vs_normal") or 99) <= 2),
+    ]
+    print(f"\n{report['machine']}; model {args.model}, embedder {args.embedder}")
+    for label, value, target, ok in targets:
+        print(f"  {label:<30} {value!s:>10}  target {target:<9} {'ok' if ok else 'MISSED'}")
+    print(f"  degenerate answer: {report['degenerate']}; normal extraction call {report['normal_extraction_s']}s")
+    print(f"  memories from the greetings-only conversation: {cold['invented_from_greetings']}")
+    print(f"  num_ctx {report['num_ctx']} (changes {report['num_ctx_changes']}), prompt {report['extraction_prompt']}")
+    print(f"  speeds {report['speeds']}")
+    report["targets"] = [{"figure": t[0], "value": t[1], "target": t[2], "ok": t[3]} for t in targets]
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=2, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,195 @@
+"""Deadlines: one per call across retries and fallbacks (``deadline_s``), one per local try from the
+measured speed, and servers that trickle bytes cannot keep a call alive past them."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import stamina
+
+from mem0_routed import ConfigError, Router, RouterConfig, RoutingError
+from mem0_routed._ledger import MemoryLedger
+from mem0_routed._router import reset_routers
+from mem0_routed._speed import SPEEDS, Speed
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch: pytest.MonkeyPatch):
+    for name in ("OLLAMA_URL", "OPENAI_API_KEY", "MEM0_LLM_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    reset_routers()
+    with stamina.set_testing(True, attempts=3, cap=True):
+        yield
+    reset_routers()
+
+
+def make_router(server, openai=None, key=None, **cfg: Any) -> Router:
+    values = {"ollama_base_url": server.url, "ledger": "memory", "local_backend": "ollama", **cfg}
+    if openai is not None:
+        values.update(openai_base_url=openai.base_url, openai_api_key=key)
+    return Router(RouterConfig.from_mapping(values), ledger=MemoryLedger())
+
+
+def run_bounded(fn: Any, limit_s: float = 30.0) -> BaseException | Any:
+    """Run ``fn`` in a thread; fail the test if it is still running after ``limit_s`` (a hang)."""
+    box: list[Any] = []
+
+    def target() -> None:
+        try:
+            box.append(fn())
+        except BaseException as exc:  # noqa: BLE001
+            box.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    assert not thread.is_alive(), f"the call was still running after {limit_s}s: no deadline held it"
+    return box[0]
+
+
+def test_a_server_trickling_bytes_cannot_outlive_the_call_deadline(ollama_server) -> None:
+    # 1 byte every 0.2 s: every read is quick, the whole answer would take minutes
+    ollama_server.set_fault("trickle", delay_s=0.2, paths=["/api/chat"])
+    router = make_router(ollama_server, deadline_s=1.5, read_timeout_s=3)
+    err = run_bounded(lambda: router.chat([{"role": "user", "content": "hello"}], max_tokens=50))
+    assert isinstance(err, RoutingError)
+    timeouts = [a for a in err.attempts if a.kind == "timeout"]
+    assert timeouts and "deadline" in timeouts[0].error
+    assert "warmup" in (timeouts[0].fix or "")
+
+
+async def test_the_async_path_holds_the_deadline_against_a_trickle(ollama_server) -> None:
+    ollama_server.set_fault("trickle", delay_s=0.2, paths=["/api/chat"])
+    router = make_router(ollama_server, deadline_s=1.5, read_timeout_s=3)
+    with pytest.raises(RoutingError) as err:
+        await router.achat([{"role": "user", "content": "hello"}], max_tokens=50)
+    assert any(a.kind == "timeout" for a in err.value.attempts)
+
+
+def test_one_deadline_spans_the_fallbacks(ollama_server, openai_server, openai_key) -> None:
+    ollama_server.set_fault("hang", paths=["/api/chat"])
+    router = make_router(ollama_server, openai_server, openai_key, deadline_s=1.0)
+    err = run_bounded(lambda: router.chat([{"role": "user", "content": "hello"}], max_tokens=50))
+    assert isinstance(err, RoutingError)
+    assert openai_server.requests_to("/v1/chat/completions") == []  # no time was left for it
+    assert any("not tried: the call's deadline_s (1s) had passed" in a.error for a in err.attempts)
+
+
+def test_a_local_try_gets_a_deadline_from_the_measured_speed(ollama_server) -> None:
+    url = f"ollama@{ollama_server.url}"
+    for model in ("mistral:7b", "codellama:13b"):
+        SPEEDS.set(url, model, Speed(prefill_tps=2000.0, gen_tps=200.0))
+    ollama_server.set_fault("slow", delay_s=3.0, paths=["/api/chat"])
+    router = make_router(ollama_server, call_deadline_floor_s=0.3, call_deadline_margin=2.0)
+    err = run_bounded(lambda: router.chat([{"role": "user", "content": "hello there"}], max_tokens=20))
+    assert isinstance(err, RoutingError)
+    first = err.attempts[0]
+    assert first.kind == "timeout"
+    # how long, for how much work, at what speed
+    assert "within its 0.3s deadline" in first.error
+    assert "-token prompt and up to 20 answer tokens" in first.error
+    assert "~2000 tokens/s reading, ~200 tokens/s writing" in first.error
+
+
+def test_without_a_measurement_a_local_try_may_take_the_ceiling(ollama_server) -> None:
+    ollama_server.set_fault("slow", delay_s=0.5, times=1, paths=["/api/chat"])
+    router = make_router(ollama_server, call_deadline_floor_s=0.1)
+    out = router.chat([{"role": "user", "content": "hello there"}], max_tokens=20)
+    assert out.is_local and not out.escalations  # unmeasured: the 120 s ceiling, not the floor
+
+
+def test_speeds_are_learned_from_ollamas_counts(ollama_server) -> None:
+    router = make_router(ollama_server)
+    router.chat([{"role": "user", "content": "tell me a long story about the sea " * 10}], max_tokens=200)
+    speed = SPEEDS.get(f"ollama@{ollama_server.url}", "mistral:7b")
+    assert speed.prefill_tps and speed.gen_tps
+
+
+def test_a_prefix_cache_hit_does_not_pass_for_a_fast_host() -> None:
+    from mem0_routed._speed import SpeedBook
+
+    book = SpeedBook()
+    book.observe("h", "m", prompt_tokens=1222, prompt_s=11.2, answer_tokens=20, answer_s=0.6)
+    book.observe("h", "m", prompt_tokens=1222, prompt_s=0.15, answer_tokens=20, answer_s=0.6)  # cached
+    assert round(book.get("h", "m").prefill_tps or 0) == 109
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("max_retries", 11, "0 to 10"),
+    ("deadline_s", 0, "greater than 0"),
+    ("call_deadline_ceiling_s", float("inf"), "finite"),
+    ("keep_alive", "forever", "not a duration"),
+])
+def test_bad_deadline_settings_name_the_key_and_the_fix(key: str, value: Any, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        RouterConfig.from_mapping({key: value})
+    assert key in str(err.value) and words in str(err.value)
+
+
+def test_keep_alive_in_seconds_is_sent_as_a_number() -> None:
+    assert RouterConfig.from_mapping({"keep_alive": "3600"}).keep_alive == 3600.0
+    assert RouterConfig.from_mapping({"keep_alive": "30m"}).keep_alive == "30m"
+
+
+class _TrickleHandler:
+    """A server that answers any request with a valid OpenAI chat completion, one byte every 0.2 s."""
+
+    @staticmethod
+    def start() -> tuple[Any, str]:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+                           "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": "hello " * 20}}],
+                           "usage": {"prompt_tokens": 5, "completion_tokens": 20, "total_tokens": 25}}).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    for i in range(len(body)):
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                        threading.Event().wait(0.2)
+                except OSError:
+                    pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+
+def test_a_trickling_external_endpoint_cannot_outlive_the_deadline(ollama_server, openai_key) -> None:
+    server, url = _TrickleHandler.start()
+    try:
+        ollama_server.set_fault("refused")
+        endpoint = SimpleNamespace(base_url=url)  # 1 byte every 0.2 s: the body would take ~2 minutes
+        router = make_router(ollama_server, endpoint, openai_key, deadline_s=1.5, external_timeout_s=5)
+        err = run_bounded(lambda: router.chat([{"role": "user", "content": "hello"}], max_tokens=20))
+        assert isinstance(err, RoutingError)
+        assert any(a.backend.startswith("openai") and a.kind == "timeout" for a in err.attempts), err.attempts
+    finally:
+        server.shutdown()
+
+
+def test_a_trickling_embed_call_ends_within_its_timeout(ollama_server) -> None:
+    from mem0_routed._errors import BackendTimeout
+    from mem0_routed.backends import OllamaBackend
+
+    ollama_server.set_fault("trickle", delay_s=0.2, paths=["/api/embed"])
+    backend = OllamaBackend(ollama_server.url, read_timeout_s=1.0)
+    err = run_bounded(lambda: backend.embed("nomic-embed-text", ["hello"]))
+    backend.close()
+    assert isinstance(err, BackendTimeout)
