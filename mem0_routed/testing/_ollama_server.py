@@ -33,7 +33,7 @@ from ._base import FakeServerBase, Fault, FaultMode, Reply, _Handler, _HTTPServe
 __all__ = ["DEFAULT_OLLAMA_MODELS", "OLLAMA_FAULT_MODES", "FakeOllamaServer", "ModelSpec"]
 
 #: Fault modes only the fake Ollama has (on top of ``FAULT_MODES``).
-OLLAMA_FAULT_MODES = ("repeat_loop", "trickle")
+OLLAMA_FAULT_MODES = ("repeat_loop",)  # "trickle" is the base's; streamed bodies trickle too
 #: Tokens a looping answer runs to when the request sets no ``num_predict`` (Ollama's would be -1).
 LOOP_TOKENS = 2000
 
@@ -94,7 +94,7 @@ class FakeOllamaServer(FakeServerBase):
         self.keep_alive_log: list[Any] = []
 
     def set_fault(self, mode: str, **kw: Any) -> Fault:
-        """As ``FakeServerBase.set_fault``, plus ``"repeat_loop"`` and ``"trickle"``."""
+        """As ``FakeServerBase.set_fault``, plus ``"repeat_loop"``."""
         if mode not in OLLAMA_FAULT_MODES:
             return super().set_fault(cast(FaultMode, mode), **kw)
         times = kw.get("times")
@@ -141,10 +141,7 @@ class FakeOllamaServer(FakeServerBase):
     def _route(
         self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None
     ) -> Reply:
-        reply = self._route_inner(method, path, body, headers, fault)
-        if fault is not None and cast(str, fault.mode) == "trickle":
-            return Reply(reply.status, self._trickle(_body_bytes(reply), fault.delay_s), reply.headers)
-        return reply
+        return self._route_inner(method, path, body, headers, fault)
 
     def _trickle(self, data: bytes | Iterator[bytes], delay_s: float) -> Iterator[bytes]:
         """One byte every ``delay_s``: each read is quick, the whole answer is not."""
@@ -416,6 +413,9 @@ class _StreamingHandler(_Handler):
         if reply is None:
             self.close_connection = True
             return
+        if reply.trickle_s is not None:  # the base's "trickle" fault, for whole and streamed bodies alike
+            owner = cast("FakeOllamaServer", self.server.owner)
+            reply = Reply(reply.status, owner._trickle(_body_bytes(reply), reply.trickle_s), reply.headers)
         if isinstance(reply.payload, (bytes, dict, list, str, int, float)) or reply.payload is None:
             self._write_whole(reply)
             return
