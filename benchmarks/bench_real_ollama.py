@@ -34,8 +34,8 @@ from typing import Any
 
 os.environ.setdefault("MEM0_TELEMETRY", "False")
 
-from benchmarks._common import machine_info  # noqa: E402
-from benchmarks.bench_compact_extraction import CONVERSATIONS  # noqa: E402
+from benchmarks._common import machine_info
+from benchmarks.bench_compact_extraction import CONVERSATIONS
 
 LOOP_PROMPT = "Continue the list: red, blue, red, blue, red, blue, red, blue, red, blue, red, blue,"
 
@@ -103,8 +103,9 @@ def unload(url: str, model: str) -> None:
 
 
 def make_memory(url: str, model: str, embedder: str, dims: int, path: str) -> Any:
-    import mem0_routed  # noqa: F401 - registers "routed"
     from mem0 import Memory
+
+    import mem0_routed  # noqa: F401 - registers "routed"
 
     router = {"ollama_base_url": url, "ledger": "memory", "local_backend": "ollama"}
     if embedder == "embedded":  # all-MiniLM-L6-v2 in-process (the [embedded] extra), 384-d
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.embedder == "embedded":
             memory.embedding_model.embed("warm-up")
         report["warmup_s"] = round(time.perf_counter() - t0, 1)
-        name, conversation, _ = CONVERSATIONS[0]
+        _, conversation, _ = CONVERSATIONS[0]
         since = len(TRACE.calls)
         t0 = time.perf_counter()
         memory.add(conversation, user_id="bench2")

@@ -78,7 +78,8 @@ def real_ollama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     script = Path(__file__).resolve().parent.parent / "scripts" / "real_ollama.sh"
     env = {**os.environ, "PYTHON_FOR_CONVERT": os.environ.get("PYTHON_FOR_CONVERT", sys.executable)}
-    setup = subprocess.run(["bash", str(script), "setup"], capture_output=True, text=True, timeout=900, env=env)
+    setup = subprocess.run(["bash", str(script), "setup"], capture_output=True, text=True, timeout=900, env=env,
+                           check=False)
     if setup.returncode != 0:
         message = f"real Ollama could not be set up: {setup.stderr[-2000:]}"
         if os.environ.get("CI"):
@@ -87,7 +88,8 @@ def real_ollama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    started = subprocess.run(["bash", str(script), "serve", str(port)], capture_output=True, text=True, timeout=60)
+    started = subprocess.run(["bash", str(script), "serve", str(port)], capture_output=True, text=True,
+                             timeout=60, check=False)
     if started.returncode != 0:
         pytest.fail(f"real Ollama did not start: {started.stderr[-2000:]}")
     pid = int(started.stdout.split()[-1])
