@@ -13,6 +13,13 @@ prompt prefix in Ollama 0.5.4's runner, measured prefill 1.4 s cached vs 16 s af
 Every Ollama call is traced (tokens and the server's own prefill/generation/load times), so each add's
 time splits into chat, embed and the rest (mem0, qdrant, the router): see ``per_add`` in the JSON.
 
+Measured (2 cores shared with other jobs, load 2-3; smollm2:135m, compact prompt, num_ctx 4096): with
+all-minilm, steady add 2.3-2.5 s, of which the extraction call is >95 %: prefill of the ~110-250 tokens
+after the cached prefix (system prompt, worked examples and the session's earlier "Last k Messages",
+~420-540 tokens, reused by Ollama's cache) ~1-1.5 s, generation of 40-120 answer tokens ~0.7-3.5 s; the
+two embed calls ~0.05 s; mem0 + qdrant <0.1 s. With smollm2:135m also embedding, steady add 6.6 s (the
+cache is lost at every embed). At load 5-7 the same run gives 5-15 s (prefill and generation ~3x slower).
+
 The workload is the 5 conversations / 13 key facts of ``bench_compact_extraction``, added in order
 for one user (so later adds also carry existing memories). The model is unloaded first (keep_alive
 0), so the first add pays the load. A second phase unloads again, runs ``router.warmup()`` and
