@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -59,10 +60,12 @@ def openai_key() -> str:
 
 @pytest.fixture(scope="session")
 def real_ollama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a real Ollama 0.5.4 server with ``smollm2:135m`` (marker ``realollama``).
+    """Base URL of a real Ollama 0.5.4 server with ``smollm2:135m`` (chat) and ``all-minilm`` (384-d
+    embeddings) (marker ``realollama``).
 
     Uses ``REAL_OLLAMA_URL`` when set; otherwise stands one up with ``scripts/real_ollama.sh`` on a free
-    port for the session. Skips when that cannot be done locally; fails under ``CI`` (the tests must run).
+    port for the session (converting all-minilm with this interpreter, which has the test extras).
+    Skips when that cannot be done locally; fails under ``CI`` (the tests must run).
     """
     url = os.environ.get("REAL_OLLAMA_URL")
     if url:
@@ -74,7 +77,9 @@ def real_ollama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from pathlib import Path
 
     script = Path(__file__).resolve().parent.parent / "scripts" / "real_ollama.sh"
-    setup = subprocess.run(["bash", str(script), "setup"], capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "PYTHON_FOR_CONVERT": os.environ.get("PYTHON_FOR_CONVERT", sys.executable)}
+    setup = subprocess.run(["bash", str(script), "setup"], capture_output=True, text=True, timeout=900, env=env,
+                           check=False)
     if setup.returncode != 0:
         message = f"real Ollama could not be set up: {setup.stderr[-2000:]}"
         if os.environ.get("CI"):
@@ -83,7 +88,8 @@ def real_ollama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    started = subprocess.run(["bash", str(script), "serve", str(port)], capture_output=True, text=True, timeout=60)
+    started = subprocess.run(["bash", str(script), "serve", str(port)], capture_output=True, text=True,
+                             timeout=60, check=False)
     if started.returncode != 0:
         pytest.fail(f"real Ollama did not start: {started.stderr[-2000:]}")
     pid = int(started.stdout.split()[-1])

@@ -145,12 +145,12 @@ def test_health_on_a_real_ollama_with_the_configured_model_present(real_ollama_u
 
 def test_health_on_a_real_ollama_names_a_missing_configured_model(real_ollama_url: str, tmp_path: Path) -> None:
     path = tmp_path / "mem0.json"
-    path.write_text(json.dumps(_config(tmp_path, real_ollama_url, real_ollama_url, embedder_model="all-minilm")))
+    path.write_text(json.dumps(_config(tmp_path, real_ollama_url, real_ollama_url, embedder_model="nomic-embed-text")))
     result = _health("--config", str(path))
     assert result.exit_code == 1, result.output
     report = json.loads(result.output)
     assert report["ok"] is False and report["llm"]["ok"] is True
-    assert report["embedder"]["missing_models"] == ["all-minilm"]
-    assert any("run `ollama pull all-minilm`" in e for e in report["embedder"]["errors"])
+    assert report["embedder"]["missing_models"] == ["nomic-embed-text"]
+    assert any("run `ollama pull nomic-embed-text`" in e for e in report["embedder"]["errors"])
     text = CliRunner().invoke(main, ["--ollama-url", real_ollama_url, "--model", "qwen2.5:0.5b", "health"])
     assert text.exit_code == 1 and "run `ollama pull qwen2.5:0.5b`" in text.output and "NOT healthy" in text.output
