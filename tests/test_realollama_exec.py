@@ -65,6 +65,7 @@ def test_mem0_add_and_search_through_the_router(real_ollama_url: str, tmp_path: 
         "embedder": {"provider": "routed", "config": {**router_config(real_ollama_url), "model": MODEL,
                                                       "embedding_dims": 576}},
         "vector_store": {"provider": "qdrant", "config": {"path": str(tmp_path / "q"), "embedding_model_dims": 576}},
+        "history_db_path": str(tmp_path / "history.db"),  # not the user's ~/.mem0 history
     })
     try:
         for text in ("Hi, I'm Priya. I moved to Lisbon last month and I work as a nurse.",
