@@ -6,6 +6,9 @@ Run (each well under 10 minutes on 2 cores with the defaults)::
     python -m benchmarks.bench_extraction_quality --ollama URL           # a real Ollama, smollm2:135m
     python -m benchmarks.bench_extraction_quality --gguf NAME=PATH --n-ctx 12288   # another GGUF in-process
 
+Prompts: ``full`` (mem0's), ``compact``, ``compact+skip`` (compact, and ``{"memory": []}`` without a
+model call when ``small_talk_only`` says the new messages are only greetings).
+
 Options: ``--sample N`` (N conversations spread over the set), ``--only ID,...``, ``--prompts
 full,compact``, ``--max-tokens``, ``--json PATH``, ``--markdown`` (README rows).
 
@@ -21,6 +24,7 @@ parsed as mem0 parses them and scored by ``benchmarks/extraction_score.py``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -36,7 +40,7 @@ from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_e
 from mem0.memory.utils import parse_messages
 
 from benchmarks.extraction_score import Conversation, load_set, memory_texts, score_conversation, summarize
-from mem0_routed._compact_prompt import MEM0_EXTRACTION_SCHEMA, compact_extraction_messages
+from mem0_routed._compact_prompt import MEM0_EXTRACTION_SCHEMA, compact_extraction_messages, small_talk_only
 from mem0_routed._context import needed_tokens
 from mem0_routed._errors import ContextOverflow, RoutingError
 from mem0_routed._requests import estimate_messages
@@ -47,6 +51,8 @@ OBSERVATION_DATE = "2025-06-02"
 PROMPTS: dict[str, Callable[[list[dict[str, Any]]], list[dict[str, Any]]]] = {
     "full": lambda messages: messages,
     "compact": compact_extraction_messages,
+    # the compact prompt, and no model call at all when the new messages are only small talk
+    "compact+skip": compact_extraction_messages,
 }
 
 
@@ -88,8 +94,14 @@ class Row:
 
 def run_one(backend: Backend, model: str, conv: Conversation, prompt: str, *, max_tokens: int,
             window: int | None, num_ctx: int | None) -> Row:
-    messages = PROMPTS[prompt](mem0_messages(conv.as_messages()))
+    original = mem0_messages(conv.as_messages())
+    messages = PROMPTS[prompt](original)
     row = Row(id=conv.id, prompt=prompt, fits=True, expected=len(conv.facts), greeting_only=conv.greeting_only)
+    if prompt.endswith("+skip") and small_talk_only(original):
+        row.seconds, row.valid_json, row.note = 0.0, True, "small talk: no model call"
+        score = score_conversation(conv, [])
+        row.found, row.missed = score.found, score.missed
+        return row
     need = needed_tokens(estimate_messages(messages), max_tokens)
     if window is not None and need > window:  # the router's rule: never send what would be truncated
         row.fits, row.note = False, f"does not fit: ~{need} tokens > window {window}"
@@ -129,9 +141,9 @@ def summary(rows: list[Row], convs: list[Conversation], prompts: Sequence[str]) 
         common = summarize([score_conversation(by_id[r.id], r.texts) for r in ran if r.id in both])
         secs = [r.seconds for r in ran if r.seconds is not None]
         out[prompt] = {
+            **summarize(scores).as_dict(),
             "fits": len(ran), "conversations": sum(r.prompt == prompt for r in rows),
             "valid_json": sum(bool(r.valid_json) for r in ran),
-            **summarize(scores).as_dict(),
             "recall_where_all_fit": common.recall if common.expected else None,
             "facts_where_all_fit": f"{common.found}/{common.expected}",
             "mean_seconds": round(sum(secs) / len(secs), 2) if secs else None,
@@ -177,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-ctx", type=int, help="in-process context window cap (default: the model's)")
     parser.add_argument("--num-ctx", type=int, help="Ollama num_ctx, one value for every call (default: window)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-tokens", type=int, default=384)
-    parser.add_argument("--prompts", default="full,compact")
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--prompts", default="full,compact,compact+skip")
     parser.add_argument("--sample", type=int, help="only N conversations, spread over the set")
     parser.add_argument("--only", help="comma-separated conversation ids")
     parser.add_argument("--json", metavar="PATH", help="save every answer and the summary as JSON")
@@ -197,10 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     where = f"Ollama {args.ollama}" if args.ollama else "in-process (llama-cpp-python)"
 
     rows: list[Row] = []
+    done: dict[tuple[str, str], Row] = {}
     started = time.perf_counter()
-    for conv in convs:
-        for prompt in prompts:
-            row = run_one(backend, model, conv, prompt, max_tokens=args.max_tokens, window=window, num_ctx=num_ctx)
+    for prompt in prompts:  # one prompt at a time: the model's prefix cache keeps its system prompt
+        for conv in convs:
+            same = done.get((conv.id, prompt.removesuffix("+skip")))
+            if prompt.endswith("+skip") and same and not small_talk_only(mem0_messages(conv.as_messages())):
+                row = dataclasses.replace(same, prompt=prompt)  # the same request: greedy decoding, same answer
+            else:
+                row = run_one(backend, model, conv, prompt, max_tokens=args.max_tokens, window=window,
+                              num_ctx=num_ctx)
+            done[(conv.id, prompt)] = row
             rows.append(row)
             result = row.note or f"{row.seconds}s {row.found}/{row.expected} invented {row.invented}"
             print(f"  {conv.id:<15} {prompt:<8} {result}  {' | '.join(t[:50] for t in row.texts)}",
