@@ -159,3 +159,28 @@ def test_set_file_is_the_one_loaded() -> None:
 )
 def test_memory_texts_parses_like_mem0(answer: str, texts: list[str] | None) -> None:
     assert memory_texts(answer) == texts
+
+
+def test_benchmark_end_to_end_against_the_fake_ollama(tmp_path) -> None:
+    """The benchmark's plumbing over real HTTP: a prompt that does not fit is never sent, small
+    talk under compact+skip costs no call, answers are parsed and scored per prompt."""
+    from benchmarks import bench_extraction_quality as bench
+    from mem0_routed.testing import FakeOllamaServer
+    from mem0_routed.testing._ollama_server import ModelSpec
+
+    out = tmp_path / "run.json"
+    with FakeOllamaServer(models={"small:1b": ModelSpec(context_length=8192)}) as ollama:
+        assert bench.main(["--ollama", ollama.url, "--model", "small:1b", "--only", "hello,diet",
+                           "--json", str(out)]) == 0
+        chats = [body for path, body in ollama.requests if path == "/api/chat"]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    rows = {(r["id"], r["prompt"]): r for r in data["rows"]}
+    assert not rows[("diet", "full")]["fits"] and "does not fit" in rows[("diet", "full")]["note"]
+    assert rows[("hello", "compact+skip")]["note"] == "small talk: no model call"
+    assert len(chats) == 2  # compact for diet and hello; full never sent, compact+skip reuses or skips
+    assert all(c["messages"][0]["content"].startswith("You list the facts") for c in chats)
+    assert all(c["format"]["required"] == ["memory"] for c in chats)
+    summary = data["summary"]
+    assert summary["full"]["fits"] == 0 and summary["compact"]["fits"] == 2
+    assert summary["compact+skip"]["greeting_memories"] == 0
+    assert summary["compact"]["expected"] == 2
