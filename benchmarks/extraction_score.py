@@ -46,7 +46,7 @@ GENERIC = frozenset(
     der die das ein eine und ist mit von zu im den dem des auf nicht ich er sie es
     il lo gli e di da che
     o os as um uma do da dos das no na em que
-    """.split()
+    """.split()  # noqa: SIM905 (a word list reads better as text)
 )
 
 _WORD = re.compile(r"[a-z0-9]+")
