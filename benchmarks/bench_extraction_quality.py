@@ -1,10 +1,10 @@
 """Extraction quality, mem0's full prompt vs the compact one, on the labelled set (real models).
 
-Run (each well under 10 minutes on 2 cores with the defaults)::
+Run (each under 10 minutes on 2 busy cores)::
 
-    python -m benchmarks.bench_extraction_quality                        # SmolLM2-135M in-process
-    python -m benchmarks.bench_extraction_quality --ollama URL           # a real Ollama, smollm2:135m
-    python -m benchmarks.bench_extraction_quality --gguf NAME=PATH --n-ctx 12288   # another GGUF in-process
+    python -m benchmarks.bench_extraction_quality --sample 12            # SmolLM2-135M in-process (~7 min)
+    python -m benchmarks.bench_extraction_quality --ollama URL           # a real Ollama, smollm2:135m (~2.5 min)
+    python -m benchmarks.bench_extraction_quality --gguf NAME=PATH --n-ctx 12288 --sample 6   # another GGUF
 
 Prompts: ``full`` (mem0's), ``compact``, ``compact+skip`` (compact, and ``{"memory": []}`` without a
 model call when ``small_talk_only`` says the new messages are only greetings).
