@@ -184,3 +184,14 @@ def test_benchmark_end_to_end_against_the_fake_ollama(tmp_path) -> None:
     assert summary["full"]["fits"] == 0 and summary["compact"]["fits"] == 2
     assert summary["compact+skip"]["greeting_memories"] == 0
     assert summary["compact"]["expected"] == 2
+
+
+def test_benchmark_sample_spreads_over_the_kinds() -> None:
+    from benchmarks.bench_extraction_quality import sample
+
+    convs = load_set()
+    picked = sample(convs, 12)
+    assert len({c.id for c in picked}) == 12
+    tags = {t for c in picked for t in c.tags}
+    assert {"facts", "greeting", "non-english", "code", "correction"} <= tags
+    assert sample(convs, None) == convs and sample(convs, 100) == convs
