@@ -7,7 +7,8 @@ For each fixed conversation, mem0's own builders make the extraction messages; t
 whether it fits the window (the full prompt is never truncated: "does not fit" is a result), seconds
 per call, memories extracted, and how many expected key facts (keywords) appear in their texts.
 Prompts: "full" (mem0's own), "compact" (the compact system prompt + its worked example turns) and
-"no-ex" (the compact system prompt alone).
+"no-ex" (the compact system prompt alone). A quick smoke run for ``run_all --with-model``; the quality
+comparison on the labelled set is ``benchmarks/bench_extraction_quality.py``.
 """
 
 from __future__ import annotations

@@ -8,13 +8,18 @@ them), and mem0's own user prompt (New Messages, Existing Memories, dates, custo
 instructions) is kept unchanged, so ids for linking and dates still reach the model.
 
 ``MEM0_EXTRACTION_SCHEMA`` is the same contract as a JSON Schema, for Ollama's ``format`` and for
-llama.cpp grammars, so a local model cannot answer in another shape.
+llama.cpp grammars, so a local model cannot answer in another shape. ``small_talk_only`` tells when
+the new messages are only greetings, whose right answer is ``{"memory": []}`` without a model.
+Quality is measured on a labelled set by ``benchmarks/bench_extraction_quality.py``.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -23,6 +28,7 @@ __all__ = [
     "MEM0_EXTRACTION_SCHEMA",
     "compact_examples",
     "compact_extraction_messages",
+    "small_talk_only",
 ]
 
 COMPACT_EXTRACTION_PROMPT = """\
@@ -122,3 +128,49 @@ def compact_extraction_messages(
     if examples:
         head.extend(dict(m) for m in compact_examples())
     return head + rest
+
+
+# Greetings, thanks, goodbyes and "how are you" in the languages users most often write, accents
+# removed. A conversation made only of these words holds no fact to remember.
+_SMALL_TALK_WORDS = frozenset(
+    """
+    hi hello hey hiya howdy yo there good morning afternoon evening night day thanks thank you thx ty cheers
+    bye goodbye see later soon take care how are is it going doing fine great well ok okay alright i m am im
+    me too and a an nice lovely have your welcome re youre can could help may assist today what s for all
+    that anything else nothing no yes yep sure asking pleasure glad again the to do
+    bonjour bonsoir salut coucou merci beaucoup au revoir a bientot comment ca va vas allez vous tu et tres
+    bien oui non de rien bonne journee soiree avec plaisir je suis moi aussi
+    hola que tal buenos buenas dias tardes noches gracias muchas adios hasta luego pronto como estas esta
+    muy todo en puedo ayudarte ayudarle nada y usted si
+    hallo guten morgen tag abend danke schon sehr tschuss auf wiedersehen bis bald wie geht es dir ihnen gut
+    mir nichts weiter kann ich helfen ja nein
+    ciao buongiorno buonasera grazie arrivederci stai bene
+    ola bom dia boa tarde noite obrigado obrigada tchau ate tudo bem
+    """.split()  # noqa: SIM905 (a word list reads better as text)
+)
+_NEW_MESSAGES = re.compile(r"^## New Messages\n(.*?)(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+_ROLE_PREFIX = re.compile(r"^(?:user|assistant|system): ", re.MULTILINE)
+
+
+def _words(text: str) -> list[str]:
+    bare = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return re.findall(r"[a-z0-9]+", bare.casefold())
+
+
+def small_talk_only(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """True when mem0's extraction messages hold nothing but greetings, thanks and goodbyes in
+    "## New Messages", so the right answer is ``{"memory": []}`` without asking a model.
+
+    Why: a small model given "Hello!" invents memories (it copies a worked example or the greeting
+    itself); no prompt wording stopped SmolLM2-135M from doing so (benchmarks/bench_extraction_quality.py).
+    Conservative: any word outside the greeting vocabulary, custom instructions, or a prompt that is
+    not mem0's gives False.
+    """
+    user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), None)
+    if not isinstance(user, str) or "## Custom Instructions" in user:
+        return False
+    section = _NEW_MESSAGES.search(user)
+    if section is None:
+        return False
+    words = _words(_ROLE_PREFIX.sub("", section.group(1)))
+    return bool(words) and all(w in _SMALL_TALK_WORDS for w in words)

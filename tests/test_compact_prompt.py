@@ -157,3 +157,49 @@ def test_schema_accepts_mem0_answers(answer: dict) -> None:
 def test_schema_rejects_what_mem0_cannot_use(answer: object) -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(answer, MEM0_EXTRACTION_SCHEMA)
+
+
+def _mem0_prompt(conversation: list[dict], custom: str | None = None) -> list[dict]:
+    user = generate_additive_extraction_prompt(
+        existing_memories=[], new_messages=parse_messages(conversation),
+        last_k_messages=[{"role": "user", "content": "I live in Oslo"}],  # older context is not new
+        current_date="2025-06-02", custom_instructions=custom)
+    return [{"role": "system", "content": ADDITIVE_EXTRACTION_PROMPT}, {"role": "user", "content": user}]
+
+
+def test_small_talk_only_on_the_labelled_set() -> None:
+    """Every greetings-only conversation of the set is small talk; no conversation with facts is."""
+    from benchmarks.extraction_score import load_set
+    from mem0_routed._compact_prompt import small_talk_only
+
+    for conv in load_set():
+        assert small_talk_only(_mem0_prompt(conv.as_messages())) is conv.greeting_only, conv.id
+
+
+@pytest.mark.parametrize(
+    ("conversation", "expected"),
+    [
+        ([{"role": "user", "content": "Hey, good evening! How's it going?"}], True),
+        ([{"role": "user", "content": "Ciao, grazie mille!"}, {"role": "assistant", "content": "Ciao!"}], False),
+        ([{"role": "user", "content": "Ciao, grazie!"}, {"role": "assistant", "content": "Arrivederci!"}], True),
+        ([{"role": "user", "content": "Olá, tudo bem?"}], True),
+        ([{"role": "user", "content": "Hello! I'm Tom and I live in Oslo."}], False),
+        ([{"role": "user", "content": "Thanks!"}, {"role": "assistant", "content": "Remember your dentist at 5."}], False),
+        ([{"role": "user", "content": "I am 35"}], False),
+        ([{"role": "user", "content": "!!!"}], False),  # no words at all: let the model decide
+    ],
+)
+def test_small_talk_only_needs_every_word_to_be_small_talk(conversation: list[dict], expected: bool) -> None:
+    from mem0_routed._compact_prompt import small_talk_only
+
+    assert small_talk_only(_mem0_prompt(conversation)) is expected
+
+
+def test_small_talk_only_is_conservative_outside_mem0_prompts() -> None:
+    from mem0_routed._compact_prompt import small_talk_only
+
+    hello = [{"role": "user", "content": "Hello!"}]
+    assert small_talk_only(_mem0_prompt(hello))
+    assert not small_talk_only(_mem0_prompt(hello, custom="Also remember greetings."))
+    assert not small_talk_only(hello)  # not mem0's extraction prompt
+    assert not small_talk_only([])
