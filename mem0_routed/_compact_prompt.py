@@ -172,5 +172,17 @@ def small_talk_only(messages: Sequence[Mapping[str, Any]]) -> bool:
     section = _NEW_MESSAGES.search(user)
     if section is None:
         return False
-    words = _words(_ROLE_PREFIX.sub("", section.group(1)))
+    words = _words(_new_message_text(section.group(1)))
     return bool(words) and all(w in _SMALL_TALK_WORDS for w in words)
+
+
+def _new_message_text(section: str) -> str:
+    """The words of "## New Messages": mem0's ``add`` writes ``role: text`` lines; a caller of
+    mem0's prompt builder may hand it the message list, which it writes as JSON."""
+    try:
+        listed = json.loads(section)
+    except ValueError:
+        return _ROLE_PREFIX.sub("", section)
+    if isinstance(listed, list) and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in listed):
+        return "\n".join(m["content"] for m in listed)
+    return section  # any other JSON: its keys are words outside the vocabulary, so never small talk

@@ -144,6 +144,7 @@ class RouterConfig(BaseSettings):
     num_ctx_min: int = 4096
     num_ctx_max: int | None = None
     compact_extraction: Literal["auto", "always", "never"] = "auto"
+    skip_small_talk: bool = True  # mem0 extraction of greetings only: answer {"memory": []} without a model
     local_backend: Literal["auto", "ollama", "embedded"] = Field(
         default="auto", validation_alias=AliasChoices("MEM0_ROUTED_LOCAL_BACKEND")
     )

@@ -20,6 +20,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._compact_prompt import small_talk_only
 from ._context import looks_truncated
 from ._drivers import Call, call_with_retries, retry_hook, run_async, run_sync
 from ._errors import (
@@ -121,9 +122,23 @@ class ChatJob:
     deadline: float | None = None
 
 
+def _small_talk(router: Router, job: ChatJob, started: float) -> ChatOutcome:
+    """mem0's extraction when the new messages are only greetings, thanks or goodbyes: the answer is
+    known, so no model is asked (SmolLM2 asked anyway invents memories from "Hello!"; see
+    benchmarks/bench_extraction_quality.py). Recorded as a local call answered by the router itself."""
+    outcome = ChatOutcome(text=json.dumps({"memory": []}), model=job.decision.model, backend="router",
+                          is_local=True, decision=job.decision, latency_s=time.perf_counter() - started,
+                          escalations=[])
+    router.record_chat(job, outcome, reservation=None)
+    return outcome
+
+
 def execute_chat(router: Router, job: ChatJob) -> Generator[Call, ChatResult, ChatOutcome]:
     """Walk the decision's chain until one candidate gives an answer that meets its contract."""
     started = time.perf_counter()
+    if (router.config.skip_small_talk and job.cls.call_kind is CallKind.MEM0_EXTRACTION
+            and small_talk_only(job.messages)):
+        return _small_talk(router, job, started)
     if job.deadline is None:
         job.deadline = time.monotonic() + router.config.deadline_s
     attempts: list[Attempt] = []

@@ -203,3 +203,50 @@ def test_small_talk_only_is_conservative_outside_mem0_prompts() -> None:
     assert not small_talk_only(_mem0_prompt(hello, custom="Also remember greetings."))
     assert not small_talk_only(hello)  # not mem0's extraction prompt
     assert not small_talk_only([])
+
+
+# --- wired into the router: greetings-only extraction asks no model ---------------------------------
+
+
+def _router_for(server, **cfg):  # type: ignore[no-untyped-def]
+    from mem0_routed import Router, RouterConfig
+    from mem0_routed._ledger import MemoryLedger
+
+    values = {"ollama_base_url": server.url, "ledger": "memory", "local_backend": "ollama", **cfg}
+    return Router(RouterConfig.from_mapping(values), ledger=MemoryLedger())
+
+
+def _extraction(text: str) -> list[dict[str, str]]:
+    from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
+
+    user = generate_additive_extraction_prompt(existing_memories=[], new_messages=[{"role": "user", "content": text}])
+    return [{"role": "system", "content": ADDITIVE_EXTRACTION_PROMPT}, {"role": "user", "content": user}]
+
+
+def test_greetings_only_extraction_is_answered_without_a_model(ollama_server) -> None:  # type: ignore[no-untyped-def]
+    router = _router_for(ollama_server)
+    out = router.chat(_extraction("Hello! Thanks, bye!"), response_format={"type": "json_object"})
+    assert json.loads(out.text) == {"memory": []}
+    assert out.is_local and out.backend == "router"
+    assert ollama_server.requests_to("/api/chat") == []
+    (rec,) = router.ledger.records()
+    assert rec.backend == "router" and rec.is_local and rec.outcome == "ok" and not rec.fallback
+
+
+def test_a_greeting_with_a_fact_still_asks_the_model(ollama_server) -> None:  # type: ignore[no-untyped-def]
+    router = _router_for(ollama_server)
+    router.chat(_extraction("Hi! I'm Bob and I live in Oslo."), response_format={"type": "json_object"})
+    assert len(ollama_server.requests_to("/api/chat")) == 1
+
+
+def test_skip_small_talk_off_asks_the_model(ollama_server) -> None:  # type: ignore[no-untyped-def]
+    router = _router_for(ollama_server, skip_small_talk=False)
+    router.chat(_extraction("Hello! Thanks, bye!"), response_format={"type": "json_object"})
+    assert len(ollama_server.requests_to("/api/chat")) == 1
+
+
+def test_new_messages_given_as_a_list_are_read_as_their_contents() -> None:
+    from mem0_routed._compact_prompt import small_talk_only
+
+    assert small_talk_only(_extraction("Good morning!"))
+    assert not small_talk_only(_extraction("Good morning! My cat is called Tom."))
