@@ -259,8 +259,10 @@ class Router:
         if max_tokens is None:  # bound every answer: Ollama and llama.cpp default to "until the window ends"
             max_tokens = self.config.default_max_tokens
         cls = classify_messages(messages, dict(response_format) if response_format else None)
-        # every message of every role; only mem0's exact prompt constants are left out
-        decision, checked = self._decide(cls, scan_text(messages), query_type, force_local, max_tokens)
+        # every message of every role, and the tool definitions and JSON schema that go out with
+        # them; only mem0's exact prompt constants are left out
+        text = scan_text(messages, tools, dict(response_format) if response_format else None)
+        decision, checked = self._decide(cls, text, query_type, force_local, max_tokens)
         schema = None
         if response_format and response_format.get("type") == "json_schema":
             schema = (response_format.get("json_schema") or {}).get("schema")
