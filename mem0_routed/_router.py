@@ -317,13 +317,24 @@ class Router:
         cfg = self.config
         if cfg.monthly_budget_usd is None and not primary:
             return None
-        cost = self.policy().estimate_cost(job.cls.estimated_tokens, job.max_tokens, job.cls.call_kind)
+        cost = self.worst_cost(job)
         got, error = self._ledger_call("a reservation", lambda: self.ledger.reserve_external(
             cost, budget_usd=cfg.monthly_budget_usd, budget_since=utc_month_start(),
             max_external_share=cfg.max_external_share if primary else None, share_since=self._share_since()))
         if error:  # the budget and the share cannot be checked, so nothing is sent out
             return Refusal("share", f"{error}: external calls need the ledger's budget and share checks")
         return got  # type: ignore[no-any-return]
+
+    def worst_cost(self, job: ChatJob) -> float:
+        """What the call can cost at most: its prompt with the estimate's margin and an answer as
+        long as ``max_tokens`` allows. Reserving a typical answer instead let 16 threads spend 13x a
+        budget with answers at ``max_tokens``: each reservation was settled far above its claim."""
+        from ._context import ESTIMATE_MARGIN
+        from ._prices import external_cost
+
+        tokens_in = int(job.cls.estimated_tokens * ESTIMATE_MARGIN) + 4 * len(job.messages)
+        tokens_out = job.max_tokens if job.max_tokens is not None else self.config.default_max_tokens
+        return external_cost(self.config.fallback_model, tokens_in, tokens_out)
 
     def release(self, reservation: Reservation) -> None:
         """Give back an unused reservation; a broken ledger is logged (the claim expires anyway)."""
@@ -333,7 +344,10 @@ class Router:
         if not outcome.is_local:
             from ._prices import call_cost
 
-            outcome.cost_usd = call_cost(outcome.backend, outcome.model, outcome.tokens_in, outcome.tokens_out)
+            # the price of what was asked for, or of what the server says answered if that is
+            # dearer: a server naming a cheaper model must not stretch the budget
+            outcome.cost_usd = max(call_cost(outcome.backend, name, outcome.tokens_in, outcome.tokens_out)
+                                   for name in {outcome.model, self.config.fallback_model})
         first = job.decision.chain[0] if job.decision.chain else None
         rec = UsageRecord(
             ts=time.time(), call_kind=str(job.cls.call_kind), query_type=str(job.decision.query_type),

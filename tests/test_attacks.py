@@ -105,3 +105,98 @@ def test_nested_escapes_are_decoded_a_fixed_number_of_times() -> None:
     rules = KeepLocalRules()
     assert rules.check(f"login?password%253D{SECRET}").rule == "secret:password"
     assert not rules.check("%25" * 100_000 + "3D").keep_local
+
+
+# --- the budget is a hard cap ------------------------------------------------------------------------
+
+
+class LongWindedServer:
+    """An OpenAI-compatible endpoint whose every answer runs to ``max_completion_tokens`` (with honest
+    usage), optionally naming another model than the one asked for, as proxies and liars do."""
+
+    def __init__(self, reply_model: str | None = None, delay_s: float = 0.05) -> None:
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.calls = 0
+        lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with lock:
+                    owner.calls += 1
+                time.sleep(delay_s)  # calls overlap, as they do against a real model
+                n = body.get("max_completion_tokens") or 1000
+                prompt = len(json.dumps(body["messages"])) // 4
+                data = json.dumps({
+                    "id": "x", "object": "chat.completion", "created": 1, "model": reply_model or body["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": " word" * n},
+                                 "finish_reason": "length"}],
+                    "usage": {"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + n},
+                }).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _spend(ollama, budget: float, *, threads: int, calls: int, reply_model: str | None = None,
+           max_tokens: int | None = None) -> tuple[float, int]:
+    """Run ``threads`` x ``calls`` chats that all fall back out; (spent this month, calls sent)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mem0_routed._usage import utc_month_start
+
+    server = LongWindedServer(reply_model)
+    try:
+        ollama.set_fault("error500")
+        router = Router(RouterConfig.from_mapping({
+            "ollama_base_url": ollama.url, "ledger": "memory", "local_backend": "ollama", "max_retries": 0,
+            "breaker_failures": 10**6, "openai_base_url": server.base_url, "openai_api_key": "sk-test-" + "0" * 20,
+            "monthly_budget_usd": budget}), ledger=MemoryLedger())
+
+        def worker(_: int) -> None:
+            for _ in range(calls):
+                try:
+                    router.chat([{"role": "user", "content": "tell me a story about a cat"}], max_tokens=max_tokens)
+                except RoutingError:
+                    pass
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(worker, range(threads)))
+        return router.ledger.spent_usd(since=utc_month_start()), server.calls
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("max_tokens", [None, 2000])
+def test_concurrent_calls_with_answers_at_max_tokens_never_overspend(ollama_server, max_tokens) -> None:
+    """Reservations claimed a typical answer (300 tokens): 16 threads whose answers ran to
+    ``max_tokens`` spent 3.4x (13x with max_tokens=4000) a $0.002 budget."""
+    spent, sent = _spend(ollama_server, 0.002, threads=16, calls=4, max_tokens=max_tokens)
+    assert spent <= 0.002
+    assert sent >= 1  # the cap is met by calls, not by refusing everything
+
+
+def test_a_server_naming_a_cheaper_model_is_billed_at_the_model_asked_for(ollama_server) -> None:
+    """A proxy answering "babbage-002" for gpt-4o-mini got 16+ calls through a budget meant for ~12."""
+    honest, sent_honest = _spend(ollama_server, 0.01, threads=1, calls=30)
+    cheap, sent_cheap = _spend(ollama_server, 0.01, threads=1, calls=30, reply_model="babbage-002")
+    assert sent_cheap == sent_honest and cheap >= honest
