@@ -200,3 +200,15 @@ def test_a_server_naming_a_cheaper_model_is_billed_at_the_model_asked_for(ollama
     honest, sent_honest = _spend(ollama_server, 0.01, threads=1, calls=30)
     cheap, sent_cheap = _spend(ollama_server, 0.01, threads=1, calls=30, reply_model="babbage-002")
     assert sent_cheap == sent_honest and cheap >= honest
+
+
+# --- careless config ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["local_threshold", "monthly_budget_usd", "max_retries", "default_max_tokens"])
+def test_a_yes_no_value_for_a_number_is_refused(key) -> None:
+    """``local_threshold: true`` was read as 1 %: 99 % of complex calls allowed out."""
+    from mem0_routed import ConfigError
+
+    with pytest.raises(ConfigError, match=key):
+        RouterConfig.from_mapping({key: True, "ledger": "memory"})
