@@ -359,7 +359,20 @@ class Router:
             external_check=None if outcome.is_local else job.external_check, host=outcome.host,
             prompt=message_text(job.messages, skip_system=True) if self.config.log_prompts else None,
             response=outcome.text if self.config.log_prompts else None)
+        if self.config.log_prompts:
+            rec.prompt, rec.response = self._loggable(job, rec.prompt, rec.response)
         self.record(rec, reservation=reservation)
+
+    def _loggable(self, job: ChatJob, prompt: str | None, response: str | None) -> tuple[str | None, str | None]:
+        """What ``log_prompts`` may store: a call a keep-local rule matched is stored as the rule's
+        name only, prompt and answer (which may echo it) alike. The ledger can be a Redis on
+        another host, and a secret must not reach it any more than OpenAI."""
+        text = scan_text(job.messages, job.tools)
+        verdict = self.rules.check(f"{text}\n{response or ''}", str(job.cls.call_kind))
+        if not verdict.keep_local:
+            return prompt, response
+        withheld = f"[withheld: keep-local rule {verdict.rule}]"
+        return withheld, withheld
 
     def record_failure(self, job: ChatJob, attempts: list[Attempt], escalations: list[str], latency: float,
                        *, outcome: Literal["error", "blocked"] = "error") -> None:

@@ -212,3 +212,47 @@ def test_a_yes_no_value_for_a_number_is_refused(key) -> None:
 
     with pytest.raises(ConfigError, match=key):
         RouterConfig.from_mapping({key: True, "ledger": "memory"})
+
+
+# --- log_prompts never stores what must stay local ---------------------------------------------------
+
+
+def test_log_prompts_withholds_a_prompt_a_keep_local_rule_matches(ollama_server, openai_server, openai_key) -> None:
+    """With ``log_prompts`` the user's ``password=...`` went into the ledger in clear, and a Redis
+    ledger may live on another host: the secret left the machine that way instead."""
+    router = make_router(ollama_server, openai_server, openai_key, log_prompts=True)
+    router.chat([{"role": "user", "content": f"remember my {PW} for the VPN"}])
+    router.chat([{"role": "user", "content": "hello there"}])
+    secret, plain = router.ledger.records()
+    assert SECRET not in json.dumps(secret.to_dict())
+    assert secret.prompt == secret.response == "[withheld: keep-local rule secret:password]"
+    assert plain.prompt == "hello there" and plain.response  # ordinary prompts are still logged
+
+
+def test_log_prompts_withholds_a_keep_local_call_kind(ollama_server, openai_server, openai_key) -> None:
+    router = make_router(ollama_server, openai_server, openai_key, log_prompts=True,
+                         keep_local_call_kinds=["mem0_procedural"])
+    from mem0.configs.prompts import PROCEDURAL_MEMORY_SYSTEM_PROMPT
+
+    router.chat([{"role": "system", "content": PROCEDURAL_MEMORY_SYSTEM_PROMPT},
+                 {"role": "user", "content": "I opened the staging console"}])
+    (rec,) = router.ledger.records()
+    assert rec.call_kind == "mem0_procedural" and "staging" not in (rec.prompt or "")
+
+
+def test_report_on_an_unreachable_redis_is_one_line_without_the_password() -> None:
+    """``stats`` and ``project`` had been fixed; ``report`` still printed a raw traceback."""
+    import socket
+
+    from click.testing import CliRunner
+
+    from mem0_routed._cli import main
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = CliRunner().invoke(main, ["--ledger", f"redis://:s3cr3tpw@127.0.0.1:{port}/0", "report", "--html",
+                                       "/dev/null"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "s3cr3tpw" not in result.output
+    assert "cannot read the usage ledger" in result.output and "start Redis" in result.output
