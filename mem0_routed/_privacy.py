@@ -253,12 +253,14 @@ _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z]{2,8});")
 
 
 def _plain(text: str) -> str:
-    """NFKC (full-width and styled letters/digits to plain ones) without invisible characters or
-    combining marks."""
+    """NFKC (full-width and styled letters/digits to plain ones) without invisible characters; when
+    combining marks remain or were composed (``pa\u0301ssword``), a copy without them is appended,
+    the NFKC text kept as well so a user's pattern such as ``Müller`` still matches."""
     if text.isascii():
         return text
     text = unicodedata.normalize("NFKC", _format_chars().sub("", text))
-    return unicodedata.normalize("NFC", _marks().sub("", unicodedata.normalize("NFD", text)))
+    bare = unicodedata.normalize("NFC", _marks().sub("", unicodedata.normalize("NFD", text)))
+    return text if bare == text else f"{text}\n{bare}"
 
 
 def normalise(text: str) -> str:

@@ -256,3 +256,11 @@ def test_report_on_an_unreachable_redis_is_one_line_without_the_password() -> No
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output and "s3cr3tpw" not in result.output
     assert "cannot read the usage ledger" in result.output and "start Redis" in result.output
+
+
+@pytest.mark.parametrize("text", ["Herr Müller", "Herr Mu\u0308ller", "HERR MÜLLER"])
+def test_a_users_pattern_with_accents_still_matches_after_normalising(text) -> None:
+    """Reading ``pa\u0301ssword`` as ``password`` must not make ``(?i)Müller`` miss."""
+    from mem0_routed._privacy import KeepLocalRules
+
+    assert KeepLocalRules(patterns=["(?i)Müller"]).check(text).rule == "pattern:0"
