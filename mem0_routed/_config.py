@@ -221,6 +221,23 @@ class RouterConfig(BaseSettings):
             raise ValueError(f"{v} is a yes/no value, not a number; give a number (or leave the key out)")
         return v
 
+    @field_validator("openai_api_key")
+    @classmethod
+    def _check_key(cls, v: SecretStr | None) -> SecretStr | None:
+        """A blank key is no key; a key with a space, line break, control or non-ASCII character
+        inside cannot go in an HTTP header, and the HTTP library's DEBUG log and error then print
+        the whole header, key included. Never echoes the key."""
+        if v is None:
+            return None
+        raw = v.get_secret_value().strip()
+        if not raw:
+            return None
+        bad = next((i for i, ch in enumerate(raw) if not "!" <= ch <= "~"), None)
+        if bad is not None:
+            raise ValueError(f"has a space, line break, control or non-ASCII character at position {bad} "
+                             "(a copy-paste error?); copy the key again")
+        return SecretStr(raw)
+
     @field_validator("local_threshold")
     @classmethod
     def _check_threshold(cls, v: float) -> float:

@@ -264,3 +264,36 @@ def test_a_users_pattern_with_accents_still_matches_after_normalising(text) -> N
     from mem0_routed._privacy import KeepLocalRules
 
     assert KeepLocalRules(patterns=["(?i)Müller"]).check(text).rule == "pattern:0"
+
+
+# --- the API key never shows ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["sk-Zqxjwk\nVyplMnb0", "sk-Zqxjwk Vyplmnb0", "sk-ZqxjwkVyplmnb0\u201d", "sk-Zq\x00xjwkVyplmnb0"])
+def test_a_key_with_a_line_break_or_odd_character_is_refused_without_echoing_it(key) -> None:
+    """Accepted before: httpcore then logged "Illegal header value b'Bearer sk-...'" at DEBUG, the
+    whole key in it."""
+    from mem0_routed import ConfigError
+
+    with pytest.raises(ConfigError, match="openai_api_key") as err:
+        RouterConfig.from_mapping({"openai_api_key": key, "ledger": "memory"})
+    assert "Zqxjwk" not in str(err.value) and "Vypl" not in str(err.value)
+
+
+def test_a_blank_key_is_no_key() -> None:
+    assert RouterConfig.from_mapping({"openai_api_key": "   ", "ledger": "memory"}).openai_api_key is None
+
+
+def test_a_half_masked_echo_of_a_key_of_any_shape_is_scrubbed(ollama_server, openai_server) -> None:
+    """OpenAI-compatible servers echo a wrong key half-masked ("ZQXJWK**********4821"); only
+    sk-/rk-/pk- keys were scrubbed, so a proxy's key showed its first 6 and last 4 characters in
+    the error, the ledger and the health output."""
+    key = "ZQXJWKVYPL" + "MNBH4821"  # not the server's key: it answers 401 echoing this one
+    ollama_server.set_fault("error500")
+    router = make_router(ollama_server, openai_server, key)
+    with pytest.raises(RoutingError) as err:
+        router.chat([{"role": "user", "content": "hi"}])
+    shown = str(err.value) + json.dumps([r.to_dict() for r in router.ledger.records()])
+    shown += json.dumps(router.health_check_sync(), default=str)
+    assert "401" in shown
+    assert "ZQXJ" not in shown and "4821" not in shown
