@@ -67,7 +67,8 @@ def scrub_secrets(text: str, *secrets: str) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
-    return _MASKED_RE.sub("***", _KEY_RE.sub(lambda m: f"{m.group(1)}-***", text))
+    text = _MASKED_RE.sub(lambda m: (m.group(0)[:3] if m.group(0)[:3] in ("sk-", "rk-", "pk-") else "") + "***", text)
+    return _KEY_RE.sub(lambda m: f"{m.group(1)}-***", text)
 
 
 class _Key:
