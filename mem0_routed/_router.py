@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from ._breaker import CircuitBreaker
-from ._classify import check_params, classify_messages, classify_text
+from ._classify import check_encodable, check_params, classify_messages, classify_text
 from ._config import RouterConfig, mask_url, mask_urls
 from ._embedding import EmbeddingService
 from ._errors import InvalidInput, Mem0RoutedError
@@ -262,6 +262,9 @@ class Router:
         # every message of every role, and the tool definitions and JSON schema that go out with
         # them; only mem0's exact prompt constants are left out
         text = scan_text(messages, tools, dict(response_format) if response_format else None)
+        # a lone surrogate in a name, an image URL, a tool or the schema: the caller's error, not
+        # one "unencodable request" per backend of the chain
+        check_encodable(text, "a message field, tool definition or response_format")
         decision, checked = self._decide(cls, text, query_type, force_local, max_tokens)
         schema = None
         if response_format and response_format.get("type") == "json_schema":

@@ -297,3 +297,30 @@ def test_a_half_masked_echo_of_a_key_of_any_shape_is_scrubbed(ollama_server, ope
     shown += json.dumps(router.health_check_sync(), default=str)
     assert "401" in shown
     assert "ZQXJ" not in shown and "4821" not in shown
+
+
+# --- the caller's bad input is the caller's error --------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["tool", "schema", "image url", "name"])
+def test_a_lone_surrogate_outside_the_content_is_the_callers_error(where, ollama_server, openai_server,
+                                                                     openai_key) -> None:
+    """Only message content was checked: a surrogate in a tool, the schema or an image URL came back
+    as a RoutingError listing every backend as failed ("the request has text UTF-8 cannot encode")."""
+    from mem0_routed import InvalidInput
+
+    bad = "x\ud800"
+    messages: list[dict] = [{"role": "user", "content": "hi, answer in json"}]
+    kw: dict = {}
+    if where == "tool":
+        kw["tools"] = [_tool(description=bad)]
+    elif where == "schema":
+        kw["response_format"] = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"description": bad}}}
+    elif where == "image url":
+        messages = [{"role": "user", "content": _image(f"https://img.example/{bad}.png")}]
+    else:
+        messages[0]["name"] = bad
+    router = make_router(ollama_server, openai_server, openai_key)
+    with pytest.raises(InvalidInput, match="surrogate"):
+        router.chat(messages, **kw)
+    assert not ollama_server.requests_to("/api/chat") and not openai_server.requests_to("/v1/chat/completions")
