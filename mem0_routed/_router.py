@@ -179,8 +179,21 @@ class Router:
 
             with self._lock:
                 if self._ledger is None:
-                    self._ledger = open_ledger(self.config.ledger)
+                    self._ledger = open_ledger(self.config.ledger, reservation_ttl_s=self.reservation_ttl_s())
         return self._ledger
+
+    def reservation_ttl_s(self) -> float:
+        """How long an external call's claim on the budget lives: at least as long as the call can
+        take with its retries (each retry may wait out a short Retry-After). A claim that expired
+        mid-call let another call take the same money: with ``external_timeout_s`` above the
+        default 15 minutes, two calls went out against a budget for one. At most a day, so a
+        crashed process does not hold budget for long."""
+        from ._execute import MAX_RETRY_AFTER_S
+        from ._ledger import RESERVATION_TTL_S
+
+        cfg = self.config
+        longest = (cfg.external_timeout_s + MAX_RETRY_AFTER_S) * (cfg.max_retries + 1) + 60.0
+        return min(max(RESERVATION_TTL_S, longest), 86400.0)
 
     @property
     def rules(self) -> Any:

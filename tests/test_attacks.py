@@ -324,3 +324,28 @@ def test_a_lone_surrogate_outside_the_content_is_the_callers_error(where, ollama
     with pytest.raises(InvalidInput, match="surrogate"):
         router.chat(messages, **kw)
     assert not ollama_server.requests_to("/api/chat") and not openai_server.requests_to("/v1/chat/completions")
+
+
+def test_a_reservation_outlives_the_longest_external_call(ollama_server, openai_server, openai_key,
+                                                          monkeypatch) -> None:
+    """Claims expired after 15 minutes whatever ``external_timeout_s`` allowed: with a 20-minute
+    timeout, a second call could take the money a slow first call still held."""
+    import mem0_routed._ledger as ledger_module
+
+    router = make_router(ollama_server, openai_server, openai_key, external_timeout_s=1200, monthly_budget_usd=0.004)
+    router._ledger = None  # the router opens its own ledger from the config, as it does for users
+    job = router._job([{"role": "user", "content": "hi"}], None, None, None, None, 4000, None, False, None)
+    assert router.worst_cost(job) < 0.004 < 2 * router.worst_cost(job)  # the budget holds one such call
+    first = router.reserve_external(job, primary=False)
+    assert first is not None and not hasattr(first, "reason")
+
+    class Clock:  # 16 minutes later, the first call still running (its timeout is 20)
+        @staticmethod
+        def time() -> float:
+            import time
+
+            return time.time() + 16 * 60
+
+    monkeypatch.setattr(ledger_module, "time", Clock)
+    second = router.reserve_external(job, primary=False)
+    assert getattr(second, "reason", None) == "budget"
