@@ -160,6 +160,10 @@ def _builtin() -> tuple[tuple[_Detector, ...], tuple[_Detector, ...]]:
                   runs="tokens"),
         _d("secret:password", r"(?:passw(?:or)?d|passphrase|passcode)" + _SHORT, "pass", after_alnum, True),
         _d("secret:password", r"pass" + _EQ_ONLY, "pass", after_alnum, True),
+        # prose: "my password is hunter2" (what a user tells a memory, and what a model writes back
+        # into one); the value must hold a digit or a symbol, so "the password is long" is prose
+        _d("secret:password", r"(?:passw(?:or)?d|passphrase|passcode)\s+(?:is|was)\s+[\"'`]?"
+           r"(?=[^\s\"'`]*[0-9!#$%&*+/=?@^_~-])[^\s\"'`,;]{4,}", "pass", after_alnum, True),
         _d("secret:password", r"pwd" + _EQ_ONLY, "pwd", after_alnum, True),
         _d("secret:password", r"--pass(?:word)?(?:\s+|=)[\"']?(?!-)[^\s\"']{4,}", "--pass", lowered=True),
         *(

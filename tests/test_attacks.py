@@ -349,3 +349,33 @@ def test_a_reservation_outlives_the_longest_external_call(ollama_server, openai_
     monkeypatch.setattr(ledger_module, "time", Clock)
     second = router.reserve_external(job, primary=False)
     assert getattr(second, "reason", None) == "budget"
+
+
+# --- the real mem0 Memory: a careless user's sentence ------------------------------------------------
+
+
+def test_mem0_add_of_my_password_is_never_sent_out(ollama_server, openai_server, openai_key, tmp_path,
+                                                   monkeypatch) -> None:
+    """"My wifi password is hunter2XyZ" in prose matched no rule (only ``password=``/``password:``):
+    with the local model down, the real mem0 ``add`` sent it to OpenAI. A local model also writes
+    such facts back as prose ("User's wifi password is ..."), which later calls send as memories."""
+    monkeypatch.setenv("MEM0_DIR", str(tmp_path / "mem0"))
+    import mem0_routed  # noqa: F401 - registers "routed"
+    from mem0 import Memory
+
+    router = {"ollama_base_url": ollama_server.url, "ledger": "memory", "local_backend": "ollama"}
+    memory = Memory.from_config({
+        "llm": {"provider": "routed", "config": {**router, "openai_base_url": openai_server.base_url,
+                                                  "openai_api_key": openai_key, "max_retries": 0}},
+        "embedder": {"provider": "routed", "config": {**router, "model": "nomic-embed-text:latest",
+                                                       "embedding_dims": 768}},
+        "vector_store": {"provider": "qdrant", "config": {"path": str(tmp_path / "q"), "embedding_model_dims": 768}},
+    })
+    try:
+        ollama_server.set_fault("error500", paths=["/api/chat"])
+        with pytest.raises(Exception):  # noqa: B017 - mem0 wraps the RoutingError in its LLMError
+            memory.add([{"role": "user", "content": f"Remember: my wifi password is {SECRET}"}], user_id="u")
+        assert SECRET not in sent_out(openai_server)
+        assert not openai_server.requests_to("/v1/chat/completions")
+    finally:
+        memory.vector_store.client.close()
