@@ -379,3 +379,48 @@ def test_mem0_add_of_my_password_is_never_sent_out(ollama_server, openai_server,
         assert not openai_server.requests_to("/v1/chat/completions")
     finally:
         memory.vector_store.client.close()
+
+
+# --- no usage record is lost silently ----------------------------------------------------------------
+
+_EXIT_CHILD = """
+import sqlite3, sys
+import stamina
+stamina.set_testing(True, attempts=1)
+from mem0_routed import Router, RouterConfig
+from mem0_routed._ledger import SQLiteLedger
+from mem0_routed.testing import FakeOllamaServer
+path, release = sys.argv[1], sys.argv[2] == "release"
+with FakeOllamaServer() as ollama:
+    router = Router(RouterConfig.from_mapping({"ollama_base_url": ollama.url, "local_backend": "ollama"}),
+                    ledger=SQLiteLedger(path, busy_timeout_s=0.2))
+    router.chat([{"role": "user", "content": "hi"}])
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # another process holds the file: the next write fails
+    router.chat([{"role": "user", "content": "hi again"}])
+    if release:
+        lock.execute("COMMIT")
+"""
+
+
+@pytest.mark.parametrize("release", [True, False])
+def test_a_record_held_after_a_failed_write_is_written_or_reported_at_exit(tmp_path, release) -> None:
+    """The failed write said "held in memory and retried on the next write"; when no call came
+    after it, the process exited and the record was gone without another word."""
+    import os
+    import subprocess
+    import sys
+
+    from mem0_routed._ledger import SQLiteLedger
+
+    path = tmp_path / "ledger.db"
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    child = subprocess.run([sys.executable, "-c", _EXIT_CHILD, str(path), "release" if release else "hold"],
+                           capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert child.returncode == 0, child.stderr
+    assert "held in memory" in child.stderr
+    written = SQLiteLedger(path).records()
+    if release:
+        assert len(written) == 2
+    else:
+        assert len(written) == 1 and "exits with 1 usage record(s) never written" in child.stderr
