@@ -23,6 +23,7 @@ from ._embedding import EmbeddingService
 from ._errors import InvalidInput, Mem0RoutedError
 from ._execute import ChatJob, ChatOutcome, execute_chat, run_async, run_sync
 from ._health import collect_health
+from ._inputs import check_images
 from ._policy import Policy
 from ._privacy import scan_text
 from ._requests import mem0_extraction_need, message_text
@@ -278,6 +279,7 @@ class Router:
         # a lone surrogate in a name, an image URL, a tool or the schema: the caller's error, not
         # one "unencodable request" per backend of the chain
         check_encodable(text, "a message field, tool definition or response_format")
+        check_images(messages)
         decision, checked = self._decide(cls, text, query_type, force_local, max_tokens)
         schema = None
         if response_format and response_format.get("type") == "json_schema":

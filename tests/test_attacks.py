@@ -424,3 +424,36 @@ def test_a_record_held_after_a_failed_write_is_written_or_reported_at_exit(tmp_p
         assert len(written) == 2
     else:
         assert len(written) == 1 and "exits with 1 usage record(s) never written" in child.stderr
+
+
+def test_an_image_that_is_not_base64_never_opens_the_breaker(ollama_server, openai_server, openai_key) -> None:
+    """Against a real Ollama (SmolLM2) two calls with ``data:image/png;base64,!!!`` failed inside the
+    ollama client ("sent an unreadable answer"), opened the breaker and sent every later call,
+    however ordinary, to OpenAI. The fake Ollama shows the same through the same client."""
+    from mem0_routed import InvalidInput
+
+    router = make_router(ollama_server, openai_server, openai_key, breaker_failures=2)
+    for _ in range(3):
+        with pytest.raises(InvalidInput, match=r"messages\[0\]\['content'\]\[1\].*base64"):
+            router.chat([{"role": "user", "content": _image("data:image/png;base64,!!!notbase64")}])
+    assert router.chat([{"role": "user", "content": "say hi"}]).backend == "ollama"
+    assert not openai_server.requests_to("/v1/chat/completions")
+    pixel = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    assert router.chat([{"role": "user", "content": _image(pixel)}]).backend == "ollama"
+
+
+@pytest.mark.realollama
+def test_a_bad_image_against_a_real_ollama_is_the_callers_error(real_ollama_url) -> None:
+    from mem0_routed import InvalidInput
+    from mem0_routed._shared import BREAKERS
+
+    model = "smollm2:135m"
+    router = Router(RouterConfig.from_mapping({
+        "ollama_base_url": real_ollama_url, "ledger": "memory", "local_backend": "ollama", "llm_model": model,
+        "models": {k: model for k in ("code", "medium", "complex")}, "breaker_failures": 1,
+        "default_max_tokens": 8}), ledger=MemoryLedger())
+    for _ in range(2):
+        with pytest.raises(InvalidInput):
+            router.chat([{"role": "user", "content": _image("data:image/png;base64,!!!")}])
+    assert all(state == "closed" for state in BREAKERS.snapshot().values())
+    assert router.chat([{"role": "user", "content": "say hi"}]).backend == "ollama"
