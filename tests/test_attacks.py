@@ -457,3 +457,23 @@ def test_a_bad_image_against_a_real_ollama_is_the_callers_error(real_ollama_url)
             router.chat([{"role": "user", "content": _image("data:image/png;base64,!!!")}])
     assert all(state == "closed" for state in BREAKERS.snapshot().values())
     assert router.chat([{"role": "user", "content": "say hi"}]).backend == "ollama"
+
+
+@pytest.mark.parametrize("message", [
+    {"role": "assistant", "content": "", "tool_calls": "oops"},
+    {"role": "assistant", "content": "", "tool_calls": [{"id": "1", "type": "function"}]},
+    {"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {}}]},
+    {"role": "user", "content": "hi", "images": [5]},
+], ids=["tool_calls str", "tool call without function", "image without url", "images not str"])
+def test_a_message_of_the_wrong_shape_is_the_callers_error(message, ollama_server, openai_server, openai_key) -> None:
+    """``tool_calls="oops"`` broke the ollama client: two calls opened the breaker for everyone.
+    Images without a URL went past Ollama's refusal to OpenAI."""
+    from mem0_routed import InvalidInput
+    from mem0_routed._shared import BREAKERS
+
+    router = make_router(ollama_server, openai_server, openai_key, breaker_failures=2)
+    for _ in range(2):
+        with pytest.raises(InvalidInput):
+            router.chat([{"role": "user", "content": "hi"}, message])
+    assert all(state == "closed" for state in BREAKERS.snapshot().values())
+    assert not openai_server.requests_to("/v1/chat/completions")
