@@ -12,9 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from mem0_routed.testing import DEFAULT_TEST_KEY, FakeOllamaServer, FakeOpenAIServer
-
+# Before anything imports mem0: its telemetry module reads the variable once, at import, and
+# importing mem0_routed imports mem0 (the test suite was sending events to mem0's PostHog).
 os.environ.setdefault("MEM0_TELEMETRY", "False")
+
+from mem0_routed.testing import DEFAULT_TEST_KEY, FakeOllamaServer, FakeOpenAIServer  # noqa: E402
+
 # Tests keep their usage records in memory, not in the user's SQLite ledger.
 os.environ["MEM0_ROUTED_LEDGER"] = "memory"
 

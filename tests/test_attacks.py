@@ -54,20 +54,20 @@ def _image(url: str, **extra: str) -> list[dict]:
 
 LEAKS = {
     # tool definitions and the JSON schema go out with the messages, and were never scanned
-    "tool description": dict(messages=[{"role": "user", "content": "call the tool"}], tools=[_tool(f"use {PW}")]),
-    "tool default": dict(messages=[{"role": "user", "content": "call the tool"}], tools=[_tool(default=KEY)]),
-    "json schema": dict(messages=[{"role": "user", "content": "answer in json"}], response_format={
-        "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "description": PW}}}),
+    "tool description": {"messages": [{"role": "user", "content": "call the tool"}], "tools": [_tool(f"use {PW}")]},
+    "tool default": {"messages": [{"role": "user", "content": "call the tool"}], "tools": [_tool(default=KEY)]},
+    "json schema": {"messages": [{"role": "user", "content": "answer in json"}], "response_format": {
+        "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "description": PW}}}},
     # image parts were skipped whole: their URL (and any field beside it) went out unread
-    "image url password": dict(messages=[{"role": "user", "content": _image(f"https://bob:{SECRET}@img.example/a.png")}]),
-    "image url api key": dict(messages=[{"role": "user", "content": _image(f"https://img.example/a.png?api_key={SECRET}abc")}]),
-    "image part field": dict(messages=[{"role": "user", "content": _image("https://img.example/a.png", text=PW)}]),
+    "image url password": {"messages": [{"role": "user", "content": _image(f"https://bob:{SECRET}@img.example/a.png")}]},
+    "image url api key": {"messages": [{"role": "user", "content": _image(f"https://img.example/a.png?api_key={SECRET}abc")}]},
+    "image part field": {"messages": [{"role": "user", "content": _image("https://img.example/a.png", text=PW)}]},
     # deeper than 8 levels was not read at all
-    "nested 10 deep": dict(messages=[{"role": "user", "content": "hi", "metadata": [[[[[[[[[[PW]]]]]]]]]]}]),
+    "nested 10 deep": {"messages": [{"role": "user", "content": "hi", "metadata": [[[[[[[[[[PW]]]]]]]]]]}]},
     # the receiving model reads escapes decoded
-    "percent-encoded": dict(messages=[{"role": "user", "content": f"GET /login?password%3D{SECRET}"}]),
-    "html entity": dict(messages=[{"role": "user", "content": f"password&#61;{SECRET}"}]),
-    "combining mark": dict(messages=[{"role": "user", "content": f"pa\u0301ssword={SECRET}"}]),
+    "percent-encoded": {"messages": [{"role": "user", "content": f"GET /login?password%3D{SECRET}"}]},
+    "html entity": {"messages": [{"role": "user", "content": f"password&#61;{SECRET}"}]},
+    "combining mark": {"messages": [{"role": "user", "content": f"pa\u0301ssword={SECRET}"}]},
 }
 
 
@@ -91,8 +91,8 @@ def test_harmless_tools_images_and_schemas_still_fall_back(ollama_server, openai
     ollama_server.set_fault("error500")
     router = make_router(ollama_server, openai_server, openai_key)
     pixel = "data:image/png;base64," + "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
-    for kw in (dict(tools=[_tool()]), dict(response_format={"type": "json_schema", "json_schema": {
-            "name": "x", "schema": {"type": "object", "properties": {"n": {"type": "integer", "maximum": 2147483647}}}}})):
+    for kw in ({"tools": [_tool()]}, {"response_format": {"type": "json_schema", "json_schema": {
+            "name": "x", "schema": {"type": "object", "properties": {"n": {"type": "integer", "maximum": 2147483647}}}}}}):
         assert router.chat([{"role": "user", "content": "call the tool, answer in json"}], **kw).backend == "openai"
     assert router.chat([{"role": "user", "content": _image(pixel)}]).backend == "openai"
     assert router.chat([{"role": "user", "content": _image("https://img.example/cat.png?size=200")}]).backend == "openai"
@@ -360,8 +360,9 @@ def test_mem0_add_of_my_password_is_never_sent_out(ollama_server, openai_server,
     with the local model down, the real mem0 ``add`` sent it to OpenAI. A local model also writes
     such facts back as prose ("User's wifi password is ..."), which later calls send as memories."""
     monkeypatch.setenv("MEM0_DIR", str(tmp_path / "mem0"))
-    import mem0_routed  # noqa: F401 - registers "routed"
     from mem0 import Memory
+
+    import mem0_routed  # noqa: F401 - registers "routed"
 
     router = {"ollama_base_url": ollama_server.url, "ledger": "memory", "local_backend": "ollama"}
     memory = Memory.from_config({
