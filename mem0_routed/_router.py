@@ -354,6 +354,14 @@ class Router:
         tokens_out = job.max_tokens if job.max_tokens is not None else self.config.default_max_tokens
         return external_cost(self.config.fallback_model, tokens_in, tokens_out)
 
+    def rejected_external_cost(self, job: ChatJob, attempts: Sequence[Attempt]) -> float:
+        """What external answers that were then rejected (invalid JSON, cut at ``max_tokens``, a
+        truncated prompt) cost: the provider bills them all the same. They were recorded at $0, so
+        30 invalid answers went out against a budget for 5. Their token counts are not kept, so
+        each is charged at the call's worst case (see ``worst_cost``): over, never under."""
+        answered = sum(1 for a in attempts if a.backend.startswith("openai") and a.kind in ("invalid", "truncated"))
+        return answered * self.worst_cost(job) if answered else 0.0
+
     def release(self, reservation: Reservation) -> None:
         """Give back an unused reservation; a broken ledger is logged (the claim expires anyway)."""
         self._ledger_call("a release", lambda: self.ledger.release(reservation))
@@ -366,6 +374,7 @@ class Router:
             # dearer: a server naming a cheaper model must not stretch the budget
             outcome.cost_usd = max(call_cost(outcome.backend, name, outcome.tokens_in, outcome.tokens_out)
                                    for name in {outcome.model, self.config.fallback_model})
+        outcome.cost_usd += self.rejected_external_cost(job, outcome.attempts)
         first = job.decision.chain[0] if job.decision.chain else None
         rec = UsageRecord(
             ts=time.time(), call_kind=str(job.cls.call_kind), query_type=str(job.decision.query_type),
@@ -399,6 +408,7 @@ class Router:
             ts=time.time(), call_kind=str(job.cls.call_kind), query_type=str(job.decision.query_type),
             model=first.model if first else "", backend=first.backend if first else "",
             is_local=first.is_local if first else True, latency_s=latency, outcome=outcome,
+            cost_usd=self.rejected_external_cost(job, attempts),
             escalations=list(escalations), error="; ".join(f"{a.backend} {a.model}: {a.error}" for a in attempts)[:500]))
 
     def record(self, rec: UsageRecord, *, reservation: Reservation | None = None) -> None:

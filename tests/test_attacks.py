@@ -478,3 +478,28 @@ def test_a_message_of_the_wrong_shape_is_the_callers_error(message, ollama_serve
             router.chat([{"role": "user", "content": "hi"}, message])
     assert all(state == "closed" for state in BREAKERS.snapshot().values())
     assert not openai_server.requests_to("/v1/chat/completions")
+
+
+def test_external_answers_that_are_rejected_are_still_charged(ollama_server) -> None:
+    """An external answer that failed the contract check (invalid JSON here) was billed by the
+    provider but recorded at $0 and its reservation released: 30 calls went out, ~$0.009 of
+    output, against a $0.003 budget, and the ledger said $0 spent."""
+    from mem0_routed._prices import external_cost
+    from mem0_routed._usage import utc_month_start
+
+    server = LongWindedServer()  # " word word ...": never valid JSON
+    try:
+        ollama_server.set_fault("error500")
+        router = Router(RouterConfig.from_mapping({
+            "ollama_base_url": ollama_server.url, "ledger": "memory", "local_backend": "ollama", "max_retries": 0,
+            "breaker_failures": 10**6, "openai_base_url": server.base_url, "openai_api_key": "sk-test-" + "0" * 20,
+            "monthly_budget_usd": 0.003}), ledger=MemoryLedger())
+        for _ in range(30):
+            with pytest.raises(RoutingError):
+                router.chat([{"role": "user", "content": "list my facts as json"}],
+                            response_format={"type": "json_object"}, max_tokens=500)
+        spent = router.ledger.spent_usd(since=utc_month_start())
+        billed = server.calls * external_cost("gpt-4o-mini", 0, 500)  # the answers alone
+        assert server.calls >= 1 and billed <= 0.003 and billed <= spent <= 0.003
+    finally:
+        server.close()
