@@ -16,7 +16,7 @@ import pytest
 # importing mem0_routed imports mem0 (the test suite was sending events to mem0's PostHog).
 os.environ.setdefault("MEM0_TELEMETRY", "False")
 
-from mem0_routed.testing import DEFAULT_TEST_KEY, FakeOllamaServer, FakeOpenAIServer  # noqa: E402
+from mem0_routed.testing import DEFAULT_TEST_KEY, FakeOllamaServer, FakeOpenAIServer
 
 # Tests keep their usage records in memory, not in the user's SQLite ledger.
 os.environ["MEM0_ROUTED_LEDGER"] = "memory"
