@@ -286,8 +286,8 @@ def report(ctx: click.Context, html_path: str, days: float, budget: float | None
 
     router = _router(ctx)
     now = time.time()
-    records = router.ledger.records(since=now - days * 86400)
-    month = router.ledger.records(since=utc_month_start())
+    records = _from_ledger(router, lambda: router.ledger.records(since=now - days * 86400))
+    month = _from_ledger(router, lambda: router.ledger.records(since=utc_month_start()))
     page = render_html(records, month, local_threshold=router.config.local_threshold,
                        monthly_budget_usd=budget if budget is not None else router.config.monthly_budget_usd,
                        source=mask_url(router.config.ledger), now=now)

@@ -241,6 +241,37 @@ class RouterConfig(BaseSettings):
             raise ValueError("is an empty model name")
         return v
 
+    @field_validator(
+        "local_threshold", "monthly_budget_usd", "share_window_days", "connect_timeout_s", "read_timeout_s",
+        "external_timeout_s", "breaker_cooldown_s", "max_retries", "breaker_failures", "default_max_tokens",
+        "num_ctx_min", "num_ctx_max", "fallback_context_window", "embedding_dims", "embedding_cache_size",
+        mode="before",
+    )
+    @classmethod
+    def _not_a_bool(cls, v: Any) -> Any:
+        """``true`` is no number: pydantic reads it as 1, so ``local_threshold: true`` meant a 1 %
+        threshold (99 % of calls allowed out) and ``monthly_budget_usd: true`` a $1 cap."""
+        if isinstance(v, bool):
+            raise ValueError(f"{v} is a yes/no value, not a number; give a number (or leave the key out)")
+        return v
+
+    @field_validator("openai_api_key")
+    @classmethod
+    def _check_key(cls, v: SecretStr | None) -> SecretStr | None:
+        """A blank key is no key; a key with a space, line break, control or non-ASCII character
+        inside cannot go in an HTTP header, and the HTTP library's DEBUG log and error then print
+        the whole header, key included. Never echoes the key."""
+        if v is None:
+            return None
+        raw = v.get_secret_value().strip()
+        if not raw:
+            return None
+        bad = next((i for i, ch in enumerate(raw) if not "!" <= ch <= "~"), None)
+        if bad is not None:
+            raise ValueError(f"has a space, line break, control or non-ASCII character at position {bad} "
+                             "(a copy-paste error?); copy the key again")
+        return SecretStr(raw)
+
     @field_validator("local_threshold")
     @classmethod
     def _check_threshold(cls, v: float) -> float:

@@ -14,10 +14,13 @@ better than it is. Their cost still counts towards the budget.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -115,10 +118,12 @@ MAX_UNWRITTEN = 10_000
 class Backlog:
     """Usage records a store could not write yet. Thread-safe; every change is logged."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, flush: Callable[[], None] | None = None) -> None:
         self._url = url
         self._lock = threading.Lock()
         self._held: list[UsageRecord] = []
+        self._flush = flush  # writes the held records (the store's own ``flush``), tried at exit
+        self._pid = os.getpid()
 
     def __len__(self) -> int:
         return len(self._held)
@@ -136,6 +141,8 @@ class Backlog:
             dropped = max(0, len(held) - MAX_UNWRITTEN)
             self._held = held[dropped:]
             n = len(self._held)
+            self._pid = os.getpid()  # a forked child's copy is its parent's to write, not its own
+        _HOLDING.add(self)
         log.error("mem0-routed: ledger %s: usage record not written; %d record(s) held in memory and "
                   "retried on the next write%s", self._url, n, f"; {dropped} oldest DROPPED" if dropped else "")
 
@@ -143,10 +150,36 @@ class Backlog:
         if n:
             log.warning("mem0-routed: ledger %s: %d held usage record(s) written", self._url, n)
 
+    def flush_at_exit(self) -> None:
+        """One last write of the held records; if that fails too, say at exit how many are lost
+        (the earlier error promised a retry on the next write, and there is none)."""
+        if not self._held or self._pid != os.getpid():
+            return
+        try:
+            if self._flush is not None:
+                self._flush()
+        except Exception as exc:  # noqa: BLE001 - reported below, never raised at exit
+            log.error("mem0-routed: ledger %s: last write at exit failed: %s", self._url,
+                      mask_url(str(exc).splitlines()[0][:200]) if str(exc) else type(exc).__name__)
+        if self._held:
+            log.error("mem0-routed: ledger %s: process exits with %d usage record(s) never written",
+                      self._url, len(self._held))
+
     def report_at_close(self) -> None:
         if self._held:
             log.error("mem0-routed: ledger %s closed with %d usage record(s) never written",
                       self._url, len(self._held))
+
+
+#: Backlogs that held records at some point: written once more when the interpreter exits.
+_HOLDING: weakref.WeakSet[Backlog] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_backlogs() -> None:
+    """A record held after a failed write was lost, without a word, when the process then exited."""
+    for backlog in list(_HOLDING):
+        backlog.flush_at_exit()
 
 
 def _validate_amount(amount_usd: float) -> None:

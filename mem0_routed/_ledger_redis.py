@@ -136,7 +136,7 @@ class RedisLedger:
             raise ValueError(f"prefix {prefix!r} must not contain braces; they are added as a hash tag")
         self.prefix = prefix
         self._ttl = reservation_ttl_s
-        self._backlog = Backlog(self.url)
+        self._backlog = Backlog(self.url, self.flush)
         self._ids_lock = threading.Lock()
         self._write_ids: dict[int, str] = {}  # id(record) -> its write id, while it waits to be written
         if client is None:
@@ -177,6 +177,21 @@ class RedisLedger:
             with self._ids_lock:
                 self._write_ids.pop(id(r), None)
         self._backlog.written(len(pending) - 1)
+
+    def flush(self) -> None:
+        """Write the records held after failed writes (at exit, or whenever the caller likes)."""
+        pending = self._backlog.take()
+        for i, r in enumerate(pending):
+            try:
+                with self._ids_lock:
+                    wid = self._write_ids.setdefault(id(r), new_reservation_id())
+                self._write(r, None, wid)
+            except Exception:
+                self._backlog.hold(pending[i:])
+                raise
+            with self._ids_lock:
+                self._write_ids.pop(id(r), None)
+        self._backlog.written(len(pending))
 
     @property
     def unwritten(self) -> int:

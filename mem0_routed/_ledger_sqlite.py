@@ -125,7 +125,7 @@ class SQLiteLedger:
         self._slots = threading.BoundedSemaphore(POOL_MAX)
         self._gen = 0  # bumped when the file is recreated: older connections are retired
         self._closed = False
-        self._backlog = Backlog(self.url)
+        self._backlog = Backlog(self.url, self.flush)
         # held open for the ledger's life and used only to rescue the records if the file vanishes
         self._anchor: _Conn | None = self._connect()
         self._file = self._anchor.file
@@ -273,6 +273,19 @@ class SQLiteLedger:
                     db.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
         except Exception:
             self._backlog.hold([*backlog, record])
+            raise
+        self._backlog.written(len(backlog))
+
+    def flush(self) -> None:
+        """Write the records held after failed writes (at exit, or whenever the caller likes)."""
+        backlog = self._backlog.take()
+        if not backlog:
+            return
+        try:
+            with self._tx(immediate=True) as db:
+                db.executemany(_INSERT, [_row(r) for r in backlog])
+        except Exception:
+            self._backlog.hold(backlog)
             raise
         self._backlog.written(len(backlog))
 

@@ -16,9 +16,11 @@ full-width digits do not slip past a detector.
 from __future__ import annotations
 
 import functools
+import html
 import re
 import sys
 import unicodedata
+import urllib.parse
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -158,6 +160,10 @@ def _builtin() -> tuple[tuple[_Detector, ...], tuple[_Detector, ...]]:
                   runs="tokens"),
         _d("secret:password", r"(?:passw(?:or)?d|passphrase|passcode)" + _SHORT, "pass", after_alnum, True),
         _d("secret:password", r"pass" + _EQ_ONLY, "pass", after_alnum, True),
+        # prose: "my password is hunter2" (what a user tells a memory, and what a model writes back
+        # into one); the value must hold a digit or a symbol, so "the password is long" is prose
+        _d("secret:password", r"(?:passw(?:or)?d|passphrase|passcode)\s+(?:is|was)\s+[\"'`]?"
+           r"(?=[^\s\"'`]*[0-9!#$%&*+/=?@^_~-])[^\s\"'`,;]{4,}", "pass", after_alnum, True),
         _d("secret:password", r"pwd" + _EQ_ONLY, "pwd", after_alnum, True),
         _d("secret:password", r"--pass(?:word)?(?:\s+|=)[\"']?(?!-)[^\s\"']{4,}", "--pass", lowered=True),
         *(
@@ -239,11 +245,44 @@ def _format_chars() -> re.Pattern[str]:
     return re.compile("[" + "".join(map(re.escape, chars)) + ranges + "]")
 
 
-def normalise(text: str) -> str:
-    """NFKC (full-width and styled letters/digits to plain ones) without invisible characters."""
+@functools.cache
+def _marks() -> re.Pattern[str]:
+    """Combining marks (Unicode Mn): ``pa\u0301ssword`` must read as ``password``."""
+    return re.compile("[" + "".join(re.escape(chr(c)) for c in range(0x300, 0x10000)
+                                    if unicodedata.category(chr(c)) == "Mn") + "]")
+
+
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z]{2,8});")
+
+
+def _plain(text: str) -> str:
+    """NFKC (full-width and styled letters/digits to plain ones) without invisible characters; when
+    combining marks remain or were composed (``pa\u0301ssword``), a copy without them is appended,
+    the NFKC text kept as well so a user's pattern such as ``Müller`` still matches."""
     if text.isascii():
         return text
-    return _format_chars().sub("", unicodedata.normalize("NFKC", text))
+    text = unicodedata.normalize("NFKC", _format_chars().sub("", text))
+    bare = unicodedata.normalize("NFC", _marks().sub("", unicodedata.normalize("NFD", text)))
+    return text if bare == text else f"{text}\n{bare}"
+
+
+def normalise(text: str) -> str:
+    """The text as a detector should read it: plain (see ``_plain``) and, when it holds
+    percent-escapes (``password%3D...`` in a pasted URL) or HTML entities (``&#61;``), with its
+    decoded forms appended, since the receiving model reads them decoded. Two levels deep
+    (``%253D`` too) and no more, so "%25%25%25..." costs two passes, not one per layer."""
+    found = [_plain(text)]
+    for _ in range(2):
+        last = found[-1]
+        if "%" in last and _PERCENT.search(last):
+            last = urllib.parse.unquote(last)
+        if "&" in last and _ENTITY.search(last):
+            last = html.unescape(last)
+        if last == found[-1]:
+            break
+        found.append(_plain(last))
+    return found[0] if len(found) == 1 else "\n".join(found)
 
 
 @functools.cache
@@ -278,24 +317,28 @@ def _without_known(text: str) -> str:
     return text
 
 
-def _strings(value: Any, out: list[str], depth: int = 0) -> None:
-    """Every string inside a message field (content parts, tool-call arguments), images excepted."""
-    if isinstance(value, str):
-        out.append(value)
-    elif depth > 8:
-        return
-    elif isinstance(value, Mapping):
-        if value.get("type") in ("image_url", "input_image", "image"):
-            return
-        for v in value.values():
-            _strings(v, out, depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _strings(v, out, depth + 1)
+def _strings(value: Any, out: list[str]) -> None:
+    """Every string a request would send inside ``value``: content parts, tool-call arguments, tool
+    schemas, dict keys, at any depth (numbers are not read: a schema's 2147483647 is no phone).
+    An image part's fields are read too (its URL may carry ``user:password@`` or ``?api_key=``);
+    only the payload of a ``data:`` URL (the image's bytes) is left out."""
+    stack, seen = [value], set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item[: item.index(",")] if item.startswith("data:") and "," in item else item)
+        elif isinstance(item, (Mapping, list, tuple)):
+            if id(item) in seen:  # a structure that contains itself: each part is read once
+                continue
+            seen.add(id(item))
+            parts = [x for kv in item.items() for x in kv] if isinstance(item, Mapping) else list(item)
+            stack.extend(reversed(parts))  # read in order: first part first
 
 
-def scan_text(messages: Sequence[Mapping[str, Any]]) -> str:
-    """All text a call would send, from every message and every role, minus mem0's own prompts."""
+def scan_text(messages: Sequence[Mapping[str, Any]], *extra: Any) -> str:
+    """All text a call would send, from every message and every role, minus mem0's own prompts;
+    ``extra`` are the other parts of the request that go out with it (tool definitions, the
+    response format's JSON schema)."""
     parts: list[str] = []
     for m in messages:
         found: list[str] = []
@@ -303,6 +346,9 @@ def scan_text(messages: Sequence[Mapping[str, Any]]) -> str:
             if key != "role":
                 _strings(value, found)
         parts.extend(_without_known(t) for t in found)
+    for value in extra:
+        if value is not None:
+            _strings(value, parts)
     return "\n".join(parts)
 
 

@@ -17,12 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from ._breaker import CircuitBreaker
-from ._classify import check_params, classify_messages, classify_text
+from ._classify import check_encodable, check_params, classify_messages, classify_text
 from ._config import RouterConfig, mask_url, mask_urls
 from ._embedding import EmbeddingService
 from ._errors import InvalidInput, Mem0RoutedError
 from ._execute import ChatJob, ChatOutcome, execute_chat, run_async, run_sync
 from ._health import collect_health
+from ._inputs import check_images
 from ._policy import Policy
 from ._privacy import scan_text
 from ._requests import compact_extraction_need, mem0_extraction_need, message_text
@@ -184,8 +185,21 @@ class Router:
 
             with self._lock:
                 if self._ledger is None:
-                    self._ledger = open_ledger(self.config.ledger)
+                    self._ledger = open_ledger(self.config.ledger, reservation_ttl_s=self.reservation_ttl_s())
         return self._ledger
+
+    def reservation_ttl_s(self) -> float:
+        """How long an external call's claim on the budget lives: at least as long as the call can
+        take with its retries (each retry may wait out a short Retry-After). A claim that expired
+        mid-call let another call take the same money: with ``external_timeout_s`` above the
+        default 15 minutes, two calls went out against a budget for one. At most a day, so a
+        crashed process does not hold budget for long."""
+        from ._execute import MAX_RETRY_AFTER_S
+        from ._ledger import RESERVATION_TTL_S
+
+        cfg = self.config
+        longest = (cfg.external_timeout_s + MAX_RETRY_AFTER_S) * (cfg.max_retries + 1) + 60.0
+        return min(max(RESERVATION_TTL_S, longest), 86400.0)
 
     @property
     def rules(self) -> Any:
@@ -264,8 +278,14 @@ class Router:
         if max_tokens is None:  # bound every answer: Ollama and llama.cpp default to "until the window ends"
             max_tokens = self.config.default_max_tokens
         cls = classify_messages(messages, dict(response_format) if response_format else None)
-        # every message of every role; only mem0's exact prompt constants are left out
-        decision, checked = self._decide(cls, scan_text(messages), query_type, force_local, max_tokens)
+        # every message of every role, and the tool definitions and JSON schema that go out with
+        # them; only mem0's exact prompt constants are left out
+        text = scan_text(messages, tools, dict(response_format) if response_format else None)
+        # a lone surrogate in a name, an image URL, a tool or the schema: the caller's error, not
+        # one "unencodable request" per backend of the chain
+        check_encodable(text, "a message field, tool definition or response_format")
+        check_images(messages)
+        decision, checked = self._decide(cls, text, query_type, force_local, max_tokens)
         schema = None
         if response_format and response_format.get("type") == "json_schema":
             schema = (response_format.get("json_schema") or {}).get("schema")
@@ -339,13 +359,32 @@ class Router:
         cfg = self.config
         if cfg.monthly_budget_usd is None and not primary:
             return None
-        cost = self.policy().estimate_cost(job.cls.estimated_tokens, job.max_tokens, job.cls.call_kind)
+        cost = self.worst_cost(job)
         got, error = self._ledger_call("a reservation", lambda: self.ledger.reserve_external(
             cost, budget_usd=cfg.monthly_budget_usd, budget_since=utc_month_start(),
             max_external_share=cfg.max_external_share if primary else None, share_since=self._share_since()))
         if error:  # the budget and the share cannot be checked, so nothing is sent out
             return Refusal("share", f"{error}: external calls need the ledger's budget and share checks")
         return got  # type: ignore[no-any-return]
+
+    def worst_cost(self, job: ChatJob) -> float:
+        """What the call can cost at most: its prompt with the estimate's margin and an answer as
+        long as ``max_tokens`` allows. Reserving a typical answer instead let 16 threads spend 13x a
+        budget with answers at ``max_tokens``: each reservation was settled far above its claim."""
+        from ._context import ESTIMATE_MARGIN
+        from ._prices import external_cost
+
+        tokens_in = int(job.cls.estimated_tokens * ESTIMATE_MARGIN) + 4 * len(job.messages)
+        tokens_out = job.max_tokens if job.max_tokens is not None else self.config.default_max_tokens
+        return external_cost(self.config.fallback_model, tokens_in, tokens_out)
+
+    def rejected_external_cost(self, job: ChatJob, attempts: Sequence[Attempt]) -> float:
+        """What external answers that were then rejected (invalid JSON, cut at ``max_tokens``, a
+        truncated prompt) cost: the provider bills them all the same. They were recorded at $0, so
+        30 invalid answers went out against a budget for 5. Their token counts are not kept, so
+        each is charged at the call's worst case (see ``worst_cost``): over, never under."""
+        answered = sum(1 for a in attempts if a.backend.startswith("openai") and a.kind in ("invalid", "truncated"))
+        return answered * self.worst_cost(job) if answered else 0.0
 
     def release(self, reservation: Reservation) -> None:
         """Give back an unused reservation; a broken ledger is logged (the claim expires anyway)."""
@@ -355,7 +394,11 @@ class Router:
         if not outcome.is_local:
             from ._prices import call_cost
 
-            outcome.cost_usd = call_cost(outcome.backend, outcome.model, outcome.tokens_in, outcome.tokens_out)
+            # the price of what was asked for, or of what the server says answered if that is
+            # dearer: a server naming a cheaper model must not stretch the budget
+            outcome.cost_usd = max(call_cost(outcome.backend, name, outcome.tokens_in, outcome.tokens_out)
+                                   for name in {outcome.model, self.config.fallback_model})
+        outcome.cost_usd += self.rejected_external_cost(job, outcome.attempts)
         first = job.decision.chain[0] if job.decision.chain else None
         rec = UsageRecord(
             ts=time.time(), call_kind=str(job.cls.call_kind), query_type=str(job.decision.query_type),
@@ -368,7 +411,20 @@ class Router:
             external_check=None if outcome.is_local else job.external_check, host=outcome.host,
             prompt=message_text(job.messages, skip_system=True) if self.config.log_prompts else None,
             response=outcome.text if self.config.log_prompts else None)
+        if self.config.log_prompts:
+            rec.prompt, rec.response = self._loggable(job, rec.prompt, rec.response)
         self.record(rec, reservation=reservation)
+
+    def _loggable(self, job: ChatJob, prompt: str | None, response: str | None) -> tuple[str | None, str | None]:
+        """What ``log_prompts`` may store: a call a keep-local rule matched is stored as the rule's
+        name only, prompt and answer (which may echo it) alike. The ledger can be a Redis on
+        another host, and a secret must not reach it any more than OpenAI."""
+        text = scan_text(job.messages, job.tools)
+        verdict = self.rules.check(f"{text}\n{response or ''}", str(job.cls.call_kind))
+        if not verdict.keep_local:
+            return prompt, response
+        withheld = f"[withheld: keep-local rule {verdict.rule}]"
+        return withheld, withheld
 
     def record_failure(self, job: ChatJob, attempts: list[Attempt], escalations: list[str], latency: float,
                        *, outcome: Literal["error", "blocked"] = "error") -> None:
@@ -377,6 +433,7 @@ class Router:
             ts=time.time(), call_kind=str(job.cls.call_kind), query_type=str(job.decision.query_type),
             model=first.model if first else "", backend=first.backend if first else "",
             is_local=first.is_local if first else True, latency_s=latency, outcome=outcome,
+            cost_usd=self.rejected_external_cost(job, attempts),
             escalations=list(escalations), error="; ".join(f"{a.backend} {a.model}: {a.error}" for a in attempts)[:500]))
 
     def record(self, rec: UsageRecord, *, reservation: Reservation | None = None) -> None:

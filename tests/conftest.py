@@ -13,9 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 
+# Before anything imports mem0: its telemetry module reads the variable once, at import, and
+# importing mem0_routed imports mem0 (the test suite was sending events to mem0's PostHog).
+os.environ.setdefault("MEM0_TELEMETRY", "False")
+
 from mem0_routed.testing import DEFAULT_TEST_KEY, FakeOllamaServer, FakeOpenAIServer
 
-os.environ.setdefault("MEM0_TELEMETRY", "False")
 # Tests keep their usage records in memory, not in the user's SQLite ledger.
 os.environ["MEM0_ROUTED_LEDGER"] = "memory"
 

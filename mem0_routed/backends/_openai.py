@@ -45,6 +45,8 @@ log = logging.getLogger("mem0_routed")
 SET_KEY = "set OPENAI_API_KEY"
 NOT_CONFIGURED = "OpenAI not configured: set OPENAI_API_KEY"
 _KEY_RE = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-*]{3,}")
+#: A key echoed half-masked by a server ("abcdef**********7890"): a key of any shape, not only sk-.
+_MASKED_RE = re.compile(r"[^\s'\"`]*\*{3,}[^\s'\".,;`]*")
 _SCHEMA_NAME_RE = re.compile(r"[^a-zA-Z0-9_-]")
 
 #: Context windows of the models the router may fall back to (tokens).
@@ -66,6 +68,7 @@ def scrub_secrets(text: str, *secrets: str) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
+    text = _MASKED_RE.sub(lambda m: (m.group(0)[:3] if m.group(0)[:3] in ("sk-", "rk-", "pk-") else "") + "***", text)
     return _KEY_RE.sub(lambda m: f"{m.group(1)}-***", text)
 
 
