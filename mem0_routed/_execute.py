@@ -143,9 +143,22 @@ def execute_chat(router: Router, job: ChatJob) -> Generator[Call, ChatResult, Ch
         job.deadline = time.monotonic() + router.config.deadline_s
     attempts: list[Attempt] = []
     escalations: list[str] = []
+    # claims of external answers that were then rejected: that money is spent, so each claim is held
+    # until the call's record (which charges it) is written, never given back to other calls before
+    held: list[Reservation] = []
+    try:
+        return (yield from _walk_chain(router, job, started, attempts, escalations, held))
+    finally:
+        for claim in held:
+            router.release(claim)
+
+
+def _walk_chain(router: Router, job: ChatJob, started: float, attempts: list[Attempt], escalations: list[str],
+                held: list[Reservation]) -> Generator[Call, ChatResult, ChatOutcome]:
     cls = job.cls
+    deadline = job.deadline if job.deadline is not None else time.monotonic() + router.config.deadline_s
     for cand in job.decision.chain:
-        if time.monotonic() >= job.deadline:
+        if time.monotonic() >= deadline:
             attempts.append(Attempt(cand.backend, cand.model, f"not tried: the call's deadline_s "
                                     f"({router.config.deadline_s:g}s) had passed", kind="timeout",
                                     fix="raise deadline_s, or make local calls faster (compact prompt, warmup)"))
@@ -168,6 +181,7 @@ def execute_chat(router: Router, job: ChatJob) -> Generator[Call, ChatResult, Ch
         backends = router.backends_for(cand)
         if not backends:
             attempts.append(Attempt(cand.backend, cand.model, "no backend configured", fix=_fix_for_missing(cand)))
+        tried_from = len(attempts)
         try:
             for backend in backends:
                 outcome = yield from _try_backend(router, job, cand, backend, attempts, escalations)
@@ -178,7 +192,10 @@ def execute_chat(router: Router, job: ChatJob) -> Generator[Call, ChatResult, Ch
                     return outcome
         finally:
             if reservation is not None:
-                router.release(reservation)
+                if rejected_external_answers(attempts[tried_from:]):
+                    held.append(reservation)
+                else:
+                    router.release(reservation)
         if cand.is_local:
             escalations.append(f"local {cand.model} failed")
     router.record_failure(job, attempts, escalations, time.perf_counter() - started)
@@ -186,6 +203,12 @@ def execute_chat(router: Router, job: ChatJob) -> Generator[Call, ChatResult, Ch
     raise RoutingError(
         f"every candidate failed for this {cls.call_kind} call ({cls.query_type})", attempts, blocked_by=blocked
     )
+
+
+def rejected_external_answers(attempts: list[Attempt]) -> int:
+    """External answers that came back and were rejected (invalid JSON, cut, a truncated prompt):
+    the provider bills them like any other."""
+    return sum(1 for a in attempts if a.backend.startswith("openai") and a.kind in ("invalid", "truncated"))
 
 
 def _fix_for_missing(cand: Candidate) -> str:

@@ -190,16 +190,17 @@ class Router:
 
     def reservation_ttl_s(self) -> float:
         """How long an external call's claim on the budget lives: at least as long as the call can
-        take with its retries (each retry may wait out a short Retry-After). A claim that expired
+        take with its retries (each retry may wait out a short Retry-After), within ``deadline_s``. A claim that expired
         mid-call let another call take the same money: with ``external_timeout_s`` above the
         default 15 minutes, two calls went out against a budget for one. At most a day, so a
         crashed process does not hold budget for long."""
-        from ._execute import MAX_RETRY_AFTER_S
+        from ._drivers import MAX_RETRY_AFTER_S
         from ._ledger import RESERVATION_TTL_S
 
         cfg = self.config
-        longest = (cfg.external_timeout_s + MAX_RETRY_AFTER_S) * (cfg.max_retries + 1) + 60.0
-        return min(max(RESERVATION_TTL_S, longest), 86400.0)
+        tries = (cfg.external_timeout_s + MAX_RETRY_AFTER_S) * (cfg.max_retries + 1)
+        longest = min(tries, cfg.deadline_s) + 60.0  # no call outlives deadline_s
+        return float(min(max(RESERVATION_TTL_S, longest), 86400.0))
 
     @property
     def rules(self) -> Any:
@@ -383,7 +384,9 @@ class Router:
         truncated prompt) cost: the provider bills them all the same. They were recorded at $0, so
         30 invalid answers went out against a budget for 5. Their token counts are not kept, so
         each is charged at the call's worst case (see ``worst_cost``): over, never under."""
-        answered = sum(1 for a in attempts if a.backend.startswith("openai") and a.kind in ("invalid", "truncated"))
+        from ._execute import rejected_external_answers
+
+        answered = rejected_external_answers(list(attempts))
         return answered * self.worst_cost(job) if answered else 0.0
 
     def release(self, reservation: Reservation) -> None:

@@ -332,7 +332,8 @@ def test_a_reservation_outlives_the_longest_external_call(ollama_server, openai_
     timeout, a second call could take the money a slow first call still held."""
     import mem0_routed._ledger as ledger_module
 
-    router = make_router(ollama_server, openai_server, openai_key, external_timeout_s=1200, monthly_budget_usd=0.004)
+    router = make_router(ollama_server, openai_server, openai_key, external_timeout_s=1200, deadline_s=1500,
+                         monthly_budget_usd=0.004)
     router._ledger = None  # the router opens its own ledger from the config, as it does for users
     job = router._job([{"role": "user", "content": "hi"}], None, None, None, None, 4000, None, False, None)
     assert router.worst_cost(job) < 0.004 < 2 * router.worst_cost(job)  # the budget holds one such call
@@ -501,5 +502,35 @@ def test_external_answers_that_are_rejected_are_still_charged(ollama_server) -> 
         spent = router.ledger.spent_usd(since=utc_month_start())
         billed = server.calls * external_cost("gpt-4o-mini", 0, 500)  # the answers alone
         assert server.calls >= 1 and billed <= 0.003 and billed <= spent <= 0.003
+    finally:
+        server.close()
+
+
+def test_a_rejected_external_answer_keeps_its_claim_until_the_record_is_written(ollama_server) -> None:
+    """The claim of an external answer that came back and was rejected was released before the call's
+    record charged it: in between, other threads saw that money as free. Held until the record now."""
+    events: list[str] = []
+
+    class Spy(MemoryLedger):
+        def record(self, rec, reservation=None):  # type: ignore[no-untyped-def]
+            events.append(f"record ${rec.cost_usd:.6f}")
+            super().record(rec, reservation=reservation)
+
+        def release(self, reservation):  # type: ignore[no-untyped-def]
+            events.append("release")
+            super().release(reservation)
+
+    server = LongWindedServer()  # never valid JSON
+    try:
+        ollama_server.set_fault("error500")
+        router = Router(RouterConfig.from_mapping({
+            "ollama_base_url": ollama_server.url, "ledger": "memory", "local_backend": "ollama", "max_retries": 0,
+            "openai_base_url": server.base_url, "openai_api_key": "sk-test-" + "0" * 20,
+            "monthly_budget_usd": 1.0}), ledger=Spy())
+        with pytest.raises(RoutingError):
+            router.chat([{"role": "user", "content": "list my facts as json"}],
+                        response_format={"type": "json_object"}, max_tokens=500)
+        assert server.calls >= 1
+        assert "release" in events and events[0].startswith("record ") and events[0] != "record $0.000000", events
     finally:
         server.close()
