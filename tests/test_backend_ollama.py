@@ -371,3 +371,18 @@ def test_a_streamed_answer_is_stopped_by_its_guard(ollama_server: FakeOllamaServ
     backend.close()
     assert result.stopped == "loop" and result.done_reason is None
     assert result.tokens_out is not None and result.tokens_out < 200
+
+
+def test_an_error_building_the_request_blames_the_request_not_the_server(ollama_server, mocker) -> None:
+    """The ollama client failing before anything was sent (it serialises the request itself) was
+    reported as "Ollama sent an unreadable answer": a server fault that trips the breaker."""
+    backend = OllamaBackend(ollama_server.url)
+    import ollama
+
+    mocker.patch.object(ollama.Client, "_request_raw", side_effect=TypeError("cannot serialise sk-secret-value"))
+    with pytest.raises(BadRequest) as info:
+        backend.chat(req("hello"))
+    assert "unreadable" not in str(info.value) and "sk-secret-value" not in str(info.value)
+    assert ollama_server.requests_to("/api/chat") == []
+    backend.close()
+

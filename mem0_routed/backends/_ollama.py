@@ -59,6 +59,7 @@ class _Call:
     connect_s: float = 2.0
     retry_after: float | None = None
     deadline: float | None = None
+    sent: bool = False  # a request went out: an error before that is our request's, not the server's
 
 
 _CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("mem0_routed_ollama_call", default=None)
@@ -70,6 +71,7 @@ def _on_request(request: httpx.Request) -> None:
     call = _CALL.get()
     if call is None:
         return
+    call.sent = True
     t = call.timeout_s
     if call.deadline is not None:
         left = max(call.deadline - time.monotonic(), 0.001)
@@ -257,10 +259,13 @@ class OllamaBackend:
         if isinstance(exc, ollama.RequestError):
             return BadRequest(f"{where}: bad request{about}: {exc.error}", **kw)
         if _is_request_validation(exc):  # the client refused our request before sending it
-            return BadRequest(f"{where}: the ollama client rejected the request{about}: {_first_line(exc)}", **kw)
+            return BadRequest(f"{where}: the ollama client rejected the request{about}: {_request_error(exc)}", **kw)
         if isinstance(exc, UnicodeEncodeError):  # our request could not be encoded: not the server's fault
             return BadRequest(f"{where}: the request has text UTF-8 cannot encode{about} (a lone surrogate)",
                               fix="clean the text: text.encode('utf-8', 'replace').decode()", **kw)
+        if not state.sent:  # the client failed building our request (e.g. serialising it): nothing was sent
+            return BadRequest(f"{where}: the request could not be sent as it is{about}: {_request_error(exc)}",
+                              **kw)
         # A 200 whose body is not Ollama's JSON (a proxy page, a broken server).
         return ServerError(f"{where} sent an unreadable answer{about}: {type(exc).__name__}", **kw)
 
@@ -461,8 +466,17 @@ def _is_request_validation(exc: Exception) -> bool:
     return type(exc).__name__ == "ValidationError" and getattr(exc, "title", None) in _REQUEST_MODELS
 
 
-def _first_line(exc: Exception) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+def _request_error(exc: Exception) -> str:
+    """What was wrong with our request, without the input itself (it is the user's text and may hold
+    a secret): pydantic's error locations and messages, else the exception's type."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            items = errors(include_input=False, include_url=False)
+            return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in items[:3])
+        except Exception:  # noqa: BLE001 - only a description
+            pass
+    return type(exc).__name__
 
 
 class _Streamed:
