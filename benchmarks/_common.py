@@ -99,3 +99,28 @@ def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
         ["figure", "value", "unit", "target", "", "note"],
         [[r["figure"], r["value"], r["unit"], r["target"], status[r["ok"]], r["note"]] for r in rows],
     )
+
+
+def run_module_json(module: str, args: Sequence[str], timeout_s: float) -> dict[str, Any] | None:
+    """Run ``python -m benchmarks.<module> ARGS --json TMP`` in a child process; its JSON, or None on timeout.
+
+    For the benchmarks that load a real model or patch a backend: a child process keeps their memory,
+    threads and patches out of the suite, and a time cap keeps one stuck model from stalling it."""
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, f"{module}.json")
+        cmd = [sys.executable, "-m", f"benchmarks.{module}", *args, "--json", out]
+        try:
+            proc = subprocess.run(
+                cmd, cwd=root, capture_output=True, text=True, timeout=timeout_s, check=False
+            )
+        except subprocess.TimeoutExpired:
+            return None
+        if not os.path.exists(out):
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"{module} exited {proc.returncode} without figures: {tail[0]}")
+        data: dict[str, Any] = json.loads(Path(out).read_text(encoding="utf-8"))
+        return data
