@@ -180,7 +180,8 @@ class RedisLedger:
                 socket_connect_timeout=socket_timeout_s, retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
             )  # fmt: skip
         self._r = client
-        k = {n: f"{{{prefix}}}{n}" for n in ("seq", "records", "calls", "ext", "cost", "totals", "resv", "epoch")}
+        names = ("seq", "records", "calls", "ext", "cost", "totals", "resv", "epoch")
+        k = {n: f"{{{prefix}}}{n}" for n in names}
         self._k = k
         self._epoch: str | None = None  # the epoch first seen; None until the first reservation
         self._reset_logged = False
@@ -283,10 +284,12 @@ class RedisLedger:
                 self._epoch = epoch
         if created:
             log.warning(
-                "mem0-routed: Redis ledger %s (prefix %r) had no epoch key: a new ledger starts here and the "
-                "budget counts from what Redis holds. If this Redis held a ledger before (FLUSHDB, a restart "
-                "without persistence), the spend recorded there is lost and not counted", self.url, self.prefix,
-            )  # fmt: skip
+                "mem0-routed: Redis ledger %s (prefix %r) had no epoch key: a new ledger starts here and "
+                "the budget counts from what Redis holds. If this Redis held a ledger before (FLUSHDB, a "
+                "restart without persistence), the spend recorded there is lost and not counted",
+                self.url,
+                self.prefix,
+            )
 
     def _reset_refusal(self, remembered: str, current: str) -> Refusal:
         what = "was replaced by another epoch" if current else "has vanished"
@@ -294,7 +297,8 @@ class RedisLedger:
             f"Redis ledger {self.url} (prefix {self.prefix!r}) was reset: its epoch key {self._k['epoch']} "
             f"{what} (FLUSHDB, a restart without persistence, or clear()), so this month's spend before the "
             "reset is unknown and external calls are refused (local calls go on). Once the lost spend is "
-            "accounted for, acknowledge with router.ledger.acknowledge_reset() in each process, or restart them"
+            "accounted for, acknowledge with router.ledger.acknowledge_reset() in each process, or "
+            "restart them"
         )
         with self._ids_lock:
             first, self._reset_logged = not self._reset_logged, True
@@ -312,8 +316,12 @@ class RedisLedger:
         """
         with self._ids_lock:
             was, self._epoch, self._reset_logged = self._epoch, None, False
-        log.warning("mem0-routed: Redis ledger %s (prefix %r): reset acknowledged%s", self.url, self.prefix,
-                    "" if was is None else "; the budget counts from what Redis holds now")
+        log.warning(
+            "mem0-routed: Redis ledger %s (prefix %r): reset acknowledged%s",
+            self.url,
+            self.prefix,
+            "" if was is None else "; the budget counts from what Redis holds now",
+        )
 
     def release(self, reservation: Reservation) -> None:
         self._r.hdel(self._k["resv"], reservation.id)
