@@ -49,12 +49,16 @@ __all__ = ["RedisLedger"]
 
 log = logging.getLogger("mem0_routed")
 
-# KEYS[5]: epoch   ARGV[8]: the epoch this ledger remembers|'' (none yet), ARGV[9]: a new epoch id.
+# KEYS[5]: epoch, KEYS[6]: seq   ARGV[8]: the epoch this ledger remembers|'' (none yet), ARGV[9]: a new id.
+# created: '1' new epoch on an empty prefix, '2' on records kept by a version without epochs.
 # Returns early with {'reset', current epoch|''} when a budget is set and the remembered epoch is gone.
 _EPOCH = """
 local epoch, created = redis.call('GET', KEYS[5]), '0'
 if ARGV[8] == '' then
-  if not epoch then epoch, created = ARGV[9], '1'; redis.call('SET', KEYS[5], epoch) end
+  if not epoch then
+    epoch, created = ARGV[9], (redis.call('EXISTS', KEYS[6]) == 1 and '2' or '1')
+    redis.call('SET', KEYS[5], epoch)
+  end
 elseif epoch ~= ARGV[8] then
   if ARGV[2] ~= '' then return {'reset', epoch or ''} end
   epoch = ARGV[8]
@@ -73,7 +77,7 @@ for i = 1, #r, 2 do
 end
 """
 
-# KEYS: resv, cost, calls, ext, epoch
+# KEYS: resv, cost, calls, ext, epoch, seq
 # ARGV: amount, budget|'', budget_since, share|'', share_since, ttl, id, epoch|'', new epoch
 # Every answer ends with the epoch and whether this call created it.
 _RESERVE = (
@@ -255,7 +259,7 @@ class RedisLedger:
         rid = new_reservation_id()
         remembered = self._epoch
         out = self._reserve(
-            keys=[k["resv"], k["cost"], k["calls"], k["ext"], k["epoch"]],
+            keys=[k["resv"], k["cost"], k["calls"], k["ext"], k["epoch"], k["seq"]],
             args=[
                 repr(float(amount_usd)), "" if budget_usd is None else repr(float(budget_usd)),
                 repr(float(budget_since)), "" if max_external_share is None else repr(float(max_external_share)),
@@ -265,7 +269,7 @@ class RedisLedger:
         if out[0] == "reset":
             return self._reset_refusal(remembered or "", out[1])
         if remembered is None:
-            self._adopt(out[-2], created=out[-1] == "1")
+            self._adopt(out[-2], created=out[-1])
         if out[0] == "ok":
             return Reservation(rid, float(amount_usd), float(out[1]))
         # Refused: let the shared rule word the message from the numbers the script saw.
@@ -278,11 +282,13 @@ class RedisLedger:
         )  # fmt: skip
         return refusal or Refusal(out[0], f"external call refused ({out[0]})")
 
-    def _adopt(self, epoch: str, *, created: bool) -> None:
+    def _adopt(self, epoch: str, *, created: str) -> None:
         with self._ids_lock:
             if self._epoch is None:
                 self._epoch = epoch
-        if created:
+        if created == "2":  # records without an epoch: written before epochs existed (an upgrade)
+            log.info("mem0-routed: Redis ledger %s (prefix %r): epoch key added", self.url, self.prefix)
+        elif created == "1":
             log.warning(
                 "mem0-routed: Redis ledger %s (prefix %r) had no epoch key: a new ledger starts here and "
                 "the budget counts from what Redis holds. If this Redis held a ledger before (FLUSHDB, a "

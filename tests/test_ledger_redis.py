@@ -240,6 +240,27 @@ def test_a_new_ledger_on_an_empty_redis_works_and_says_it_starts_there(
 
 
 @pytest.mark.redis
+def test_records_from_before_epochs_keep_counting_without_a_warning(
+    own_redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ledger a version without epochs wrote (records, no epoch key) is an upgrade, not a reset:
+    its spend still counts and no "new ledger" warning is logged."""
+    from mem0_routed._ledger_redis import RedisLedger
+
+    ledger = RedisLedger(own_redis_url, prefix="upgrade:")
+    try:
+        ledger.record(contract.rec(1.0, local=False, cost=0.9))  # record() never writes the epoch
+        with caplog.at_level(logging.WARNING, logger="mem0_routed"):
+            over = reserve(ledger, 0.2)
+        assert isinstance(over, Refusal) and "would be exceeded" in over.message
+        assert "had no epoch key" not in caplog.text
+        assert isinstance(reserve(ledger, 0.1), Reservation)
+    finally:
+        ledger.clear()
+        ledger.close()
+
+
+@pytest.mark.redis
 def test_flushed_redis_sends_nothing_out_but_local_calls_go_on(
     own_redis_url: str, ollama_server: Any, openai_server: Any, openai_key: str
 ) -> None:
