@@ -267,7 +267,7 @@ class RedisLedger:
             ],
         )  # fmt: skip
         if out[0] == "reset":
-            return self._reset_refusal(remembered or "", out[1])
+            return self._reset_refusal(out[1])
         if remembered is None:
             self._adopt(out[-2], created=out[-1])
         if out[0] == "ok":
@@ -297,7 +297,7 @@ class RedisLedger:
                 self.prefix,
             )
 
-    def _reset_refusal(self, remembered: str, current: str) -> Refusal:
+    def _reset_refusal(self, current: str) -> Refusal:
         what = "was replaced by another epoch" if current else "has vanished"
         message = (
             f"Redis ledger {self.url} (prefix {self.prefix!r}) was reset: its epoch key {self._k['epoch']} "
