@@ -9,13 +9,24 @@ Layout (all keys share the hash tag ``{prefix}`` so the Lua scripts also work on
 - ``{p}cost``    sorted set of ``"<seq>|<cost>"`` for records that cost money, by ts (budget)
 - ``{p}totals``  hash of running counters (calls, local, external, cost) for quick all-time reads
 - ``{p}resv``    hash id -> ``"amount|created|expires"``: open reservations, purged when expired
+- ``{p}epoch``   random id written once (when absent) by a ledger's first reservation
 
 The server clock (``TIME``) dates reservations so hosts with skewed clocks agree on expiry.
+
+Why the epoch: a Redis restarted empty or flushed (FLUSHDB) would otherwise reset the month's spend
+to $0 and the budget would stop being a cap. Each ``RedisLedger`` remembers the epoch it first saw;
+while a budget is set, a reservation (checked in the same Lua step) is refused with reason
+``"budget"`` once the epoch key has vanished or changed, and an ERROR is logged once. Local calls
+and usage records are never blocked by it. The operator acknowledges the reset (the lost spend is
+accounted for, or accepted) with ``RedisLedger.acknowledge_reset()`` or by restarting the process.
+A process that starts against an already-flushed Redis cannot know what was lost: it creates a new
+epoch, counts the budget from what Redis holds, and logs a WARNING that a new ledger starts there.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +47,24 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisLedger"]
 
+log = logging.getLogger("mem0_routed")
+
+# KEYS[5]: epoch, KEYS[6]: seq   ARGV[8]: the epoch this ledger remembers|'' (none yet), ARGV[9]: a new id.
+# created: '1' new epoch on an empty prefix, '2' on records kept by a version without epochs.
+# Returns early with {'reset', current epoch|''} when a budget is set and the remembered epoch is gone.
+_EPOCH = """
+local epoch, created = redis.call('GET', KEYS[5]), '0'
+if ARGV[8] == '' then
+  if not epoch then
+    epoch, created = ARGV[9], (redis.call('EXISTS', KEYS[6]) == 1 and '2' or '1')
+    redis.call('SET', KEYS[5], epoch)
+  end
+elseif epoch ~= ARGV[8] then
+  if ARGV[2] ~= '' then return {'reset', epoch or ''} end
+  epoch = ARGV[8]
+end
+"""
+
 _PURGE = """
 local now_t = redis.call('TIME')
 local now = tonumber(now_t[1]) + tonumber(now_t[2]) / 1000000
@@ -48,9 +77,12 @@ for i = 1, #r, 2 do
 end
 """
 
-# KEYS: resv, cost, calls, ext   ARGV: amount, budget|'', budget_since, share|'', share_since, ttl, id
+# KEYS: resv, cost, calls, ext, epoch, seq
+# ARGV: amount, budget|'', budget_since, share|'', share_since, ttl, id, epoch|'', new epoch
+# Every answer ends with the epoch and whether this call created it.
 _RESERVE = (
-    _PURGE
+    _EPOCH
+    + _PURGE
     + """
 local spent, total, ext = 0, 0, 0
 if ARGV[2] ~= '' then
@@ -64,14 +96,14 @@ if ARGV[4] ~= '' then
 end
 local amount = tonumber(ARGV[1])
 if ARGV[2] ~= '' and spent + open_amt + amount > tonumber(ARGV[2]) + 1e-9 then
-  return {'budget', tostring(spent), tostring(open_amt), tostring(open_n), total, ext}
+  return {'budget', tostring(spent), tostring(open_amt), tostring(open_n), total, ext, epoch, created}
 end
 if ARGV[4] ~= '' and (ext + open_n + 1) / (total + open_n + 1) > tonumber(ARGV[4]) + 1e-12 then
-  return {'share', tostring(spent), tostring(open_amt), tostring(open_n), total, ext}
+  return {'share', tostring(spent), tostring(open_amt), tostring(open_n), total, ext, epoch, created}
 end
 redis.call('HSET', KEYS[1], ARGV[7], ARGV[1] .. '|' .. string.format('%.6f', now) .. '|' ..
   string.format('%.6f', now + tonumber(ARGV[6])))
-return {'ok', string.format('%.6f', now)}
+return {'ok', string.format('%.6f', now), epoch, created}
 """
 )
 
@@ -152,8 +184,11 @@ class RedisLedger:
                 socket_connect_timeout=socket_timeout_s, retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
             )  # fmt: skip
         self._r = client
-        k = {n: f"{{{prefix}}}{n}" for n in ("seq", "records", "calls", "ext", "cost", "totals", "resv")}
+        names = ("seq", "records", "calls", "ext", "cost", "totals", "resv", "epoch")
+        k = {n: f"{{{prefix}}}{n}" for n in names}
         self._k = k
+        self._epoch: str | None = None  # the epoch first seen; None until the first reservation
+        self._reset_logged = False
         self._reserve = client.register_script(_RESERVE)
         self._record = client.register_script(_RECORD)
         self._counts = client.register_script(_COUNTS)
@@ -222,18 +257,23 @@ class RedisLedger:
         _validate_amount(amount_usd)
         k = self._k
         rid = new_reservation_id()
+        remembered = self._epoch
         out = self._reserve(
-            keys=[k["resv"], k["cost"], k["calls"], k["ext"]],
+            keys=[k["resv"], k["cost"], k["calls"], k["ext"], k["epoch"], k["seq"]],
             args=[
                 repr(float(amount_usd)), "" if budget_usd is None else repr(float(budget_usd)),
                 repr(float(budget_since)), "" if max_external_share is None else repr(float(max_external_share)),
-                repr(float(share_since)), repr(float(self._ttl)), rid,
+                repr(float(share_since)), repr(float(self._ttl)), rid, remembered or "", new_reservation_id(),
             ],
         )  # fmt: skip
+        if out[0] == "reset":
+            return self._reset_refusal(out[1])
+        if remembered is None:
+            self._adopt(out[-2], created=out[-1])
         if out[0] == "ok":
             return Reservation(rid, float(amount_usd), float(out[1]))
         # Refused: let the shared rule word the message from the numbers the script saw.
-        _, spent, open_amt, open_n, total, ext = out
+        _, spent, open_amt, open_n, total, ext = out[:6]
         refusal = check_reservation(
             amount_usd, spent_usd=float(spent), open_amount=float(open_amt), open_count=int(open_n),
             budget_usd=budget_usd if out[0] == "budget" else None, budget_since=budget_since,
@@ -241,6 +281,53 @@ class RedisLedger:
             max_external_share=max_external_share if out[0] == "share" else None, share_since=share_since,
         )  # fmt: skip
         return refusal or Refusal(out[0], f"external call refused ({out[0]})")
+
+    def _adopt(self, epoch: str, *, created: str) -> None:
+        with self._ids_lock:
+            if self._epoch is None:
+                self._epoch = epoch
+        if created == "2":  # records without an epoch: written before epochs existed (an upgrade)
+            log.info("mem0-routed: Redis ledger %s (prefix %r): epoch key added", self.url, self.prefix)
+        elif created == "1":
+            log.warning(
+                "mem0-routed: Redis ledger %s (prefix %r) had no epoch key: a new ledger starts here and "
+                "the budget counts from what Redis holds. If this Redis held a ledger before (FLUSHDB, a "
+                "restart without persistence), the spend recorded there is lost and not counted",
+                self.url,
+                self.prefix,
+            )
+
+    def _reset_refusal(self, current: str) -> Refusal:
+        what = "was replaced by another epoch" if current else "has vanished"
+        message = (
+            f"Redis ledger {self.url} (prefix {self.prefix!r}) was reset: its epoch key {self._k['epoch']} "
+            f"{what} (FLUSHDB, a restart without persistence, or clear()), so this month's spend before the "
+            "reset is unknown and external calls are refused (local calls go on). Once the lost spend is "
+            "accounted for, acknowledge with router.ledger.acknowledge_reset() in each process, or "
+            "restart them"
+        )
+        with self._ids_lock:
+            first, self._reset_logged = not self._reset_logged, True
+        if first:
+            log.error("mem0-routed: %s", message)
+        return Refusal("budget", message)
+
+    def acknowledge_reset(self) -> None:
+        """Accept that this ledger was reset: the next reservation adopts the epoch Redis holds
+        (creating one if none), and the budget counts from what Redis holds from then on.
+
+        Only for this ``RedisLedger`` (this process); every other process sharing the prefix
+        acknowledges too, or is restarted. The spend lost in the reset is NOT counted: lower
+        ``monthly_budget_usd`` by it for the rest of the month if the cap must hold.
+        """
+        with self._ids_lock:
+            was, self._epoch, self._reset_logged = self._epoch, None, False
+        log.warning(
+            "mem0-routed: Redis ledger %s (prefix %r): reset acknowledged%s",
+            self.url,
+            self.prefix,
+            "" if was is None else "; the budget counts from what Redis holds now",
+        )
 
     def release(self, reservation: Reservation) -> None:
         self._r.hdel(self._k["resv"], reservation.id)
@@ -273,8 +360,12 @@ class RedisLedger:
         return [UsageRecord(**json.loads(m.partition("|")[2])) for m in members]
 
     def clear(self) -> None:
-        """Delete every key under this prefix (tests, or a deliberate reset)."""
+        """Delete every key under this prefix (tests, or a deliberate reset). This ledger starts a
+        new epoch at its next reservation; other ledgers on the prefix refuse external calls until
+        they acknowledge the reset (``acknowledge_reset``)."""
         self._r.delete(*self._k.values())
+        with self._ids_lock:
+            self._epoch, self._reset_logged = None, False
 
     def close(self) -> None:
         self._backlog.report_at_close()
