@@ -317,16 +317,31 @@ def _without_known(text: str) -> str:
     return text
 
 
+#: an image's bytes: ``data:<type>[;param...];base64,<payload>`` with a payload of base64 characters only
+_BASE64_DATA_URL = re.compile(r"data:[^,]*;base64,([A-Za-z0-9+/=\s]*)\Z")
+
+
+def _readable(item: str) -> str:
+    """``item`` without the payload of a base64 ``data:`` URL (an image's bytes, not text). Any other
+    string starting with ``data:`` (prose, a ``data:text/plain,...`` URL) is read whole: cutting every
+    such string at its first comma let "data: notes, my password is ..." go out unscanned."""
+    if item.startswith("data:"):
+        found = _BASE64_DATA_URL.match(item)
+        if found is not None:
+            return item[: found.start(1)]
+    return item
+
+
 def _strings(value: Any, out: list[str]) -> None:
     """Every string a request would send inside ``value``: content parts, tool-call arguments, tool
     schemas, dict keys, at any depth (numbers are not read: a schema's 2147483647 is no phone).
     An image part's fields are read too (its URL may carry ``user:password@`` or ``?api_key=``);
-    only the payload of a ``data:`` URL (the image's bytes) is left out."""
+    only the payload of a base64 ``data:`` URL (the image's bytes) is left out."""
     stack, seen = [value], set()
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            out.append(item[: item.index(",")] if item.startswith("data:") and "," in item else item)
+            out.append(_readable(item))
         elif isinstance(item, (Mapping, list, tuple)):
             if id(item) in seen:  # a structure that contains itself: each part is read once
                 continue

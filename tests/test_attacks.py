@@ -534,3 +534,26 @@ def test_a_rejected_external_answer_keeps_its_claim_until_the_record_is_written(
         assert "release" in events and events[0].startswith("record ") and events[0] != "record $0.000000", events
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("content", [
+    "data: notes, my password is hunter22XyZ and nothing else",
+    "data:text/plain,password=hunter22XyZ",
+    [{"type": "image_url", "image_url": {"url": "data:text/plain,password=hunter22XyZ"}}],
+])
+def test_a_data_prefix_does_not_hide_a_secret(ollama_server, openai_server, openai_key, content) -> None:
+    """Every string starting with ``data:`` was cut at its first comma before the scan (meant for an
+    image's base64 bytes): the secret after the comma went to OpenAI once the local model failed."""
+    ollama_server.set_fault("error500")
+    router = make_router(ollama_server, openai_server, openai_key)
+    with pytest.raises(RoutingError):
+        router.chat([{"role": "user", "content": content}])
+    assert "hunter22XyZ" not in sent_out(openai_server)
+
+
+def test_an_image_s_base64_bytes_are_not_scanned_but_its_header_is() -> None:
+    from mem0_routed._privacy import scan_text
+
+    text = scan_text([{"role": "user", "content": [{"type": "image_url", "image_url": {
+        "url": "data:image/png;base64,aGVsbG8gd29ybGQ="}}]}])
+    assert "data:image/png;base64," in text and "aGVsbG8" not in text
