@@ -15,7 +15,7 @@ from typing import Any
 
 from ._errors import InvalidInput
 
-__all__ = ["check_images"]
+__all__ = ["check_images", "check_response_format", "check_tools"]
 
 
 def _bad(where: str, what: str, value: Any) -> InvalidInput:
@@ -73,3 +73,27 @@ def check_images(messages: Sequence[Mapping[str, Any]]) -> None:
                 f"{where} is a data: URL whose base64 payload cannot be decoded ({exc}); pass the image as "
                 "'data:image/png;base64,' + base64.b64encode(image_bytes).decode()"
             ) from None
+
+
+def check_response_format(response_format: Any) -> dict[str, Any] | None:
+    """``response_format`` as a dict, or ``InvalidInput``: a string or a ``json_schema`` that is not a
+    mapping escaped as a bare ``ValueError``/``AttributeError`` from deep inside the router."""
+    if response_format is None:
+        return None
+    if not isinstance(response_format, Mapping):
+        raise _bad("response_format", 'a mapping such as {"type": "json_object"}', response_format)
+    if response_format.get("type") == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, Mapping):
+            raise _bad("response_format['json_schema']", 'a mapping such as {"name": ..., "schema": {...}}', spec)
+        if spec.get("schema") is not None and not isinstance(spec.get("schema"), Mapping):
+            raise _bad("response_format['json_schema']['schema']", "a JSON schema (a mapping)", spec.get("schema"))
+    return dict(response_format)
+
+
+def check_tools(tools: Any) -> None:
+    """``tools`` is None or a list of mappings (OpenAI's tool definitions)."""
+    if tools is None:
+        return
+    if not isinstance(tools, (list, tuple)) or not all(isinstance(t, Mapping) for t in tools):
+        raise _bad("tools", "a list of tool definitions (mappings)", tools)

@@ -23,7 +23,7 @@ from ._embedding import EmbeddingService
 from ._errors import InvalidInput, Mem0RoutedError
 from ._execute import ChatJob, ChatOutcome, execute_chat, run_async, run_sync
 from ._health import collect_health
-from ._inputs import check_images
+from ._inputs import check_images, check_response_format, check_tools
 from ._policy import Policy
 from ._privacy import scan_text
 from ._requests import compact_extraction_need, mem0_extraction_need, message_text
@@ -278,18 +278,20 @@ class Router:
         check_params(temperature, top_p, max_tokens)  # the caller's errors, before any backend is touched
         if max_tokens is None:  # bound every answer: Ollama and llama.cpp default to "until the window ends"
             max_tokens = self.config.default_max_tokens
-        cls = classify_messages(messages, dict(response_format) if response_format else None)
+        fmt = check_response_format(response_format)
+        check_tools(tools)
+        cls = classify_messages(messages, fmt)
         # every message of every role, and the tool definitions and JSON schema that go out with
         # them; only mem0's exact prompt constants are left out
-        text = scan_text(messages, tools, dict(response_format) if response_format else None)
+        text = scan_text(messages, tools, fmt)
         # a lone surrogate in a name, an image URL, a tool or the schema: the caller's error, not
         # one "unencodable request" per backend of the chain
         check_encodable(text, "a message field, tool definition or response_format")
         check_images(messages)
         decision, checked = self._decide(cls, text, query_type, force_local, max_tokens)
         schema = None
-        if response_format and response_format.get("type") == "json_schema":
-            schema = (response_format.get("json_schema") or {}).get("schema")
+        if fmt and fmt.get("type") == "json_schema":
+            schema = fmt["json_schema"].get("schema")
         return ChatJob(messages=messages, cls=cls, decision=decision, temperature=temperature, top_p=top_p,
                        max_tokens=max_tokens, json_schema=schema, tools=tools, tool_choice=tool_choice,
                        external_check=checked, primary_external=not decision.is_local)

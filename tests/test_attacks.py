@@ -557,3 +557,21 @@ def test_an_image_s_base64_bytes_are_not_scanned_but_its_header_is() -> None:
     text = scan_text([{"role": "user", "content": [{"type": "image_url", "image_url": {
         "url": "data:image/png;base64,aGVsbG8gd29ybGQ="}}]}])
     assert "data:image/png;base64," in text and "aGVsbG8" not in text
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"response_format": "json_object"},
+    {"response_format": {"type": "json_schema", "json_schema": "x"}},
+    {"response_format": {"type": "json_schema", "json_schema": {"schema": "not a schema"}}},
+    {"tools": "login"},
+    {"tools": ["login"]},
+])
+def test_a_malformed_request_shape_is_invalid_input_before_any_backend(ollama_server, kwargs) -> None:
+    """A string response_format or json_schema escaped as a bare ValueError/AttributeError."""
+    from mem0_routed import InvalidInput
+
+    router = Router(RouterConfig.from_mapping({"ollama_base_url": ollama_server.url, "ledger": "memory",
+                                               "local_backend": "ollama"}), ledger=MemoryLedger())
+    with pytest.raises(InvalidInput):
+        router.chat([{"role": "user", "content": "hello"}], **kwargs)
+    assert ollama_server.requests_to("/api/chat") == []
