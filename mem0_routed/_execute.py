@@ -125,11 +125,11 @@ class ChatJob:
 def _small_talk(router: Router, job: ChatJob, started: float) -> ChatOutcome:
     """mem0's extraction when the new messages are only greetings, thanks or goodbyes: the answer is
     known, so no model is asked (SmolLM2 asked anyway invents memories from "Hello!"; see
-    benchmarks/bench_extraction_quality.py). Recorded as a local call answered by the router itself."""
-    outcome = ChatOutcome(text=json.dumps({"memory": []}), model=job.decision.model, backend="router",
-                          is_local=True, decision=job.decision, latency_s=time.perf_counter() - started,
-                          escalations=[])
-    router.record_chat(job, outcome, reservation=None)
+    benchmarks/bench_extraction_quality.py). Recorded with outcome "skipped": no model answered, so
+    it counts neither as local nor as external (it must not widen the external allowance)."""
+    outcome = ChatOutcome(text=json.dumps({"memory": []}), model="-", backend="router",
+                          is_local=True, decision=job.decision, latency_s=time.perf_counter() - started)
+    router.record_chat(job, outcome, reservation=None, skipped=True)
     return outcome
 
 

@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING
 
 from ._config import mask_url
 from ._errors import ConfigError
-from ._usage import Ledger, Refusal, Reservation, ShareCounts, UsageRecord, validate_record
+from ._usage import (
+    Ledger,
+    Refusal,
+    Reservation,
+    ShareCounts,
+    UsageRecord,
+    counts_in_share,
+    validate_record,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -44,15 +52,6 @@ __all__ = [
 
 log = logging.getLogger("mem0_routed")
 RESERVATION_TTL_S = 15 * 60.0
-EMBEDDING = "embedding"
-#: Outcomes of calls that no model answered: they are neither local nor external, so the share
-#: (what the threshold is enforced on) leaves them out, like the metrics do.
-UNSERVED = ("error", "blocked")
-
-
-def counts_in_share(record: UsageRecord) -> bool:
-    """Whether ``record`` is an LLM call that was served (embeddings are always local: not counted)."""
-    return record.call_kind != EMBEDDING and record.outcome not in UNSERVED
 _EPS = 1e-9  # money compared in floats: 0.3 + 7 * 0.1 must still fit a 1.00 budget
 _ACCEPTED = (
     "None or 'sqlite' (default file), 'memory://', 'sqlite:///abs/path', 'sqlite://relative/path', "

@@ -36,11 +36,10 @@ from ._ledger import (
     Backlog,
     _validate_amount,
     check_reservation,
-    counts_in_share,
     mask_url,
     new_reservation_id,
 )
-from ._usage import Refusal, Reservation, ShareCounts, UsageRecord, validate_record
+from ._usage import Refusal, Reservation, ShareCounts, UsageRecord, counts_in_share, validate_record
 
 if TYPE_CHECKING:
     import redis

@@ -26,16 +26,14 @@ from pathlib import Path
 from . import _ledger
 from ._errors import ConfigError
 from ._ledger import (
-    EMBEDDING,
     RESERVATION_TTL_S,
-    UNSERVED,
     Backlog,
     _validate_amount,
     check_reservation,
     new_reservation_id,
 )
 from ._sqlite_file import FileId, file_id, recover_file
-from ._usage import Refusal, Reservation, ShareCounts, UsageRecord, validate_record
+from ._usage import EMBEDDING, UNSERVED, Refusal, Reservation, ShareCounts, UsageRecord, validate_record
 
 __all__ = ["SQLiteLedger"]
 
@@ -329,8 +327,8 @@ class SQLiteLedger:
     def _share(db: sqlite3.Connection, since: float | None) -> tuple[int, int]:
         total, external = db.execute(
             "SELECT COUNT(*), TOTAL(is_local = 0) FROM usage"
-            " WHERE ts >= ? AND call_kind != ? AND outcome NOT IN (?, ?)",
-            (since if since is not None else float("-inf"), EMBEDDING, *UNSERVED),
+            f" WHERE ts >= ? AND call_kind != ? AND outcome NOT IN ({', '.join('?' * len(UNSERVED))})",
+            (since if since is not None else float("-inf"), EMBEDDING, *sorted(UNSERVED)),
         ).fetchone()
         return int(total), int(external)
 

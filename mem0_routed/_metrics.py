@@ -19,13 +19,10 @@ from typing import Any
 
 from ._errors import ConfigError
 from ._types import QueryMetrics
-from ._usage import UsageRecord
+from ._usage import EMBEDDING, FAILED_OUTCOMES, UNSERVED, UsageRecord
 
 __all__ = ["compute_metrics", "percentile", "project_cost"]
 
-EMBEDDING = "embedding"
-#: Outcomes of calls that produced no answer: never counted as local or external.
-FAILED_OUTCOMES = frozenset({"error", "blocked"})
 #: An answer was served but marked degraded (e.g. the valid items before a repetition loop).
 DEGRADED: str = "degraded"
 
@@ -68,18 +65,18 @@ def compute_metrics(
             key="local_threshold",
         )
     queries = [r for r in records if r.call_kind != EMBEDDING]
-    served = [r for r in queries if r.outcome not in FAILED_OUTCOMES]
+    served = [r for r in queries if r.outcome not in UNSERVED]
     embeddings = [r for r in records if r.call_kind == EMBEDDING]
     embedded = [r for r in embeddings if r.outcome not in FAILED_OUTCOMES]
     local = sum(1 for r in served if r.is_local)
     by_model: dict[str, list[float]] = defaultdict(list)
     escalations: Counter[str] = Counter()
     for r in records:
-        if r.outcome not in FAILED_OUTCOMES:  # a failure's model is the one that did *not* answer
+        if r.outcome not in UNSERVED:  # a failure's model is the one that did *not* answer
             by_model[r.model].append(r.latency_s)
         escalations.update(r.escalations)
     query_latencies = sorted(r.latency_s for r in served)
-    failed = len(queries) - len(served)
+    failed = sum(1 for r in queries if r.outcome in FAILED_OUTCOMES)
     extra: dict[str, Any] = {
         "calls": len(queries),
         "failed_queries": failed,
@@ -99,6 +96,7 @@ def compute_metrics(
         "fallbacks": sum(1 for r in records if r.fallback),
         "errors": sum(1 for r in records if r.outcome == "error"),
         "blocked": sum(1 for r in records if r.outcome == "blocked"),
+        "skipped": sum(1 for r in records if r.outcome == "skipped"),
         "by_outcome": dict(Counter(r.outcome for r in records).most_common()),
         "by_call_kind": dict(Counter(r.call_kind for r in records).most_common()),
         "by_model": dict(Counter(r.model for r in records).most_common()),
@@ -143,7 +141,7 @@ def project_cost(
             "(e.g. 'gpt-4o-mini') or call mem0_routed._prices.register_price() first",
             key="external_model",
         )
-    queries = [r for r in records or () if r.call_kind != EMBEDDING and r.outcome not in FAILED_OUTCOMES]
+    queries = [r for r in records or () if r.call_kind != EMBEDDING and r.outcome not in UNSERVED]
     sized = [r for r in queries if r.tokens_in or r.tokens_out]
     if sized:
         tokens_in = sum(r.tokens_in for r in sized) / len(sized)

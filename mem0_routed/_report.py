@@ -15,8 +15,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from ._metrics import EMBEDDING, compute_metrics, percentile
-from ._usage import UsageRecord, utc_month_start
+from ._metrics import compute_metrics, percentile
+from ._usage import UNSERVED, UsageRecord, counts_in_share, utc_month_start
 
 __all__ = ["render_html"]
 
@@ -144,10 +144,11 @@ def render_html(records: Sequence[UsageRecord], month_records: Sequence[UsageRec
     records = sorted(records, key=lambda r: r.ts)
     month = sorted(month_records if month_records is not None else records, key=lambda r: r.ts)
     metrics = compute_metrics(records, local_threshold=local_threshold)
-    queries = [r for r in records if r.call_kind != EMBEDDING]
+    queries = [r for r in records if counts_in_share(r)]  # served LLM calls: failures are neither
     by_model: dict[str, list[UsageRecord]] = defaultdict(list)
     for r in records:
-        by_model[r.model].append(r)
+        if r.outcome not in UNSERVED:  # a failure's model is the one that did *not* answer
+            by_model[r.model].append(r)
     models = sorted(by_model, key=lambda m: -len(by_model[m]))[:12]
     calls = [(m, [(float(sum(r.is_local for r in by_model[m])), LOCAL),
                   (float(sum(not r.is_local for r in by_model[m])), EXTERNAL)]) for m in models]

@@ -395,7 +395,8 @@ class Router:
         """Give back an unused reservation; a broken ledger is logged (the claim expires anyway)."""
         self._ledger_call("a release", lambda: self.ledger.release(reservation))
 
-    def record_chat(self, job: ChatJob, outcome: ChatOutcome, *, reservation: Reservation | None) -> None:
+    def record_chat(self, job: ChatJob, outcome: ChatOutcome, *, reservation: Reservation | None,
+                    skipped: bool = False) -> None:
         if not outcome.is_local:
             from ._prices import call_cost
 
@@ -410,9 +411,11 @@ class Router:
             model=outcome.model, backend=outcome.backend, is_local=outcome.is_local,
             tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out, cost_usd=outcome.cost_usd,
             latency_s=outcome.latency_s,
-            outcome="degraded" if outcome.degraded else "escalated" if outcome.escalations else "ok",
+            outcome="skipped" if skipped else "degraded" if outcome.degraded
+            else "escalated" if outcome.escalations else "ok",
             escalations=list(outcome.escalations),
-            fallback=first is not None and (first.model, first.is_local) != (outcome.model, outcome.is_local),
+            fallback=not skipped and first is not None
+            and (first.model, first.is_local) != (outcome.model, outcome.is_local),
             external_check=None if outcome.is_local else job.external_check, host=outcome.host,
             prompt=message_text(job.messages, skip_system=True) if self.config.log_prompts else None,
             response=outcome.text if self.config.log_prompts else None)

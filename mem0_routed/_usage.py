@@ -11,7 +11,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
-Outcome = Literal["ok", "escalated", "degraded", "error", "blocked"]
+Outcome = Literal["ok", "escalated", "degraded", "error", "blocked", "skipped"]
+
+EMBEDDING = "embedding"
+#: Calls that got no answer because something failed (no model answered, or every way was refused).
+FAILED_OUTCOMES = frozenset({"error", "blocked"})
+#: Calls no model answered: failed ones, and "skipped" (mem0's extraction of greetings only, answered
+#: by the router itself). They are neither local nor external, so no share, metric or report counts them.
+UNSERVED = FAILED_OUTCOMES | {"skipped"}
+
+
+def counts_in_share(record: UsageRecord) -> bool:
+    """Whether ``record`` is an LLM call a model served (embeddings are always local: not counted)."""
+    return record.call_kind != EMBEDDING and record.outcome not in UNSERVED
 
 
 @dataclass(slots=True)

@@ -230,7 +230,11 @@ def test_greetings_only_extraction_is_answered_without_a_model(ollama_server) ->
     assert out.is_local and out.backend == "router"
     assert ollama_server.requests_to("/api/chat") == []
     (rec,) = router.ledger.records()
-    assert rec.backend == "router" and rec.is_local and rec.outcome == "ok" and not rec.fallback
+    assert rec.backend == "router" and rec.outcome == "skipped" and not rec.fallback
+    counts = router.ledger.counts()
+    assert (counts.total, counts.local) == (0, 0)  # no model answered: not in the share
+    metrics = router.get_metrics(source="ledger")
+    assert metrics["total_queries"] == 0 and metrics["skipped"] == 1 and metrics["failed_queries"] == 0
 
 
 def test_a_greeting_with_a_fact_still_asks_the_model(ollama_server) -> None:  # type: ignore[no-untyped-def]
