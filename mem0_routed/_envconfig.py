@@ -82,8 +82,13 @@ def _llm(env: Mapping[str, str], provider: str) -> dict[str, Any]:
         return {"provider": provider, "config": config}
     config = {"model": model} if model else {}
     if provider == "ollama":
-        config["ollama_base_url"] = _get(env, "OLLAMA_URL") or DEFAULT_OLLAMA_URL
+        config["ollama_base_url"] = _first_ollama_url(env)
     return {"provider": provider, "config": config}
+
+
+def _first_ollama_url(env: Mapping[str, str]) -> str:
+    """mem0's own ollama providers take one URL; ``OLLAMA_URL`` may list several for the router."""
+    return (_get(env, "OLLAMA_URL") or DEFAULT_OLLAMA_URL).split(",")[0].strip()
 
 
 def _embedder(env: Mapping[str, str], provider: str) -> tuple[dict[str, Any], int | None]:
@@ -94,7 +99,7 @@ def _embedder(env: Mapping[str, str], provider: str) -> tuple[dict[str, Any], in
     if dims:
         config["embedding_dims"] = dims
     if provider == "ollama":
-        config["ollama_base_url"] = (_get(env, "OLLAMA_URL") or DEFAULT_OLLAMA_URL).split(",")[0].strip()
+        config["ollama_base_url"] = _first_ollama_url(env)
     return {"provider": provider, "config": config}, dims
 
 

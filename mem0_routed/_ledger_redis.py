@@ -367,5 +367,10 @@ class RedisLedger:
             self._epoch, self._reset_logged = None, False
 
     def close(self) -> None:
+        """Write what the backlog holds (if Redis answers), then close; what stays unwritten is logged."""
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - Redis down: report_at_close says what is lost
+            pass
         self._backlog.report_at_close()
         self._r.close()

@@ -366,7 +366,10 @@ class SQLiteLedger:
         return [_row_to_record(r if limit is None else r[1:]) for r in rows]
 
     def close(self) -> None:
-        """Close the idle connections (busy ones close when their call ends); the file stays."""
+        """Write what the backlog holds, then close the idle connections (busy ones close when their
+        call ends); the file stays. Held records are written here, not lost with the closed ledger."""
+        with contextlib.suppress(Exception):
+            self.flush()
         self._closed = True
         with self._lock:
             idle, self._idle = self._idle, []

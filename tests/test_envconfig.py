@@ -128,3 +128,14 @@ def test_same_provider_keeps_the_bases_other_settings(tmp_path: Path) -> None:
     assert config["llm"] == {"provider": "openai", "config": {"api_key": None, "temperature": 0.2, "model": "gpt-4.1-mini"}}
     routed = mem0_config_from_env(base, env={"MEM0_LLM_PROVIDER": "routed"})
     assert routed["llm"] == {"provider": "routed", "config": {}}  # OpenAI's keys mean nothing to the router
+
+
+def test_several_ollama_urls_give_mem0_s_own_providers_the_first() -> None:
+    """OLLAMA_URL may list several hosts for the router; mem0's ollama LLM took the list unsplit."""
+    from mem0_routed import mem0_config_from_env
+
+    env = {"MEM0_LLM_PROVIDER": "ollama", "MEM0_EMBEDDER_PROVIDER": "ollama",
+           "OLLAMA_URL": "http://a:11434, http://b:11434"}
+    config = mem0_config_from_env({}, env=env)
+    assert config["llm"]["config"]["ollama_base_url"] == "http://a:11434"
+    assert config["embedder"]["config"]["ollama_base_url"] == "http://a:11434"

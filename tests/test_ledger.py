@@ -439,6 +439,27 @@ def test_sqlite_failed_write_is_held_and_written_next_time(
         ledger.close()
 
 
+def test_sqlite_close_writes_held_records(tmp_path: Path) -> None:
+    """Router.close() closes its ledger and reopens a new one: records held after a failed write were
+    left in the closed ledger's backlog and lost."""
+    import sqlite3
+
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path, busy_timeout_s=0.05)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(sqlite3.OperationalError):
+        ledger.record(rec(1.0, local=False, cost=0.5))
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    ledger.close()
+    reopened = SQLiteLedger(path)
+    try:
+        assert [r.ts for r in reopened.records()] == [1.0] and reopened.spent_usd() == pytest.approx(0.5)
+    finally:
+        reopened.close()
+
+
 @pytest.mark.parametrize("also_wal", [False, True], ids=["db", "db+wal+shm"])
 def test_sqlite_deleted_file_is_recreated_with_its_records(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, also_wal: bool
