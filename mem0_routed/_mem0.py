@@ -37,13 +37,13 @@ from mem0.exceptions import EmbeddingError, LLMError
 from mem0.llms.base import LLMBase
 
 from ._config import RouterConfig, is_external_model_name
-from ._errors import ConfigError, RoutingError
+from ._errors import BudgetExceeded, ConfigError, RoutingError
 from ._types import QueryType
 
 if TYPE_CHECKING:
     from ._router import Router
 
-__all__ = ["RoutedEmbedder", "RoutedEmbeddingError", "RoutedLLM", "RoutedLLMError", "RoutedLlmConfig",
+__all__ = ["RoutedBudgetExceeded", "RoutedEmbedder", "RoutedEmbeddingError", "RoutedLLM", "RoutedLLMError", "RoutedLlmConfig",
            "check_embedder_config", "check_llm_config"]
 
 logger = logging.getLogger("mem0_routed")
@@ -91,6 +91,15 @@ class RoutedLLMError(RoutingError, LLMError):
         RoutingError.__init__(self, str(error.args[0]).split("\n")[0] if error.args else "",
                               error.attempts, blocked_by=error.blocked_by)
         _mem0_fields(self, "LLM_001")
+
+
+class RoutedBudgetExceeded(RoutedLLMError, BudgetExceeded):
+    """A routed LLM call needed the external model but the budget is spent: ``except BudgetExceeded``
+    and ``except mem0.exceptions.MemoryError`` both catch it."""
+
+
+def _llm_error(exc: RoutingError) -> RoutedLLMError:
+    return RoutedBudgetExceeded(exc) if isinstance(exc, BudgetExceeded) else RoutedLLMError(exc)
 
 
 class RoutedEmbeddingError(RoutingError, EmbeddingError):
@@ -255,7 +264,7 @@ class RoutedLLM(LLMBase):
         except RoutedLLMError:
             raise
         except RoutingError as exc:
-            raise RoutedLLMError(exc) from exc
+            raise _llm_error(exc) from exc
         if tools:
             calls = [
                 {"name": call.get("name"), "arguments": call.get("arguments", {})}

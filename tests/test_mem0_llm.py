@@ -177,3 +177,15 @@ def test_router_errors_reach_mem0_as_its_llm_error_with_the_routing_details(rout
     wrapped = LLMError(f"LLM extraction failed: {err}")  # what mem0's add does with it
     wrapped.__cause__ = err
     assert routing_error(wrapped) is err
+
+
+def test_a_spent_budget_stays_a_budget_exceeded_for_mem0_users(router: Any) -> None:
+    """The wrapper turned BudgetExceeded into a plain RoutedLLMError: `except BudgetExceeded` missed it."""
+    from mem0.exceptions import LLMError
+
+    from mem0_routed._errors import BudgetExceeded
+
+    router.chat.side_effect = BudgetExceeded("no candidate could serve the call", [], blocked_by="budget spent")
+    with pytest.raises(BudgetExceeded) as info:
+        RoutedLLM().generate_response(MESSAGES)
+    assert isinstance(info.value, LLMError) and info.value.blocked_by == "budget spent"
