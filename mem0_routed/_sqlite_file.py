@@ -101,7 +101,13 @@ def recover_file(
                 try:
                     old.execute("BEGIN IMMEDIATE")
                     before = old.execute("SELECT COUNT(*) FROM fresh.usage").fetchone()[0]
-                    old.execute("INSERT OR IGNORE INTO fresh.usage SELECT * FROM main.usage")
+                    # by content, not by row id: the other file numbers its own rows, and a record of
+                    # ours whose id it happens to use must still be merged (its spend counts)
+                    cols = ", ".join(r[1] for r in old.execute("PRAGMA main.table_info(usage)") if r[1] != "id")
+                    old.execute(f"INSERT INTO fresh.usage ({cols}) SELECT {cols} FROM main.usage m WHERE NOT EXISTS "
+                                "(SELECT 1 FROM fresh.usage f WHERE f.ts = m.ts AND f.call_kind = m.call_kind "
+                                "AND f.model = m.model AND f.backend = m.backend AND f.cost_usd = m.cost_usd "
+                                "AND f.latency_s = m.latency_s)")
                     old.execute("INSERT OR IGNORE INTO fresh.reservations SELECT * FROM main.reservations")
                     merged = old.execute("SELECT COUNT(*) FROM fresh.usage").fetchone()[0] - before
                     old.execute("COMMIT")

@@ -3,6 +3,8 @@ test_ledger_redis.py by overriding ``make_ledger``), races for the last dollar, 
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 import multiprocessing
 import threading
@@ -513,6 +515,39 @@ def test_sqlite_replaced_file_is_merged(tmp_path: Path, caplog: pytest.LogCaptur
         fresh = SQLiteLedger(path)
         try:
             assert [r.ts for r in fresh.records()] == [1.0, 2.0, 3.0]
+        finally:
+            fresh.close()
+    finally:
+        ledger.close()
+
+
+def test_sqlite_replacing_file_with_its_own_rows_still_gets_ours(tmp_path: Path) -> None:
+    """The merge deduplicated by row id: the other file's own rows 1 and 2 hid our (different)
+    records 1 and 2, and their spend vanished from the budget."""
+    import os
+    import sqlite3
+
+    path = tmp_path / "l.sqlite3"
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.record(rec(1.0, local=False, cost=0.5))
+        ledger.record(rec(2.0, local=False, cost=0.25))
+        other_path = tmp_path / "other.sqlite3"
+        other = SQLiteLedger(other_path)
+        other.record(rec(10.0))
+        other.record(rec(11.0))
+        other.close()
+        os.remove(path)
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(f"{path}{suffix}")
+        with sqlite3.connect(other_path) as src, sqlite3.connect(path) as dst:
+            src.backup(dst)
+        ledger.record(rec(3.0))
+        fresh = SQLiteLedger(path)
+        try:
+            assert [r.ts for r in fresh.records()] == [1.0, 2.0, 3.0, 10.0, 11.0]
+            assert fresh.spent_usd() == pytest.approx(0.75)
         finally:
             fresh.close()
     finally:
