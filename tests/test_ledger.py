@@ -4,7 +4,6 @@ test_ledger_redis.py by overriding ``make_ledger``), races for the last dollar, 
 from __future__ import annotations
 
 import contextlib
-
 import math
 import multiprocessing
 import threading
