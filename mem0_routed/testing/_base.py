@@ -81,7 +81,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
-    def _dispatch(self, method: str) -> None:
+    def _reply(self, method: str) -> Reply | None:
+        """Read the request (a JSON body, or its text when it is not JSON) and ask the server."""
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         try:
@@ -89,7 +90,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw.decode("utf-8", "replace")
         path = self.path.split("?", 1)[0]
-        reply = self.server.owner._serve(method, path, body, dict(self.headers.items()))
+        return self.server.owner._serve(method, path, body, dict(self.headers.items()))
+
+    def _dispatch(self, method: str) -> None:
+        reply = self._reply(method)
         if reply is None:  # server stopping during a hang/slow fault: drop the connection
             self.close_connection = True
             return

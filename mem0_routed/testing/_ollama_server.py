@@ -402,14 +402,7 @@ class _StreamingHandler(_Handler):
     connection's end closes the body, as an HTTP/1.0 server does)."""
 
     def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body: Any = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode("utf-8", "replace")
-        path = self.path.split("?", 1)[0]
-        reply = self.server.owner._serve(method, path, body, dict(self.headers.items()))
+        reply = self._reply(method)
         if reply is None:
             self.close_connection = True
             return
