@@ -14,6 +14,7 @@ from mem0_routed import ConfigError, Router, RouterConfig, RoutingError
 from mem0_routed._ledger import MemoryLedger
 from mem0_routed._router import reset_routers
 from mem0_routed._speed import SPEEDS, Speed
+from mem0_routed._types import Candidate
 
 
 @pytest.fixture(autouse=True)
@@ -193,3 +194,27 @@ def test_a_trickling_embed_call_ends_within_its_timeout(ollama_server) -> None:
     err = run_bounded(lambda: backend.embed("nomic-embed-text", ["hello"]))
     backend.close()
     assert isinstance(err, BackendTimeout)
+
+
+def test_an_embedding_holds_deadline_s_across_hosts(ollama_server) -> None:
+    from mem0_routed.testing import FakeOllamaServer
+
+    # before: each host could hold an embed for read_timeout_s (60 s here), host after host
+    ollama_server.set_fault("hang", paths=["/api/embed"])
+    with FakeOllamaServer() as second:
+        values = {"ollama_base_url": f"{ollama_server.url},{second.url}", "ledger": "memory",
+                  "local_backend": "ollama", "deadline_s": 1.0, "read_timeout_s": 60, "breaker_failures": 1}
+        router = Router(RouterConfig.from_mapping(values), ledger=MemoryLedger())
+        err = run_bounded(lambda: router.embed(["hello"]))
+        ollama_server.release()
+        assert isinstance(err, RoutingError), err
+        assert "within deadline_s=1s" in str(err)
+        assert all(a.kind == "timeout" for a in err.attempts), err.attempts
+        assert "stopped at the call's deadline_s (1s)" in err.attempts[0].error
+        assert "not tried: the call's deadline_s (1s) had passed" in err.attempts[1].error
+        assert "raise deadline_s" in str(err)
+        assert second.requests_to("/api/embed") == []  # no time was left for the second host
+        # our own deadline ran out: the hanging host is not blamed for it
+        first = next(b for b in router.backends_for(Candidate("ollama", "nomic-embed-text", True, "embedding"))
+                     if b.name.endswith(ollama_server.url))
+        assert router.breaker(first).state == "closed"
