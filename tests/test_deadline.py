@@ -218,3 +218,40 @@ def test_an_embedding_holds_deadline_s_across_hosts(ollama_server) -> None:
         first = next(b for b in router.backends_for(Candidate("ollama", "nomic-embed-text", True, "embedding"))
                      if b.name.endswith(ollama_server.url))
         assert router.breaker(first).state == "closed"
+
+
+def test_a_retry_after_that_would_outlive_deadline_s_falls_back_instead(ollama_server, openai_server,
+                                                                       openai_key) -> None:
+    # Ollama says "429, retry in 4 s" with 2 s left: before, the router slept the 4 s and then had no
+    # time left for OpenAI; now it does not schedule that retry and falls back at once
+    ollama_server.set_fault("error429", retry_after=4.0, paths=["/api/chat"])
+    router = make_router(ollama_server, openai_server, openai_key, deadline_s=2.0)
+    with stamina.set_testing(False):  # real waits: test mode would sleep 0 s for any Retry-After
+        out = run_bounded(lambda: router.chat([{"role": "user", "content": "hello"}], max_tokens=20))
+    assert not isinstance(out, BaseException), out
+    assert not out.is_local
+    assert len(openai_server.requests_to("/v1/chat/completions")) == 1
+    # one try per local model: no retry was scheduled to wait out the Retry-After
+    assert len(ollama_server.requests_to("/api/chat")) == len(out.escalations) == 2, out.escalations
+
+
+def test_no_retry_is_scheduled_to_end_past_the_deadline() -> None:
+    import time
+
+    from mem0_routed._drivers import retry_hook_until
+    from mem0_routed._errors import BackendUnavailable, RateLimited
+
+    hook = retry_hook_until(time.monotonic() + 1.0)
+    assert hook(RateLimited("429", retry_after=3.0)) is False  # would end 2 s past the deadline
+    assert hook(RateLimited("429", retry_after=0.1)) == 0.1
+    assert 0 < hook(BackendUnavailable("refused")) <= 2.05  # type: ignore[operator]
+    assert retry_hook_until(None)(RateLimited("429", retry_after=3.0)) == 3.0  # no deadline: as before
+
+
+async def test_the_async_path_does_not_sleep_a_retry_after_past_the_deadline(ollama_server, openai_server,
+                                                                             openai_key) -> None:
+    ollama_server.set_fault("error429", retry_after=4.0, paths=["/api/chat"])
+    router = make_router(ollama_server, openai_server, openai_key, deadline_s=2.0)
+    with stamina.set_testing(False):
+        out = await router.achat([{"role": "user", "content": "hello"}], max_tokens=20)
+    assert not out.is_local and len(ollama_server.requests_to("/api/chat")) == 2
