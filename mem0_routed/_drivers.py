@@ -78,7 +78,7 @@ def retry_hook_until(deadline: float | None) -> Callable[[Exception], bool | flo
         if verdict is False:
             return False
         wait = verdict if not isinstance(verdict, bool) else min(
-            _WAIT_MAX, _WAIT_INITIAL * 2 ** (tries - 1) + random.uniform(0, _WAIT_JITTER))  # noqa: S311
+            _WAIT_MAX, _WAIT_INITIAL * 2 ** (tries - 1) + random.uniform(0, _WAIT_JITTER))
         if time.monotonic() + wait >= deadline:
             log.info("mem0-routed: no retry after %s: its %.2fs wait would end past the call's deadline_s",
                      type(exc).__name__, wait)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._classify import check_encodable
@@ -26,6 +27,7 @@ from ._usage import UsageRecord
 
 if TYPE_CHECKING:
     from ._router import Router
+    from .backends._base import Backend
 
 _DEADLINE_FIX = "raise deadline_s, or make the embedding host faster (a smaller batch, a warm model: keep_alive)"
 
@@ -132,9 +134,9 @@ class EmbeddingService:
                 if backend.has_model(model) is False:
                     raise ModelNotFound(f"model {model!r} not found on {backend.name}", backend=backend.name,
                                         model=model, fix=f"ollama pull {model}" if kind == "ollama" else None)
-                vectors = call_with_retries(lambda: backend.embed(model, texts, timeout_s=self._left(deadline)),
+                vectors = call_with_retries(partial(self._embed_once, backend, model, texts, deadline),
                                             router.config.max_retries, deadline=deadline)
-            except Exception as exc:  # a client bug must not escape as a deep traceback, nor stick a probe
+            except Exception as exc:  # noqa: BLE001 - a client bug must not escape as a traceback nor stick a probe
                 err = exc if isinstance(exc, BackendError) else BackendError(
                     f"unexpected {type(exc).__name__}: {exc}", backend=backend.name, model=model)
                 if isinstance(err, BackendTimeout) and time.monotonic() >= deadline:
@@ -161,6 +163,9 @@ class EmbeddingService:
         within = f" within deadline_s={limit:g}s" if time.monotonic() >= deadline else ""
         raise RoutingError(f"could not embed {len(texts)} text(s) with {model!r}{within}", attempts,
                            blocked_by="embeddings never switch model or leave this machine")
+
+    def _embed_once(self, backend: Backend, model: str, texts: list[str], deadline: float) -> list[list[float]]:
+        return backend.embed(model, texts, timeout_s=self._left(deadline))
 
     def _left(self, deadline: float) -> float:
         """One attempt's timeout: what is left of the deadline, never more than read_timeout_s."""
