@@ -5,7 +5,8 @@ The first try is a plain call: stamina's retry machinery costs ~50 µs to set up
 only after a failure it should retry. Replaying that failure as attempt 1 lets stamina apply its
 backoff (or a server's Retry-After) and its test mode exactly as if it had made the first try.
 Retries never outlive the call's overall deadline (``deadline_s``): stamina's own timeout is set
-to what is left of it, and each attempt gets its own deadline, the nearer of "now + the attempt's
+to what is left of it, no retry is scheduled whose wait (backoff or Retry-After) would end past
+it, and each attempt gets its own deadline, the nearer of "now + the attempt's
 budget" and the overall one.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
+import random
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -26,6 +29,9 @@ T = TypeVar("T")
 
 #: Longest Retry-After we wait out in place; longer ones fail over instead.
 MAX_RETRY_AFTER_S = 5.0
+#: stamina's backoff between retries: 0.05 s, doubling, at most 2 s, plus up to 0.05 s of jitter.
+_WAIT_INITIAL, _WAIT_MAX, _WAIT_JITTER = 0.05, 2.0, 0.05
+log = logging.getLogger("mem0_routed")
 
 
 @dataclass(slots=True)
@@ -56,13 +62,39 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else deadline - time.monotonic()
 
 
+def retry_hook_until(deadline: float | None) -> Callable[[Exception], bool | float]:
+    """``retry_hook`` that never schedules a wait ending at or after ``deadline``: stamina's own
+    timeout is checked only before it sleeps, so a Retry-After or a backoff could outlive the call.
+
+    The backoff is computed here (stamina's formula, same settings) so that its length is known."""
+    if deadline is None:
+        return retry_hook
+    tries = 0
+
+    def hook(exc: Exception) -> bool | float:
+        nonlocal tries
+        tries += 1
+        verdict = retry_hook(exc)
+        if verdict is False:
+            return False
+        wait = verdict if not isinstance(verdict, bool) else min(
+            _WAIT_MAX, _WAIT_INITIAL * 2 ** (tries - 1) + random.uniform(0, _WAIT_JITTER))
+        if time.monotonic() + wait >= deadline:
+            log.info("mem0-routed: no retry after %s: its %.2fs wait would end past the call's deadline_s",
+                     type(exc).__name__, wait)
+            return False
+        return wait
+
+    return hook
+
+
 def _retry_context(retries: int, deadline: float | None) -> Any:
     import stamina
 
     left = _left(deadline)
-    return stamina.retry_context(on=retry_hook, attempts=retries + 1,
+    return stamina.retry_context(on=retry_hook_until(deadline), attempts=retries + 1,
                                  timeout=None if left is None else max(left, 0.0),
-                                 wait_initial=0.05, wait_max=2.0, wait_jitter=0.05)
+                                 wait_initial=_WAIT_INITIAL, wait_max=_WAIT_MAX, wait_jitter=_WAIT_JITTER)
 
 
 def call_with_retries(fn: Callable[[], T], retries: int, *, deadline: float | None = None) -> T:

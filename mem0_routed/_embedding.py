@@ -9,16 +9,27 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._classify import check_encodable
-from ._errors import BackendError, EmbeddingDimensionMismatch, InvalidInput, ModelNotFound, RoutingError
+from ._errors import (
+    BackendError,
+    BackendTimeout,
+    EmbeddingDimensionMismatch,
+    InvalidInput,
+    ModelNotFound,
+    RoutingError,
+)
 from ._execute import call_with_retries, note_failure
 from ._types import Attempt, Candidate, QueryType
 from ._usage import UsageRecord
 
 if TYPE_CHECKING:
     from ._router import Router
+    from .backends._base import Backend
+
+_DEADLINE_FIX = "raise deadline_s, or make the embedding host faster (a smaller batch, a warm model: keep_alive)"
 
 
 class EmbeddingCache:
@@ -106,8 +117,14 @@ class EmbeddingService:
         cand = Candidate(kind, model, True, "embedding")
         attempts: list[Attempt] = []
         started = time.perf_counter()
+        limit = router.config.deadline_s
+        deadline = time.monotonic() + limit  # one deadline for the whole embed: retries and hosts
         backends = router.backends_for(cand)
         for backend in backends:
+            if time.monotonic() >= deadline:
+                attempts.append(Attempt(backend.name, model, f"not tried: the call's deadline_s ({limit:g}s) "
+                                        "had passed", kind="timeout", fix=_DEADLINE_FIX))
+                continue
             breaker = router.breaker(backend)
             if not breaker.allow():
                 attempts.append(Attempt(backend.name, model, "circuit open", fix=breaker.last_fix, kind="skipped"))
@@ -117,10 +134,16 @@ class EmbeddingService:
                 if backend.has_model(model) is False:
                     raise ModelNotFound(f"model {model!r} not found on {backend.name}", backend=backend.name,
                                         model=model, fix=f"ollama pull {model}" if kind == "ollama" else None)
-                vectors = call_with_retries(lambda: backend.embed(model, texts), router.config.max_retries)
-            except Exception as exc:  # a client bug must not escape as a deep traceback, nor stick a probe
+                vectors = call_with_retries(partial(self._embed_once, backend, model, texts, deadline),
+                                            router.config.max_retries, deadline=deadline)
+            except Exception as exc:  # noqa: BLE001 - a client bug must not escape as a traceback nor stick a probe
                 err = exc if isinstance(exc, BackendError) else BackendError(
                     f"unexpected {type(exc).__name__}: {exc}", backend=backend.name, model=model)
+                if isinstance(err, BackendTimeout) and time.monotonic() >= deadline:
+                    breaker.release()  # our own deadline ran out: no verdict on the host
+                    attempts.append(Attempt(backend.name, model, f"stopped at the call's deadline_s ({limit:g}s): "
+                                            f"{err}", kind="timeout", fix=_DEADLINE_FIX))
+                    continue
                 note_failure(breaker, err, attempts, backend, cand)
                 continue
             finally:
@@ -137,5 +160,17 @@ class EmbeddingService:
                                   backend=kind, is_local=True, outcome="error",
                                   latency_s=time.perf_counter() - started,
                                   error="; ".join(a.error for a in attempts)[:500]))
-        raise RoutingError(f"could not embed {len(texts)} text(s) with {model!r}", attempts,
+        within = f" within deadline_s={limit:g}s" if time.monotonic() >= deadline else ""
+        raise RoutingError(f"could not embed {len(texts)} text(s) with {model!r}{within}", attempts,
                            blocked_by="embeddings never switch model or leave this machine")
+
+    def _embed_once(self, backend: Backend, model: str, texts: list[str], deadline: float) -> list[list[float]]:
+        return backend.embed(model, texts, timeout_s=self._left(deadline))
+
+    def _left(self, deadline: float) -> float:
+        """One attempt's timeout: what is left of the deadline, never more than read_timeout_s."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise BackendTimeout(f"the call's deadline_s ({self.router.config.deadline_s:g}s) passed before "
+                                 "this attempt", fix=_DEADLINE_FIX)
+        return min(left, self.router.config.read_timeout_s)

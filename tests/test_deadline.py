@@ -14,6 +14,7 @@ from mem0_routed import ConfigError, Router, RouterConfig, RoutingError
 from mem0_routed._ledger import MemoryLedger
 from mem0_routed._router import reset_routers
 from mem0_routed._speed import SPEEDS, Speed
+from mem0_routed._types import Candidate
 
 
 @pytest.fixture(autouse=True)
@@ -193,3 +194,64 @@ def test_a_trickling_embed_call_ends_within_its_timeout(ollama_server) -> None:
     err = run_bounded(lambda: backend.embed("nomic-embed-text", ["hello"]))
     backend.close()
     assert isinstance(err, BackendTimeout)
+
+
+def test_an_embedding_holds_deadline_s_across_hosts(ollama_server) -> None:
+    from mem0_routed.testing import FakeOllamaServer
+
+    # before: each host could hold an embed for read_timeout_s (60 s here), host after host
+    ollama_server.set_fault("hang", paths=["/api/embed"])
+    with FakeOllamaServer() as second:
+        values = {"ollama_base_url": f"{ollama_server.url},{second.url}", "ledger": "memory",
+                  "local_backend": "ollama", "deadline_s": 1.0, "read_timeout_s": 60, "breaker_failures": 1}
+        router = Router(RouterConfig.from_mapping(values), ledger=MemoryLedger())
+        err = run_bounded(lambda: router.embed(["hello"]))
+        ollama_server.release()
+        assert isinstance(err, RoutingError), err
+        assert "within deadline_s=1s" in str(err)
+        assert all(a.kind == "timeout" for a in err.attempts), err.attempts
+        assert "stopped at the call's deadline_s (1s)" in err.attempts[0].error
+        assert "not tried: the call's deadline_s (1s) had passed" in err.attempts[1].error
+        assert "raise deadline_s" in str(err)
+        assert second.requests_to("/api/embed") == []  # no time was left for the second host
+        # our own deadline ran out: the hanging host is not blamed for it
+        first = next(b for b in router.backends_for(Candidate("ollama", "nomic-embed-text", True, "embedding"))
+                     if b.name.endswith(ollama_server.url))
+        assert router.breaker(first).state == "closed"
+
+
+def test_a_retry_after_that_would_outlive_deadline_s_falls_back_instead(ollama_server, openai_server,
+                                                                       openai_key) -> None:
+    # Ollama says "429, retry in 4 s" with 2 s left: before, the router slept the 4 s and then had no
+    # time left for OpenAI; now it does not schedule that retry and falls back at once
+    ollama_server.set_fault("error429", retry_after=4.0, paths=["/api/chat"])
+    router = make_router(ollama_server, openai_server, openai_key, deadline_s=2.0)
+    with stamina.set_testing(False):  # real waits: test mode would sleep 0 s for any Retry-After
+        out = run_bounded(lambda: router.chat([{"role": "user", "content": "hello"}], max_tokens=20))
+    assert not isinstance(out, BaseException), out
+    assert not out.is_local
+    assert len(openai_server.requests_to("/v1/chat/completions")) == 1
+    # one try per local model: no retry was scheduled to wait out the Retry-After
+    assert len(ollama_server.requests_to("/api/chat")) == len(out.escalations) == 2, out.escalations
+
+
+def test_no_retry_is_scheduled_to_end_past_the_deadline() -> None:
+    import time
+
+    from mem0_routed._drivers import retry_hook_until
+    from mem0_routed._errors import BackendUnavailable, RateLimited
+
+    hook = retry_hook_until(time.monotonic() + 1.0)
+    assert hook(RateLimited("429", retry_after=3.0)) is False  # would end 2 s past the deadline
+    assert hook(RateLimited("429", retry_after=0.1)) == 0.1
+    assert 0 < hook(BackendUnavailable("refused")) <= 2.05  # type: ignore[operator]
+    assert retry_hook_until(None)(RateLimited("429", retry_after=3.0)) == 3.0  # no deadline: as before
+
+
+async def test_the_async_path_does_not_sleep_a_retry_after_past_the_deadline(ollama_server, openai_server,
+                                                                             openai_key) -> None:
+    ollama_server.set_fault("error429", retry_after=4.0, paths=["/api/chat"])
+    router = make_router(ollama_server, openai_server, openai_key, deadline_s=2.0)
+    with stamina.set_testing(False):
+        out = await router.achat([{"role": "user", "content": "hello"}], max_tokens=20)
+    assert not out.is_local and len(ollama_server.requests_to("/api/chat")) == 2
