@@ -16,6 +16,8 @@ from collections.abc import Callable
 from typing import Literal
 
 State = Literal["closed", "open", "half-open"]
+#: What ``allow`` hands a caller; the caller passes it back to ``release``.
+Token = Literal["closed", "probe", False]
 
 
 class CircuitBreaker:
@@ -45,7 +47,7 @@ class CircuitBreaker:
             return "half-open"
         return "open"
 
-    def allow(self) -> Literal["closed", "probe", False]:
+    def allow(self) -> Token:
         """May a call go through now? ``"closed"`` or, in half-open state for the first asker only,
         ``"probe"`` (truthy both); ``False`` otherwise. A probe must end in ``success``,
         ``failure`` or ``release``."""
@@ -75,8 +77,13 @@ class CircuitBreaker:
                 self._opened_at = self._clock()
             self._probing = False
 
-    def release(self) -> None:
-        """The call ended neither in success nor in a failure that counts (e.g. a bad answer)."""
+    def release(self, token: Token) -> None:
+        """The call ended neither in success nor in a failure that counts (e.g. a bad answer).
+
+        Only the probe's own release clears the probe: a call admitted while the breaker was
+        closed that ended after it opened used to clear it too, so a second probe ran at once."""
+        if token != "probe":
+            return
         with self._lock:
             self._probing = False
 
