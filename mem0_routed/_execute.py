@@ -246,14 +246,28 @@ def _try_backend(
     hears about it: a half-open probe that is never settled would lock the host out for good."""
     breaker = router.breaker(backend)
     token = breaker.allow()
-    if not token:
+    if token is False:
         attempts.append(Attempt(backend.name, cand.model, f"circuit open (retry in {breaker.retry_in():.0f}s)",
                                 fix=breaker.last_fix, kind="skipped"))
         return None
     try:
-        return (yield from _tries(router, job, cand, backend, breaker, token, attempts, escalations))
+        return (yield from _tries(router, job, cand, backend, breaker, adm := _Admission(token), attempts,
+                                  escalations))
     finally:
-        breaker.release(token)  # no-op unless a probe, or when the probe was settled already
+        breaker.release(adm.token)  # no-op unless a probe that has had no verdict yet
+
+
+@dataclass(slots=True)
+class _Admission:
+    """What ``breaker.allow()`` gave this call. Once a probe has had its verdict the token becomes
+    ``"closed"``, so no later release (a retry cancelled minutes on) can clear a newer probe."""
+
+    token: Token
+
+    def settle(self) -> Token:
+        """The token to give the verdict with; later ones are ``"closed"``."""
+        token, self.token = self.token, "closed"
+        return token
 
 
 def _budget(router: Router, job: ChatJob, cand: Candidate, backend: Backend, prompt_tokens: int) -> float | None:
@@ -289,7 +303,7 @@ def _tries(
     cand: Candidate,
     backend: Backend,
     breaker: CircuitBreaker,
-    token: Token,
+    adm: _Admission,
     attempts: list[Attempt],
     escalations: list[str],
 ) -> Generator[Call, ChatResult, ChatOutcome | None]:
@@ -315,7 +329,7 @@ def _tries(
             request = build_request(router.config, router.planner, job, cand, backend, messages, prompt_tokens,
                                     min_need=router.num_ctx_floor(cand.model, backend), varied=varied)
         except BackendError as exc:
-            note_failure(breaker, exc, attempts, backend, cand, token=token)
+            note_failure(breaker, exc, attempts, backend, cand, token=adm.settle())
             return None
         budget = _budget(router, job, cand, backend, prompt_tokens)
         router.begin(backend)
@@ -330,22 +344,24 @@ def _tries(
         except BackendTimeout as exc:
             attempt = _timeout_attempt(router, job, cand, backend, exc, time.monotonic() - t0, budget, prompt_tokens)
             if job.deadline is not None and time.monotonic() >= job.deadline:
-                breaker.release(token)  # our own deadline ran out: no verdict on the host
+                breaker.release(adm.settle())  # our own deadline ran out: no verdict on the host
             else:
+                adm.settle()
                 breaker.failure(attempt.error, fix=attempt.fix)
             attempts.append(attempt)
             escalations.append(f"timeout on {cand.model}")
             log.info("mem0-routed: %s", attempt.error)
             return None
         except BackendError as exc:
-            note_failure(breaker, exc, attempts, backend, cand, token=token)
+            note_failure(breaker, exc, attempts, backend, cand, token=adm.settle())
             return None
         except Exception as exc:  # a client bug must not escape as a deep traceback
             err = BackendError(f"unexpected {type(exc).__name__}: {_short(exc)}", backend=backend.name)
-            note_failure(breaker, err, attempts, backend, cand, token=token)
+            note_failure(breaker, err, attempts, backend, cand, token=adm.settle())
             return None
         finally:
             router.end(backend)
+        adm.settle()
         breaker.success()
         if backend.is_local:
             SPEEDS.observe(backend.name, cand.model, prompt_tokens=result.tokens_in, prompt_s=result.prompt_eval_s,

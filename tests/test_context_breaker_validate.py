@@ -199,6 +199,42 @@ def test_a_call_admitted_while_closed_does_not_clear_a_later_probe(ending, ollam
         reset_routers()
 
 
+async def test_a_probe_cancelled_after_its_verdict_does_not_clear_a_newer_probe(ollama_server) -> None:
+    """A, the probe, gets an answer (the host is fine: closed), retries after a bad answer and is
+    cancelled minutes later; meanwhile the breaker opened again and D probes. A's late release
+    cleared D's probe flag, so C became a second probe."""
+    import asyncio
+
+    from mem0_routed._router import reset_routers
+
+    reset_routers()
+    try:
+        router, br, clock = _breaker_test_router(ollama_server)
+        br.failure("down")
+        clock.t = 100.0  # A will be the probe
+        ollama_server.set_fault("invalid_json", paths=["/api/chat"], times=1)  # A's first answer is rejected
+        ollama_server.set_fault("hang", paths=["/api/chat"], times=1)  # A's retry hangs
+        task = asyncio.create_task(router.achat([{"role": "user", "content": "list three colours as json"}],
+                                                response_format={"type": "json_object"}))
+        try:
+            for _ in range(2000):
+                if len(ollama_server.requests_to("/api/chat")) >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(ollama_server.requests_to("/api/chat")) == 2 and br.state == "closed"
+            br.failure("down again")
+            clock.t = 200.0
+            assert br.allow() == "probe"  # D
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            ollama_server.release()
+        assert br.allow() is False  # C: D's probe is still running
+    finally:
+        reset_routers()
+
+
 # --- answer contracts ---------------------------------------------------------------------------------
 
 
