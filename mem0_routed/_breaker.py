@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 State = Literal["closed", "open", "half-open"]
@@ -92,6 +93,19 @@ class CircuitBreaker:
             if self._opened_at is None:
                 return 0.0
             return max(0.0, self.cooldown_s - (self._clock() - self._opened_at))
+
+
+@dataclass(slots=True)
+class Admission:
+    """What ``allow()`` gave one call. Once a probe has had its verdict the token becomes
+    ``"closed"``, so no later release (a retry cancelled minutes on) can clear a newer probe."""
+
+    token: Token
+
+    def settle(self) -> Token:
+        """The token to give the verdict with; later ones are ``"closed"``."""
+        token, self.token = self.token, "closed"
+        return token
 
 
 class BreakerBoard:

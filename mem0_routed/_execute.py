@@ -20,7 +20,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._breaker import CircuitBreaker, Token
+from ._breaker import Admission, CircuitBreaker, Token
 from ._compact_prompt import small_talk_only
 from ._context import looks_truncated
 from ._drivers import Call, call_with_retries, retry_hook, run_async, run_sync
@@ -251,23 +251,10 @@ def _try_backend(
                                 fix=breaker.last_fix, kind="skipped"))
         return None
     try:
-        return (yield from _tries(router, job, cand, backend, breaker, adm := _Admission(token), attempts,
+        return (yield from _tries(router, job, cand, backend, breaker, adm := Admission(token), attempts,
                                   escalations))
     finally:
         breaker.release(adm.token)  # no-op unless a probe that has had no verdict yet
-
-
-@dataclass(slots=True)
-class _Admission:
-    """What ``breaker.allow()`` gave this call. Once a probe has had its verdict the token becomes
-    ``"closed"``, so no later release (a retry cancelled minutes on) can clear a newer probe."""
-
-    token: Token
-
-    def settle(self) -> Token:
-        """The token to give the verdict with; later ones are ``"closed"``."""
-        token, self.token = self.token, "closed"
-        return token
 
 
 def _budget(router: Router, job: ChatJob, cand: Candidate, backend: Backend, prompt_tokens: int) -> float | None:
@@ -303,7 +290,7 @@ def _tries(
     cand: Candidate,
     backend: Backend,
     breaker: CircuitBreaker,
-    adm: _Admission,
+    adm: Admission,
     attempts: list[Attempt],
     escalations: list[str],
 ) -> Generator[Call, ChatResult, ChatOutcome | None]:
