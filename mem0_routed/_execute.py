@@ -9,6 +9,8 @@ One deadline (``deadline_s``) spans the whole chain; each local try also gets it
 model's measured speed (``_speed``). A degenerate answer (a loop, cut JSON) keeps its complete
 items when mem0's contract allows it (the call is then marked degraded), and is otherwise retried
 once with a changed request (repeat penalty, temperature, the compact prompt), never the same one.
+An external request that was sent but gave no kept answer (rejected, timed out, cancelled by the
+caller) is charged at the call's worst case: the provider bills it all the same.
 """
 
 from __future__ import annotations
