@@ -13,9 +13,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 State = Literal["closed", "open", "half-open"]
+#: What ``allow`` hands a caller; the caller passes it back to ``release``.
+Token = Literal["closed", "probe", False]
 
 
 class CircuitBreaker:
@@ -45,7 +48,7 @@ class CircuitBreaker:
             return "half-open"
         return "open"
 
-    def allow(self) -> Literal["closed", "probe", False]:
+    def allow(self) -> Token:
         """May a call go through now? ``"closed"`` or, in half-open state for the first asker only,
         ``"probe"`` (truthy both); ``False`` otherwise. A probe must end in ``success``,
         ``failure`` or ``release``."""
@@ -75,8 +78,13 @@ class CircuitBreaker:
                 self._opened_at = self._clock()
             self._probing = False
 
-    def release(self) -> None:
-        """The call ended neither in success nor in a failure that counts (e.g. a bad answer)."""
+    def release(self, token: Token) -> None:
+        """The call ended neither in success nor in a failure that counts (e.g. a bad answer).
+
+        Only the probe's own release clears the probe: a call admitted while the breaker was
+        closed that ended after it opened used to clear it too, so a second probe ran at once."""
+        if token != "probe":
+            return
         with self._lock:
             self._probing = False
 
@@ -85,6 +93,19 @@ class CircuitBreaker:
             if self._opened_at is None:
                 return 0.0
             return max(0.0, self.cooldown_s - (self._clock() - self._opened_at))
+
+
+@dataclass(slots=True)
+class Admission:
+    """What ``allow()`` gave one call. Once a probe has had its verdict the token becomes
+    ``"closed"``, so no later release (a retry cancelled minutes on) can clear a newer probe."""
+
+    token: Token
+
+    def settle(self) -> Token:
+        """The token to give the verdict with; later ones are ``"closed"``."""
+        token, self.token = self.token, "closed"
+        return token
 
 
 class BreakerBoard:

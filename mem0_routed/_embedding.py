@@ -126,7 +126,8 @@ class EmbeddingService:
                                         "had passed", kind="timeout", fix=_DEADLINE_FIX))
                 continue
             breaker = router.breaker(backend)
-            if not breaker.allow():
+            token = breaker.allow()
+            if not token:
                 attempts.append(Attempt(backend.name, model, "circuit open", fix=breaker.last_fix, kind="skipped"))
                 continue
             router.begin(backend)
@@ -140,12 +141,15 @@ class EmbeddingService:
                 err = exc if isinstance(exc, BackendError) else BackendError(
                     f"unexpected {type(exc).__name__}: {exc}", backend=backend.name, model=model)
                 if isinstance(err, BackendTimeout) and time.monotonic() >= deadline:
-                    breaker.release()  # our own deadline ran out: no verdict on the host
+                    breaker.release(token)  # our own deadline ran out: no verdict on the host
                     attempts.append(Attempt(backend.name, model, f"stopped at the call's deadline_s ({limit:g}s): "
                                             f"{err}", kind="timeout", fix=_DEADLINE_FIX))
                     continue
-                note_failure(breaker, err, attempts, backend, cand)
+                note_failure(breaker, err, attempts, backend, cand, token=token)
                 continue
+            except BaseException:  # cancelled (KeyboardInterrupt, ...): a probe must not stay set for good
+                breaker.release(token)
+                raise
             finally:
                 router.end(backend)
             breaker.success()

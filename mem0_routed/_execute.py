@@ -9,6 +9,8 @@ One deadline (``deadline_s``) spans the whole chain; each local try also gets it
 model's measured speed (``_speed``). A degenerate answer (a loop, cut JSON) keeps its complete
 items when mem0's contract allows it (the call is then marked degraded), and is otherwise retried
 once with a changed request (repeat penalty, temperature, the compact prompt), never the same one.
+An external request that was sent but gave no kept answer (rejected, timed out, cancelled by the
+caller) is charged at the call's worst case: the provider bills it all the same.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._breaker import Admission, CircuitBreaker, Token
 from ._compact_prompt import small_talk_only
 from ._context import looks_truncated
 from ._drivers import Call, call_with_retries, retry_hook, run_async, run_sync
@@ -148,6 +151,12 @@ def execute_chat(router: Router, job: ChatJob) -> Generator[Call, ChatResult, Ch
     held: list[Reservation] = []
     try:
         return (yield from _walk_chain(router, job, started, attempts, escalations, held))
+    except GeneratorExit:
+        # the caller cancelled (task cancel, wait_for) with an external request in flight: the
+        # provider bills it, so it is recorded at the worst case before its claim is given back
+        if any(a.kind == "cancelled" for a in attempts):
+            router.record_failure(job, attempts, escalations, time.perf_counter() - started)
+        raise
     finally:
         for claim in held:
             router.release(claim)
@@ -160,7 +169,7 @@ def _walk_chain(router: Router, job: ChatJob, started: float, attempts: list[Att
     for cand in job.decision.chain:
         if time.monotonic() >= deadline:
             attempts.append(Attempt(cand.backend, cand.model, f"not tried: the call's deadline_s "
-                                    f"({router.config.deadline_s:g}s) had passed", kind="timeout",
+                                    f"({router.config.deadline_s:g}s) had passed", kind="not tried",
                                     fix="raise deadline_s, or make local calls faster (compact prompt, warmup)"))
             escalations.append("deadline_s reached")
             break
@@ -205,10 +214,16 @@ def _walk_chain(router: Router, job: ChatJob, started: float, attempts: list[Att
     )
 
 
+#: Attempt kinds of an external request the provider may have billed though no answer was kept.
+BILLED_KINDS = ("invalid", "truncated", "timeout", "cancelled")
+
+
 def rejected_external_answers(attempts: list[Attempt]) -> int:
-    """External answers that came back and were rejected (invalid JSON, cut, a truncated prompt):
-    the provider bills them like any other."""
-    return sum(1 for a in attempts if a.backend.startswith("openai") and a.kind in ("invalid", "truncated"))
+    """External requests that were sent and may be billed though no answer was kept: answers that
+    were rejected (invalid JSON, cut, a truncated prompt), and requests that timed out or that the
+    caller cancelled in flight (the provider usually finishes and bills them). A timeout before
+    any byte was sent (connect) is counted too: over-billing it is the safe side of the budget."""
+    return sum(1 for a in attempts if a.backend.startswith("openai") and a.kind in BILLED_KINDS)
 
 
 def _fix_for_missing(cand: Candidate) -> str:
@@ -233,15 +248,15 @@ def _try_backend(
     hears about it: a half-open probe that is never settled would lock the host out for good."""
     breaker = router.breaker(backend)
     token = breaker.allow()
-    if not token:
+    if token is False:
         attempts.append(Attempt(backend.name, cand.model, f"circuit open (retry in {breaker.retry_in():.0f}s)",
                                 fix=breaker.last_fix, kind="skipped"))
         return None
     try:
-        return (yield from _tries(router, job, cand, backend, breaker, attempts, escalations))
+        return (yield from _tries(router, job, cand, backend, breaker, adm := Admission(token), attempts,
+                                  escalations))
     finally:
-        if token == "probe":
-            breaker.release()  # no-op when the probe was settled by success() or failure()
+        breaker.release(adm.token)  # no-op unless a probe that has had no verdict yet
 
 
 def _budget(router: Router, job: ChatJob, cand: Candidate, backend: Backend, prompt_tokens: int) -> float | None:
@@ -276,7 +291,8 @@ def _tries(
     job: ChatJob,
     cand: Candidate,
     backend: Backend,
-    breaker: Any,
+    breaker: CircuitBreaker,
+    adm: Admission,
     attempts: list[Attempt],
     escalations: list[str],
 ) -> Generator[Call, ChatResult, ChatOutcome | None]:
@@ -302,32 +318,39 @@ def _tries(
             request = build_request(router.config, router.planner, job, cand, backend, messages, prompt_tokens,
                                     min_need=router.num_ctx_floor(cand.model, backend), varied=varied)
         except BackendError as exc:
-            note_failure(breaker, exc, attempts, backend, cand)
+            note_failure(breaker, exc, attempts, backend, cand, token=adm.settle())
             return None
         budget = _budget(router, job, cand, backend, prompt_tokens)
         router.begin(backend)
         t0 = time.monotonic()
         try:
             result = yield Call(backend, request, router.config.max_retries, budget_s=budget, deadline=job.deadline)
+        except GeneratorExit:
+            if not backend.is_local:  # sent, and likely billed: execute_chat records it
+                attempts.append(Attempt(backend.name, cand.model, "cancelled by the caller while the request "
+                                        "was in flight", kind="cancelled"))
+            raise
         except BackendTimeout as exc:
             attempt = _timeout_attempt(router, job, cand, backend, exc, time.monotonic() - t0, budget, prompt_tokens)
             if job.deadline is not None and time.monotonic() >= job.deadline:
-                breaker.release()  # our own deadline ran out: no verdict on the host
+                breaker.release(adm.settle())  # our own deadline ran out: no verdict on the host
             else:
+                adm.settle()
                 breaker.failure(attempt.error, fix=attempt.fix)
             attempts.append(attempt)
             escalations.append(f"timeout on {cand.model}")
             log.info("mem0-routed: %s", attempt.error)
             return None
         except BackendError as exc:
-            note_failure(breaker, exc, attempts, backend, cand)
+            note_failure(breaker, exc, attempts, backend, cand, token=adm.settle())
             return None
         except Exception as exc:  # a client bug must not escape as a deep traceback
             err = BackendError(f"unexpected {type(exc).__name__}: {_short(exc)}", backend=backend.name)
-            note_failure(breaker, err, attempts, backend, cand)
+            note_failure(breaker, err, attempts, backend, cand, token=adm.settle())
             return None
         finally:
             router.end(backend)
+        adm.settle()
         breaker.success()
         if backend.is_local:
             SPEEDS.observe(backend.name, cand.model, prompt_tokens=result.tokens_in, prompt_s=result.prompt_eval_s,
@@ -398,11 +421,15 @@ def _window_of(backend: Backend, model: str) -> int | None:
         return None
 
 
-def note_failure(breaker: Any, exc: BackendError, attempts: list[Attempt], backend: Backend, cand: Candidate) -> None:
+def note_failure(breaker: CircuitBreaker, exc: BackendError, attempts: list[Attempt], backend: Backend,
+                 cand: Candidate, *, token: Token = "probe") -> None:
+    """Tell the breaker and the attempts about a failure. ``token`` is what ``breaker.allow()`` gave
+    this caller: only the probe may clear the probe. It defaults to ``"probe"`` for callers that do
+    not pass theirs yet (a probe left set would lock the host out for good; see ``_embedding``)."""
     if exc.trips_breaker:
         breaker.failure(_short(exc), fix=exc.fix)
     else:
-        breaker.release()
+        breaker.release(token)
     kind = "timeout" if isinstance(exc, BackendTimeout) else "skipped" if isinstance(exc, CircuitOpen) else "error"
     if isinstance(exc, (ModelNotFound, AuthenticationError, ContextOverflow, InvalidAnswer, BadRequest)):
         kind = type(exc).__name__

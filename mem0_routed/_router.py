@@ -373,11 +373,15 @@ class Router:
     def worst_cost(self, job: ChatJob) -> float:
         """What the call can cost at most: its prompt with the estimate's margin and an answer as
         long as ``max_tokens`` allows. Reserving a typical answer instead let 16 threads spend 13x a
-        budget with answers at ``max_tokens``: each reservation was settled far above its claim."""
+        budget with answers at ``max_tokens``: each reservation was settled far above its claim.
+        The prompt counts what the provider reads besides the messages: tool definitions, the JSON
+        schema, and each image at the most it can be billed (``_billing.prompt_tokens_max``)."""
         from ._context import ESTIMATE_MARGIN
         from ._prices import external_cost
+        from .backends._billing import prompt_tokens_max
 
-        tokens_in = int(job.cls.estimated_tokens * ESTIMATE_MARGIN) + 4 * len(job.messages)
+        sent = max(job.cls.estimated_tokens, prompt_tokens_max(job.messages, job.tools, job.json_schema))
+        tokens_in = int(sent * ESTIMATE_MARGIN) + 4 * len(job.messages)
         tokens_out = job.max_tokens if job.max_tokens is not None else self.config.default_max_tokens
         return external_cost(self.config.fallback_model, tokens_in, tokens_out)
 

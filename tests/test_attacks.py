@@ -575,3 +575,145 @@ def test_a_malformed_request_shape_is_invalid_input_before_any_backend(ollama_se
     with pytest.raises(InvalidInput):
         router.chat([{"role": "user", "content": "hello"}], **kwargs)
     assert ollama_server.requests_to("/api/chat") == []
+
+
+# --- what an external call costs is what the provider bills ------------------------------------------
+
+
+def _reports_more_prompt(monkeypatch, openai, extra) -> None:
+    """The fake OpenAI counts message text only; a real one also bills tools, the schema and images:
+    ``extra(body)`` prompt tokens are added to the ``usage`` it reports."""
+    original = openai._chat
+
+    def chat(model, body, fault):
+        reply = original(model, body, fault)
+        usage = reply.payload.get("usage") if reply.status == 200 else None
+        if usage:
+            usage["prompt_tokens"] += extra(body)
+            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        return reply
+
+    monkeypatch.setattr(openai, "_chat", chat)
+
+
+def _tools(n: int) -> list[dict]:
+    props = {f"field_{j}": {"type": "string", "description": f"the {j}th field of the record, " * 6}
+             for j in range(12)}
+    return [{"type": "function", "function": {"name": f"tool_{i}", "description": "does one thing " * 20,
+                                              "parameters": {"type": "object", "properties": props}}}
+            for i in range(n)]
+
+
+def _external_record(router):
+    return next(r for r in router.ledger.records() if not r.is_local)
+
+
+def test_a_prompt_with_60_tools_is_billed_at_what_the_provider_reports(ollama_server, openai_server, openai_key,
+                                                                       monkeypatch) -> None:
+    """Only message text was counted: a real ~26,000-token prompt with 60 tool definitions looked
+    "implausible" next to that count and was billed as 7 tokens, so the budget could be overrun."""
+    from mem0_routed._prices import call_cost
+
+    tools = _tools(60)
+    _reports_more_prompt(monkeypatch, openai_server, lambda body: len(json.dumps(body.get("tools") or [])) // 4)
+    ollama_server.set_fault("error500")
+    router = make_router(ollama_server, openai_server, openai_key)
+    out = router.chat([{"role": "user", "content": "which tool fits?"}], tools=tools)
+    assert not out.is_local
+    reported = json.loads(json.dumps(openai_server.requests_to("/v1/chat/completions")[-1]))
+    assert len(json.dumps(reported["tools"])) // 4 > 20_000  # the tools really are ~26k tokens
+    rec = _external_record(router)
+    assert rec.tokens_in > 20_000
+    assert rec.cost_usd >= call_cost("openai", router.config.fallback_model, rec.tokens_in, rec.tokens_out)
+
+
+def test_an_image_is_billed_at_what_the_provider_reports(ollama_server, openai_server, openai_key,
+                                                         monkeypatch) -> None:
+    """Images were not in our count: a picture billed at ~25,000 tokens (gpt-4o-mini, detail high)
+    was far above four times the text and replaced by the text's dozen tokens."""
+    _reports_more_prompt(monkeypatch, openai_server, lambda body: 25_000)
+    ollama_server.set_fault("error500")
+    router = make_router(ollama_server, openai_server, openai_key)
+    router.chat([{"role": "user", "content": _image("https://img.example/a.png")}])
+    assert _external_record(router).tokens_in > 25_000
+
+
+def test_a_reply_without_usage_bills_an_image_at_its_maximum(ollama_server, openai_server, openai_key) -> None:
+    from mem0_routed.backends._billing import IMAGE_TOKENS_MAX
+
+    openai_server.set_fault("omit_usage")
+    ollama_server.set_fault("error500")
+    router = make_router(ollama_server, openai_server, openai_key)
+    router.chat([{"role": "user", "content": _image("https://img.example/a.png")}])
+    assert _external_record(router).tokens_in >= IMAGE_TOKENS_MAX
+
+
+@pytest.mark.parametrize("extra", ["tools", "schema"])
+def test_the_reservation_counts_tools_and_schema(extra, ollama_server, openai_server, openai_key) -> None:
+    """The claim was sized from the messages alone: a budget too small for the tool definitions or
+    the schema let the call out. Now the claim does not fit and nothing is sent."""
+    from mem0_routed import BudgetExceeded
+
+    big = _tools(60)
+    kw: dict = {"tools": big} if extra == "tools" else {"response_format": {
+        "type": "json_schema", "json_schema": {"name": "x", "schema": big[0]["function"]["parameters"] | {
+            "description": json.dumps(big)}}}}
+    messages = [{"role": "user", "content": "which tool fits? answer in json"}]
+    probe = make_router(ollama_server, openai_server, openai_key)
+    bare = probe.worst_cost(probe._job(messages, None, None, None, None, None, None, False, None))
+    ollama_server.set_fault("error500")
+    router = make_router(ollama_server, openai_server, openai_key, monthly_budget_usd=bare * 1.5)
+    with pytest.raises(BudgetExceeded):
+        router.chat(messages, **kw)
+    assert not openai_server.requests_to("/v1/chat/completions")
+
+
+# --- a cancelled or timed-out external call is still paid for ---------------------------------------
+
+
+async def test_a_call_cancelled_in_flight_is_recorded_at_its_worst_case(ollama_server, openai_server,
+                                                                        openai_key) -> None:
+    """The caller's cancel closed the chain at its ``yield``: the claim was given back and nothing
+    was recorded, though the provider finishes and bills the request."""
+    import asyncio
+
+    ollama_server.set_fault("error500")
+    openai_server.set_fault("hang")
+    router = make_router(ollama_server, openai_server, openai_key, monthly_budget_usd=5.0)
+    messages = [{"role": "user", "content": "hi"}]
+    try:
+        task = asyncio.create_task(router.achat(messages))
+        for _ in range(2000):
+            if openai_server.requests_to("/v1/chat/completions"):
+                break
+            await asyncio.sleep(0.01)
+        assert openai_server.requests_to("/v1/chat/completions")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        openai_server.release()
+    job = router._job(messages, None, None, None, None, None, None, False, None)
+    records = router.ledger.records()
+    assert [r.outcome for r in records] == ["error"]
+    assert "cancelled" in (records[0].error or "")
+    assert records[0].cost_usd == pytest.approx(router.worst_cost(job)) and records[0].cost_usd > 0
+    assert router.ledger.counts().external == 0  # no claim left open: the record charged it
+
+
+def test_a_timed_out_external_call_is_recorded_at_its_worst_case(ollama_server, openai_server,
+                                                                 openai_key) -> None:
+    """A timeout after the request was sent was recorded at $0 and its claim given back."""
+    ollama_server.set_fault("error500")
+    openai_server.set_fault("hang")
+    router = make_router(ollama_server, openai_server, openai_key, monthly_budget_usd=5.0, external_timeout_s=0.3)
+    messages = [{"role": "user", "content": "hi"}]
+    try:
+        with pytest.raises(RoutingError) as err:
+            router.chat(messages)
+    finally:
+        openai_server.release()
+    assert any(a.kind == "timeout" and a.backend.startswith("openai") for a in err.value.attempts)
+    job = router._job(messages, None, None, None, None, None, None, False, None)
+    [rec] = router.ledger.records()
+    assert rec.cost_usd == pytest.approx(router.worst_cost(job)) and rec.cost_usd > 0

@@ -112,6 +112,129 @@ def test_half_open_allows_exactly_one_probe_across_threads() -> None:
     assert granted.count(True) == 1
 
 
+def test_only_the_probe_clears_the_probe() -> None:
+    clock = Clock()
+    br = CircuitBreaker("x", failures=1, cooldown_s=1, clock=clock)
+    admitted = br.allow()  # A: admitted while closed
+    br.failure()
+    clock.t = 5
+    assert br.allow() == "probe"  # B
+    br.release(admitted)  # A ends with an error that says nothing about the host
+    assert br.allow() is False  # C must wait for B's verdict
+    br.release("probe")  # B ends without a verdict
+    assert br.allow() == "probe"
+
+
+def _breaker_test_router(ollama_server, **cfg):
+    from mem0_routed import Router, RouterConfig
+    from mem0_routed._ledger import MemoryLedger
+
+    router = Router(RouterConfig.from_mapping({
+        "ollama_base_url": ollama_server.url, "ledger": "memory", "local_backend": "ollama", "max_retries": 0,
+        "breaker_failures": 1, "breaker_cooldown_s": 10, **cfg}), ledger=MemoryLedger())
+    backend = router._backends_of("ollama")[0]
+    clock = Clock()
+    br = router.breaker(backend)
+    br._clock = clock
+    return router, br, clock
+
+
+def _while_in_flight(ollama_server, call, during, *, answer: bool) -> BaseException | None:
+    """Run ``call`` in a thread; once its /api/chat request is held by the server, run ``during``,
+    then let the request be answered (``answer``) or wait until the call gives up on it."""
+    box: list[BaseException | None] = [None]
+
+    def target() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            box[0] = exc
+
+    ollama_server.set_fault("hang", paths=["/api/chat"], times=1)
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    try:
+        for _ in range(2000):
+            if ollama_server.requests_to("/api/chat"):
+                break
+            thread.join(0.01)
+        assert ollama_server.requests_to("/api/chat")
+        during()
+        if not answer:
+            thread.join(30)
+    finally:
+        ollama_server.release()
+        thread.join(30)
+    assert not thread.is_alive()
+    return box[0]
+
+
+@pytest.mark.parametrize("ending", ["model missing", "deadline passed"])
+def test_a_call_admitted_while_closed_does_not_clear_a_later_probe(ending, ollama_server) -> None:
+    """A is admitted while closed; the breaker opens and B becomes the probe; A then ends with an
+    error that does not trip the breaker (or with our own deadline passed) and released the breaker,
+    which cleared B's probe flag, so C became a second probe at once."""
+    from mem0_routed import RoutingError
+    from mem0_routed._router import reset_routers
+
+    reset_routers()
+    try:
+        router, br, clock = _breaker_test_router(ollama_server, **({"deadline_s": 3.0} if ending != "model missing"
+                                                                   else {}))
+
+        def open_and_probe() -> None:
+            br.failure("down")
+            clock.t = 100.0
+            assert br.allow() == "probe"  # B
+            if ending == "model missing":
+                ollama_server.remove_model("mistral:7b")  # A's held request now ends in a 404
+
+        err = _while_in_flight(ollama_server, lambda: router.chat([{"role": "user", "content": "hi there"}]),
+                               open_and_probe, answer=ending == "model missing")
+        assert br.allow() is False  # C: B's probe is still running (A's next candidate was skipped too)
+        assert isinstance(err, RoutingError)
+        kinds = [a.kind for a in err.attempts]
+        assert ("ModelNotFound" if ending == "model missing" else "timeout") in kinds, err.attempts
+    finally:
+        reset_routers()
+
+
+async def test_a_probe_cancelled_after_its_verdict_does_not_clear_a_newer_probe(ollama_server) -> None:
+    """A, the probe, gets an answer (the host is fine: closed), retries after a bad answer and is
+    cancelled minutes later; meanwhile the breaker opened again and D probes. A's late release
+    cleared D's probe flag, so C became a second probe."""
+    import asyncio
+
+    from mem0_routed._router import reset_routers
+
+    reset_routers()
+    try:
+        router, br, clock = _breaker_test_router(ollama_server)
+        br.failure("down")
+        clock.t = 100.0  # A will be the probe
+        ollama_server.set_fault("invalid_json", paths=["/api/chat"], times=1)  # A's first answer is rejected
+        ollama_server.set_fault("hang", paths=["/api/chat"], times=1)  # A's retry hangs
+        task = asyncio.create_task(router.achat([{"role": "user", "content": "list three colours as json"}],
+                                                response_format={"type": "json_object"}))
+        try:
+            for _ in range(2000):
+                if len(ollama_server.requests_to("/api/chat")) >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(ollama_server.requests_to("/api/chat")) == 2 and br.state == "closed"
+            br.failure("down again")
+            clock.t = 200.0
+            assert br.allow() == "probe"  # D
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            ollama_server.release()
+        assert br.allow() is False  # C: D's probe is still running
+    finally:
+        reset_routers()
+
+
 # --- answer contracts ---------------------------------------------------------------------------------
 
 
