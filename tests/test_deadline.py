@@ -255,3 +255,71 @@ async def test_the_async_path_does_not_sleep_a_retry_after_past_the_deadline(oll
     with stamina.set_testing(False):
         out = await router.achat([{"role": "user", "content": "hello"}], max_tokens=20)
     assert not out.is_local and len(ollama_server.requests_to("/api/chat")) == 2
+
+
+class _LateChunkThenSilence:
+    """An HTTP server that sends its headers, then one body chunk ``late_s`` later, then nothing
+    (keeping the connection open): a read timeout fixed when the request started fires only a full
+    timeout after that chunk."""
+
+    def __init__(self, late_s: float) -> None:
+        import socket
+
+        self.late_s = late_s
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stop = threading.Event()
+        self.conns: list[Any] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: Any) -> None:
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")
+            if not self.stop.wait(self.late_s):
+                conn.sendall(b"5\r\n{\"mod\r\n")
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_a_server_silent_after_a_late_chunk_is_cut_at_the_deadline(use_async: bool) -> None:
+    """The deadline was checked only when a chunk arrived, and the read timeout was fixed at the start
+    to the time then left: one chunk just before the deadline, then silence, and the call lived one
+    more full read timeout (5.5 s for a 3 s deadline). Here the deadline is 6 s and the chunk comes at
+    5.5 s: the old code ended near 11.5 s, past the 9 s guard; the deadline ends it at 6 s."""
+    import asyncio
+    import time as _time
+
+    from mem0_routed._errors import BackendTimeout
+    from mem0_routed.backends import ChatRequest, OllamaBackend
+
+    server = _LateChunkThenSilence(late_s=5.5)
+    backend = OllamaBackend(server.url, read_timeout_s=60.0)
+    try:
+        request = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}],
+                              deadline=_time.monotonic() + 6.0)
+        call = (lambda: asyncio.run(backend.achat(request))) if use_async else (lambda: backend.chat(request))
+        err = run_bounded(call, limit_s=9.0)
+        assert isinstance(err, BackendTimeout), err
+    finally:
+        backend.close()
+        server.close()
