@@ -97,6 +97,10 @@ class _Handler(BaseHTTPRequestHandler):
         if reply is None:  # server stopping during a hang/slow fault: drop the connection
             self.close_connection = True
             return
+        self._write_whole(reply)
+
+    def _write_whole(self, reply: Reply) -> None:
+        """The reply with its length; with ``trickle_s``, one byte at a time."""
         data = reply.payload if isinstance(reply.payload, bytes) else json.dumps(reply.payload).encode()
         try:
             self.send_response(reply.status)

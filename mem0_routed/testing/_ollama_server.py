@@ -430,19 +430,6 @@ class _StreamingHandler(_Handler):
                 close()
         self.close_connection = True
 
-    def _write_whole(self, reply: Reply) -> None:
-        data = reply.payload if isinstance(reply.payload, bytes) else json.dumps(reply.payload).encode()
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in (reply.headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
 
 class _StreamingHTTPServer(_HTTPServer):
     def __init__(self, addr: tuple[str, int], owner: FakeServerBase) -> None:
