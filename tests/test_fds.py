@@ -21,6 +21,11 @@ import mem0_routed._ledger  # noqa: F401  (before _ledger_sqlite, which it impor
 from benchmarks.bench_fds import PATTERNS, environment, open_fds
 from mem0_routed._ledger_sqlite import POOL_MAX
 
+try:
+    from tests.test_ledger import _open_files
+except ImportError:  # tests/ is not a package: pytest put it on sys.path
+    from test_ledger import _open_files  # type: ignore[no-redef]
+
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
 
 WARMUP = 60  # each pattern reaches its peak concurrency (SQLite reuses the fd of a closed connection)
@@ -30,16 +35,6 @@ SLACK = 2
 LEDGER_FDS_MAX = 2 * (POOL_MAX + 1) + 1
 
 
-def fds_on(prefix: Path) -> int:
-    n = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            n += os.readlink(f"/proc/self/fd/{fd}").startswith(str(prefix))
-        except OSError:
-            pass
-    return n
-
-
 @pytest.mark.parametrize("pattern", list(PATTERNS))
 def test_fds_flat_and_every_record_kept(pattern: str) -> None:
     with environment() as env:
@@ -47,11 +42,11 @@ def test_fds_flat_and_every_record_kept(pattern: str) -> None:
         ledger = env.tmp / "ledger.sqlite3"
         calls, warmup = CALLS, WARMUP
         run(env, warmup, 0)
-        warm = open_fds() - fds_on(ledger)
+        warm = open_fds() - _open_files(ledger)
         run(env, calls, warmup)
-        middle = open_fds() - fds_on(ledger)
+        middle = open_fds() - _open_files(ledger)
         run(env, calls, warmup + calls)
-        end, on_ledger = open_fds() - fds_on(ledger), fds_on(ledger)
+        end, on_ledger = open_fds() - _open_files(ledger), _open_files(ledger)
         records = env.router.ledger.records()
     # sockets, pipes and the rest do not grow; the ledger's own files are capped by its pool
     assert end <= warm + SLACK, f"{pattern}: fds other than the ledger's {warm} -> {middle} -> {end}"
@@ -102,9 +97,9 @@ def test_fds_flat_with_mem0_memory_in_threads(tmp_path: Path, monkeypatch: pytes
                 t.join(timeout=60)
 
         batch(0, 10)
-        warm = open_fds() - fds_on(ledger)
+        warm = open_fds() - _open_files(ledger)
         batch(10, 70)
-        end, on_ledger = open_fds() - fds_on(ledger), fds_on(ledger)
+        end, on_ledger = open_fds() - _open_files(ledger), _open_files(ledger)
         memory.vector_store.client.close()
         reset_routers()
     assert not errors, errors[:1]
