@@ -27,7 +27,8 @@ from ._usage import UsageRecord
 
 if TYPE_CHECKING:
     from ._router import Router
-    from .backends._base import Backend
+from .backends._base import Backend
+from .backends._kinds import kind_spec
 
 _DEADLINE_FIX = "raise deadline_s, or make the embedding host faster (a smaller batch, a warm model: keep_alive)"
 
@@ -134,7 +135,7 @@ class EmbeddingService:
             try:
                 if backend.has_model(model) is False:
                     raise ModelNotFound(f"model {model!r} not found on {backend.name}", backend=backend.name,
-                                        model=model, fix=f"ollama pull {model}" if kind == "ollama" else None)
+                                        model=model, fix=backend.fix("model_missing", model))
                 vectors = call_with_retries(partial(self._embed_once, backend, model, texts, deadline),
                                             router.config.max_retries, deadline=deadline)
             except Exception as exc:  # noqa: BLE001 - a client bug must not escape as a traceback nor stick a probe
@@ -158,8 +159,7 @@ class EmbeddingService:
                                       host=backend.name, tokens_in=sum(len(t) for t in texts) // 4))
             return vectors
         if not backends:
-            attempts.append(Attempt(kind, model, "no local backend configured",
-                                    fix="start Ollama (`ollama serve`) or pip install 'mem0-routed[embedded]'"))
+            attempts.append(Attempt(kind, model, "no local backend configured", fix=kind_spec(kind).missing))
         router.record(UsageRecord(ts=time.time(), call_kind="embedding", query_type="embedding", model=model,
                                   backend=kind, is_local=True, outcome="error",
                                   latency_s=time.perf_counter() - started,

@@ -173,7 +173,7 @@ def fixes_for(attempts: Sequence[Attempt]) -> list[str]:
             continue
         seen.add((a.model, a.kind))
         if a.model != primary and a.kind == "ModelNotFound":
-            hint = f"optional: `{hint}` adds {a.model} as a local stand-in"
+            hint = f"optional: {hint} (adds {a.model} as a local stand-in)"
         bucket = first if a.model == primary else later
         if hint not in first and hint not in later:
             bucket.append(hint)

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._breaker import Admission, CircuitBreaker, Token
 from ._compact_prompt import small_talk_only
-from ._context import looks_truncated
 from ._drivers import Call, call_with_retries, retry_hook, run_async, run_sync
 from ._errors import (
     AuthenticationError,
@@ -45,6 +44,7 @@ from ._types import Attempt, CallKind, Candidate, Classification, RoutingDecisio
 from ._usage import Refusal, Reservation
 from ._validate import ContractViolation, check_answer, check_extraction
 from .backends._base import Backend, ChatResult
+from .backends._kinds import kind_spec
 
 if TYPE_CHECKING:
     from ._router import Router
@@ -179,7 +179,7 @@ def _walk_chain(router: Router, job: ChatJob, started: float, attempts: list[Att
             if got is None:
                 pass  # nothing to reserve: no budget set and the share does not apply to a fallback
             elif isinstance(got, Refusal):
-                attempts.append(Attempt("openai", cand.model, got.message, kind="blocked"))
+                attempts.append(Attempt(cand.backend, cand.model, got.message, kind="blocked"))
                 escalations.append(f"external refused: {got.reason}")
                 if got.reason == "budget" and cand is job.decision.chain[-1]:
                     router.record_failure(job, attempts, escalations, time.perf_counter() - started,
@@ -223,15 +223,11 @@ def rejected_external_answers(attempts: list[Attempt]) -> int:
     were rejected (invalid JSON, cut, a truncated prompt), and requests that timed out or that the
     caller cancelled in flight (the provider usually finishes and bills them). A timeout before
     any byte was sent (connect) is counted too: over-billing it is the safe side of the budget."""
-    return sum(1 for a in attempts if a.backend.startswith("openai") and a.kind in BILLED_KINDS)
+    return sum(1 for a in attempts if a.is_local is False and a.kind in BILLED_KINDS)
 
 
 def _fix_for_missing(cand: Candidate) -> str:
-    if cand.backend == "openai":
-        return "set OPENAI_API_KEY"
-    if cand.backend == "embedded":
-        return "pip install 'mem0-routed[embedded]'"
-    return "start Ollama (`ollama serve`) or set OLLAMA_URL"
+    return kind_spec(cand.backend).missing
 
 
 def _try_backend(
@@ -283,7 +279,7 @@ def _timeout_attempt(router: Router, job: ChatJob, cand: Candidate, backend: Bac
             f"{exc}")
     fix = ("run `mem0-routed warmup` so the first call does not load the model, set compact_extraction: always, "
            "use a faster/smaller model, or raise call_deadline_ceiling_s / deadline_s")
-    return Attempt(backend.name, cand.model, text[:400], fix=fix, kind="timeout")
+    return Attempt(backend.name, cand.model, text[:400], fix=fix, kind="timeout", is_local=backend.is_local)
 
 
 def _tries(
@@ -304,8 +300,7 @@ def _tries(
             if n == 0:
                 if backend.is_local and backend.has_model(cand.model) is False:
                     raise ModelNotFound(f"model {cand.model!r} not found on {backend.name}",
-                                        backend=backend.name, model=cand.model, fix=f"ollama pull {cand.model}"
-                                        if backend.kind == "ollama" else None)
+                                        backend=backend.name, model=cand.model, fix=backend.fix("model_missing", cand.model))
                 messages, compact = fit_messages(router.config, job, cand, backend,
                                                  prefer_compact=router.prompt_choice(backend, cand.model) == "compact")
                 prompt_tokens = estimate_messages(messages)  # the same for both tries
@@ -328,7 +323,7 @@ def _tries(
         except GeneratorExit:
             if not backend.is_local:  # sent, and likely billed: execute_chat records it
                 attempts.append(Attempt(backend.name, cand.model, "cancelled by the caller while the request "
-                                        "was in flight", kind="cancelled"))
+                                        "was in flight", kind="cancelled", is_local=False))
             raise
         except BackendTimeout as exc:
             attempt = _timeout_attempt(router, job, cand, backend, exc, time.monotonic() - t0, budget, prompt_tokens)
@@ -355,12 +350,10 @@ def _tries(
         if backend.is_local:
             SPEEDS.observe(backend.name, cand.model, prompt_tokens=result.tokens_in, prompt_s=result.prompt_eval_s,
                            answer_tokens=result.tokens_out, answer_s=result.eval_s, load_s=result.load_s)
-        if backend.kind == "ollama" and result.stopped is None and looks_truncated(
-            prompt_eval_count=result.tokens_in, estimated_tokens=prompt_tokens, num_ctx=request.num_ctx
-        ):
+        if backend.truncated(request, result, prompt_tokens):
             escalations.append(f"truncated prompt on {cand.model} (num_ctx {request.num_ctx})")
             attempts.append(Attempt(backend.name, cand.model, f"prompt truncated at num_ctx {request.num_ctx}",
-                                    kind="truncated"))
+                                    kind="truncated", is_local=backend.is_local))
             if router.planner.grow(cand.model, _window_of(backend, cand.model)) is None:
                 return None
             continue
@@ -380,7 +373,7 @@ def _tries(
             escalations.append(f"{bad} from {cand.model}")
             attempts.append(Attempt(backend.name, cand.model, f"answer rejected: {bad}"
                                     + (f" (stopped after {result.tokens_out or '?'} tokens)" if result.stopped else ""),
-                                    kind="invalid"))
+                                    kind="invalid", is_local=backend.is_local))
             if n + 1 < tries and cand.is_local:
                 varied = True
                 continue
@@ -433,5 +426,5 @@ def note_failure(breaker: CircuitBreaker, exc: BackendError, attempts: list[Atte
     kind = "timeout" if isinstance(exc, BackendTimeout) else "skipped" if isinstance(exc, CircuitOpen) else "error"
     if isinstance(exc, (ModelNotFound, AuthenticationError, ContextOverflow, InvalidAnswer, BadRequest)):
         kind = type(exc).__name__
-    attempts.append(Attempt(backend.name, cand.model, _short(exc), fix=exc.fix, kind=kind))
+    attempts.append(Attempt(backend.name, cand.model, _short(exc), fix=exc.fix, kind=kind, is_local=backend.is_local))
     log.info("mem0-routed: %s %s failed: %s", backend.name, cand.model, _short(exc))

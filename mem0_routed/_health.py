@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import DEFAULT_MODELS, GENERAL_ROUTES
 from ._types import QueryType
-from .backends._base import normalize_model_name
+from .backends._kinds import kind_spec, local_kinds
 
 if TYPE_CHECKING:
     from ._config import RouterConfig
     from ._router import Router
+    from .backends._base import Backend
 
 __all__ = ["collect_health", "route_models"]
 
@@ -61,16 +62,15 @@ def route_models(cfg: RouterConfig, models: dict[str, str], routes: Iterable[str
     return dict(sorted(out.items()))
 
 
-def _pull_fix(kind: str, model: str, info: dict[str, Any]) -> str:
+def _missing_fix(backend: Backend | None, kind: str, model: str, info: dict[str, Any]) -> str:
     routes = ", ".join(info["routes"])
-    if kind != "ollama":
-        return f"embedded model missing: {model} (routes {routes}); give its GGUF path in embedded_models"
-    hint = f"run `ollama pull {model}`" if info["required"] else f"optional: `ollama pull {model}`"
+    fix = (backend.fix("model_missing", model) if backend is not None else None) or kind_spec(kind).missing
+    hint = fix if info["required"] else f"optional: {fix}"
     if info["origin"] == "default":
         first = info["routes"][0]
         hint += (f", or route {'them' if len(info['routes']) > 1 else 'it'} to a model you have "
                  f"(models: {{\"{first}\": ...}}; --model sets simple/summarization/extraction)")
-    return f"model not pulled: {model} (routes {routes}; {info['origin']}); {hint}"
+    return f"model missing: {model} (routes {routes}; {info['origin']}); {hint}"
 
 
 def collect_health(router: Router, *, routes: Iterable[str] | None = None) -> dict[str, Any]:
@@ -88,16 +88,16 @@ def collect_health(router: Router, *, routes: Iterable[str] | None = None) -> di
     hosts: list[dict[str, Any]] = []
     present_on: dict[str, list[str]] = {m: [] for m in required}
     up: list[str] = []
-    for backend in router._backends_of(kind):
+    backends = router._backends_of(kind)
+    for backend in backends:
         h = backend.health(timeout_s=cfg.connect_timeout_s)
-        names = {normalize_model_name(m) for m in h.models} if kind == "ollama" else set(h.models)
+        names = {backend.model_key(m) for m in h.models}
         windows: dict[str, int] = dict(h.context_windows)
         missing_here: list[str] = []
         if h.reachable:
             up.append(backend.name)
             for model in required:
-                key = normalize_model_name(model) if kind == "ollama" else model
-                if key not in names:
+                if backend.model_key(model) not in names:
                     missing_here.append(model)
                     continue
                 present_on[model].append(backend.name)
@@ -109,27 +109,32 @@ def collect_health(router: Router, *, routes: Iterable[str] | None = None) -> di
                     if win:
                         windows[model] = win
         else:
-            errors.append(f"server down: {backend.name} ({h.error}); start Ollama (`ollama serve`) or fix "
-                          f"OLLAMA_URL / --ollama-url" if kind == "ollama" else f"{backend.name}: {h.error}")
+            errors.append(f"server down: {backend.name} ({h.error}); {backend.fix('unreachable') or 'start it'}")
         hosts.append({"name": backend.name, "reachable": h.reachable, "error": h.error, "models": sorted(h.models),
                       "missing_models": missing_here, "context_windows": windows,
-                      "breaker": router.breaker(backend).state})
-    if kind == "embedded" and cfg.local_backend == "auto":  # Ollama was asked for, and did not answer
-        for backend in router._backends_of("ollama"):
-            h = backend.health(timeout_s=cfg.connect_timeout_s)
-            if not h.reachable:
-                warnings.append(f"Ollama down at {backend.name} ({h.error}); local calls use the embedded "
-                                "backend (local_backend: auto); start Ollama to use its models")
+                      "breaker": router.breaker(backend).state, "_backend": backend})
+    if cfg.local_backend == "auto":  # a tier auto tries first was asked for, and did not answer
+        for other in local_kinds(auto=True):
+            if other == kind:
+                break
+            for backend in router._backends_of(other):
+                h = backend.health(timeout_s=cfg.connect_timeout_s)
+                if not h.reachable:
+                    warnings.append(f"{other} down at {backend.name} ({h.error}); local calls use the {kind} backend "
+                                    f"(local_backend: auto); {backend.fix('unreachable') or 'start it'} to use "
+                                    "its models")
     missing: list[str] = []
     if up:
         for model, info in required.items():
             if not present_on[model]:
                 missing.append(model)
-                (errors if info["required"] else warnings).append(_pull_fix(kind, model, info))
+                first = next((h["_backend"] for h in hosts if h["reachable"]), None)
+                (errors if info["required"] else warnings).append(_missing_fix(first, kind, model, info))
             elif len(present_on[model]) < len(up):
-                lacking = [h["name"] for h in hosts if h["reachable"] and model in h["missing_models"]]
-                warnings.append(f"{model} is missing on {', '.join(lacking)} (calls for it use "
-                                f"{', '.join(present_on[model])}); run `ollama pull {model}` there")
+                lacking = [h for h in hosts if h["reachable"] and model in h["missing_models"]]
+                fix = lacking[0]["_backend"].fix("model_missing", model) or "add it"
+                warnings.append(f"{model} is missing on {', '.join(h['name'] for h in lacking)} (calls for it use "
+                                f"{', '.join(present_on[model])}); {fix} there")
     openai_ok, openai_error = False, None
     if cfg.openai_api_key is None:
         openai_error = "OpenAI not configured: set OPENAI_API_KEY"
@@ -140,15 +145,19 @@ def collect_health(router: Router, *, routes: Iterable[str] | None = None) -> di
             openai_ok, openai_error = h.reachable, h.error
             if not h.reachable:
                 errors.append(f"OpenAI unreachable: {h.error}")
+    local_models = sorted({e["_backend"].model_key(m) for e in hosts for m in e["models"]})
+    for entry in hosts:
+        del entry["_backend"]
     return {
         "ok": not errors,
-        "ollama": bool(up) if kind == "ollama" else False,
+        "ollama": {kind: bool(up)}.get("ollama", False),  # kept for 0.x callers: "local" says it for any tier
         "local": bool(up),
         "local_backend": kind,
         "openai": openai_ok,
         "openai_configured": cfg.openai_api_key is not None,
         "openai_error": openai_error,
-        "ollama_models": sorted({normalize_model_name(m) for h in hosts for m in h["models"]}),
+        "local_models": local_models,
+        "ollama_models": local_models,  # kept for 0.x callers
         "required_models": list(required),
         "models": {m: {**info, "present_on": present_on[m]} for m, info in required.items()},
         "missing_models": missing,

@@ -19,9 +19,9 @@ import threading
 from dataclasses import dataclass
 
 from ._errors import ConfigError
+from .backends._kinds import is_local_kind
 
 __all__ = [
-    "LOCAL_BACKENDS",
     "UnitPrices",
     "call_cost",
     "estimate_tokens_out_default",
@@ -33,7 +33,6 @@ __all__ = [
 
 log = logging.getLogger("mem0_routed.prices")
 
-LOCAL_BACKENDS = frozenset({"ollama", "embedded"})
 _PER_MTOK = 1_000_000
 
 # Typical answer sizes by call kind (tokens), for estimating a call's cost before it is made.
@@ -112,7 +111,7 @@ def price_known(model: str, provider: str = "openai") -> bool:
 
 def external_cost(model: str, tokens_in: int, tokens_out: int, provider: str = "openai") -> float:
     """US dollars for one call; at ``STAND_IN_MODEL``'s price (one warning per model) when unknown."""
-    if provider in LOCAL_BACKENDS:
+    if is_local_kind(provider):
         return 0.0
     if tokens_in < 0 or tokens_out < 0:
         raise ValueError(
@@ -138,7 +137,7 @@ def external_cost(model: str, tokens_in: int, tokens_out: int, provider: str = "
 
 def call_cost(backend: str, model: str, tokens_in: int, tokens_out: int) -> float:
     """Cost of a finished call by backend kind: local backends are free, others priced by provider."""
-    return 0.0 if backend in LOCAL_BACKENDS else external_cost(model, tokens_in, tokens_out, backend)
+    return 0.0 if is_local_kind(backend) else external_cost(model, tokens_in, tokens_out, backend)
 
 
 def estimate_tokens_out_default(call_kind: str = "query", max_tokens: int | None = None) -> int:

@@ -159,13 +159,13 @@ def build_request(config: RouterConfig, planner: ContextPlanner, job: ChatJob, c
     if job.cls.call_kind is CallKind.MEM0_EXTRACTION and backend.is_local:
         schema = extraction_schema()
     num_ctx = None
-    if backend.kind == "ollama":
+    if backend.plans_context:
         need = needed_tokens(prompt_tokens, job.max_tokens)
         window, cap = window_cap(config, backend, cand.model)
         if min_need > need:  # size up front for later calls, but never past what the model allows
             need = min(min_need, cap) if cap else min_need
         num_ctx = planner.plan(cand.model, need, window)
-        if num_ctx is None:  # never send an Ollama call without num_ctx: it would truncate silently
+        if num_ctx is None:  # never send such a call without num_ctx: it would truncate silently
             raise ContextOverflow(
                 f"prompt needs ~{need} tokens but {cand.model} allows {cap if cap else '?'}",
                 backend=backend.name, model=cand.model,

@@ -44,11 +44,10 @@ from ._types import Attempt, BackendKind, Candidate, Classification, QueryType, 
 from ._usage import Ledger, Refusal, Reservation, ShareCounts, UsageRecord, utc_month_start
 from ._warmup import predict_prompt_choice, warmup
 from .backends._base import Backend
+from .backends._kinds import kind_spec, local_kinds, of_kind
 
 log = logging.getLogger("mem0_routed")
 
-EMBEDDED_CHAT_MODEL = "smollm2:135m"
-EMBEDDED_EMBEDDING_MODEL = "all-minilm:l6-v2"
 
 
 class Router:
@@ -89,7 +88,7 @@ class Router:
         found = self._backend_lists.get(kind)
         if found is None:
             if self._explicit is not None:
-                found = [b for b in self._explicit if b.kind == kind]
+                found = of_kind(self._explicit, kind)
             else:
                 found = make_backends(self.config, kind)
             for b in found:  # keep the models loaded between calls (Ollama's default is 5 minutes)
@@ -138,39 +137,36 @@ class Router:
         key = self._hosts_key
         known = LOCAL_KINDS.get(key)
         if known is None and not probe:
-            return "ollama"
+            return local_kinds(auto=True)[0]
         if known is None:
             probed = self._probe_local_kind()  # network: never under the process-wide lock
             with SHARED_LOCK:
                 known = LOCAL_KINDS.setdefault(key, probed)  # the first prober's answer wins
-        self._local_kind = known  # type: ignore[assignment]
-        return self._local_kind  # type: ignore[return-value]
+        self._local_kind = known
+        return known
 
     def _probe_local_kind(self) -> BackendKind:
+        """The first local kind, in the table's ``auto`` order, with a backend that answers."""
+        order = local_kinds(auto=True)
         if self._explicit is not None:
             kinds = {b.kind for b in self._explicit if b.is_local}
-            return "ollama" if "ollama" in kinds or not kinds else "embedded"
-        hosts = self._backends_of("ollama")
-        for host in hosts:
-            if host.health(timeout_s=self.config.connect_timeout_s).reachable:
-                return "ollama"
-        embedded = self._backends_of("embedded")  # [] unless llama_cpp is installed
-        if embedded and embedded[0].health().reachable:  # the extra *and* its model files
-            log.warning("mem0-routed: no Ollama host answered at %s; local calls use the embedded llama.cpp "
-                        "backend for this process", ", ".join(self.config.ollama_urls))
-            return "embedded"
-        return "ollama"
+            return next((k for k in order if k in kinds), order[0])
+        for kind in order:
+            for backend in self._backends_of(kind):
+                if backend.health(timeout_s=self.config.connect_timeout_s).reachable:
+                    if kind != order[0]:
+                        log.warning("mem0-routed: no %s host answered; local calls use the %s backend for this "
+                                    "process", order[0], kind)
+                    return kind
+        return order[0]
 
     def policy(self, kind: BackendKind | None = None) -> Policy:
         kind = kind or self.local_kind(probe=False)
         pol = self._policies.get(kind)
         if pol is None:
             cfg = self.config
-            if kind == "embedded":
-                explicit = {k: v for k, v in cfg.models.items() if cfg.embedded_models.get(v)}
-                routes = {q.value: EMBEDDED_CHAT_MODEL for q in QueryType}
-                routes[QueryType.EMBEDDING.value] = EMBEDDED_EMBEDDING_MODEL
-                routes.update(explicit)
+            routes = kind_spec(kind).route_table(cfg)  # a tier that has only its own models
+            if routes is not None:
                 cfg = cfg.model_copy(update={"models": routes})
             from ._prices import external_cost
 

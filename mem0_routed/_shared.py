@@ -7,8 +7,6 @@ metrics" cover every call.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import threading
 import weakref
 from collections import deque
@@ -19,6 +17,7 @@ from ._breaker import BreakerBoard
 from ._context import ContextPlanner
 from ._usage import UsageRecord
 from .backends._base import Backend
+from .backends._kinds import close_shared, kind_spec
 
 if TYPE_CHECKING:
     from ._config import RouterConfig
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 
 SHARED_LOCK = threading.RLock()
 BREAKERS = BreakerBoard()
-_BACKENDS: dict[str, Backend] = {}
 _PLANNERS: dict[str, ContextPlanner] = {}
 #: Every record of this process, whichever router made it.
 PROCESS_RECORDS: deque[UsageRecord] = deque(maxlen=100_000)
@@ -52,45 +50,9 @@ def remove_hook(hook: Callable[[UsageRecord], None]) -> None:
             HOOKS.remove(hook)
 
 
-def shared_backend(key: str, factory: Callable[[], Backend]) -> Backend:
-    with SHARED_LOCK:
-        backend = _BACKENDS.get(key)
-        if backend is None:
-            backend = _BACKENDS[key] = factory()
-        return backend
-
-
 def make_backends(cfg: RouterConfig, kind: str) -> list[Backend]:
     """The process's backends of one kind for this configuration (created once, then shared)."""
-    if kind == "ollama":
-        from .backends._ollama import OllamaBackend
-
-        timeouts = f"{cfg.connect_timeout_s}/{cfg.read_timeout_s}"
-
-        def host(url: str) -> Callable[[], Backend]:
-            return lambda: OllamaBackend(url, connect_timeout_s=cfg.connect_timeout_s,
-                                         read_timeout_s=cfg.read_timeout_s)
-
-        return [shared_backend(f"ollama@{url}#{timeouts}", host(url)) for url in cfg.ollama_urls]
-    if kind == "openai":
-        if cfg.openai_api_key is None:
-            return []
-        from .backends._openai import OpenAIBackend
-
-        # keyed by a hash of the key: two keys, two clients; the key itself is never a dict key
-        tag = hashlib.sha256(cfg.openai_api_key.get_secret_value().encode()).hexdigest()[:12]
-        return [shared_backend(
-            f"openai@{cfg.openai_base_url}#{tag}/{cfg.connect_timeout_s}/{cfg.external_timeout_s}",
-            lambda: OpenAIBackend(cfg.openai_api_key, base_url=cfg.openai_base_url,
-                                  connect_timeout_s=cfg.connect_timeout_s, read_timeout_s=cfg.external_timeout_s))]
-    if kind == "embedded":
-        if importlib.util.find_spec("llama_cpp") is None:
-            return []
-        from .backends._embedded import EmbeddedBackend
-
-        models = dict(cfg.embedded_models) or None
-        return [shared_backend(f"embedded#{sorted((models or {}).items())}", lambda: EmbeddedBackend(models))]
-    return []
+    return kind_spec(kind).create(cfg)
 
 
 def planner_for(key: str, cfg: RouterConfig) -> ContextPlanner:
@@ -114,13 +76,8 @@ def cache_stats() -> dict[str, Any]:
 
 def reset_shared() -> None:
     with SHARED_LOCK:
-        for backend in _BACKENDS.values():
-            try:
-                backend.close()
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
-        _BACKENDS.clear()
         _PLANNERS.clear()
         LOCAL_KINDS.clear()
         PROCESS_RECORDS.clear()
+    close_shared()
     BREAKERS.clear()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Literal
 
-BackendKind = Literal["ollama", "openai", "embedded"]
+#: A key of ``mem0_routed.backends.KINDS`` ("ollama", "openai", "embedded", ...).
+BackendKind = str
 
 
 class QueryType(str, enum.Enum):
@@ -127,6 +127,8 @@ class Attempt:
     error: str
     fix: str | None = None
     kind: str = "error"
+    #: Whether the try went to a local backend (None: no backend was reached, e.g. blocked).
+    is_local: bool | None = None
 
 
 @dataclass(slots=True)

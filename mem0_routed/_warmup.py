@@ -83,7 +83,7 @@ def _chat(router: Router, backend: Backend, model: str, messages: list[dict[str,
 
 
 def _plan_num_ctx(router: Router, backend: Backend, model: str, messages: list[dict[str, Any]]) -> int | None:
-    if backend.kind != "ollama":
+    if not backend.plans_context:
         return None
     need = max(needed_tokens(estimate_messages(messages), 1), router.num_ctx_floor(model, backend))
     window, _ = window_cap(router.config, backend, model)
@@ -107,7 +107,7 @@ def warmup(router: Router, *, model: str | None = None, embedding_model: str | N
                 # measured before anything is planned, so the choice below rests on it; sent with
                 # the compact plan's window (full, if chosen, reloads once, here and not in a call)
                 probe = _probe_messages()
-                size = router.planner.minimum if backend.kind == "ollama" else None
+                size = router.planner.minimum if backend.plans_context else None
                 entry["probe_s"] = round(_chat(router, backend, model, probe, size, 16), 2)
             choice = router.prompt_choice(backend, model)
             prime = _prime_messages(choice)

@@ -207,13 +207,13 @@ def test_http_faults_map_to_error_classes(
     if mode == "error429":
         assert err.retry_after == 4.0
     if mode == "model_missing":
-        assert err.fix == f"ollama pull {MODEL}"
+        assert err.fix == f"run `ollama pull {MODEL}`"
 
 
 def test_unknown_model_says_which_pull(backend: OllamaBackend) -> None:
     with pytest.raises(ModelNotFound) as info:
         backend.chat(ChatRequest(model="llama9:1b", messages=[{"role": "user", "content": "x"}]))
-    assert info.value.fix == "ollama pull llama9:1b" and "llama9:1b" in str(info.value)
+    assert info.value.fix == "run `ollama pull llama9:1b`" and "llama9:1b" in str(info.value)
 
 
 @pytest.mark.parametrize("mode", ["invalid_json", "empty", "truncate_output"])
@@ -306,13 +306,10 @@ def test_health(backend: OllamaBackend, ollama_server: FakeOllamaServer) -> None
 # --- async ------------------------------------------------------------------------------------------
 
 
-async def test_achat_and_aembed(backend: OllamaBackend, ollama_server: FakeOllamaServer) -> None:
+async def test_achat(backend: OllamaBackend, ollama_server: FakeOllamaServer) -> None:
     result = await backend.achat(req("hello async", num_ctx=4096, json_mode=True))
     assert json.loads(result.text)["model"] == MODEL
     assert ollama_server.requests_to("/api/chat")[-1]["options"] == {"num_ctx": 4096}
-    vectors = await backend.aembed(EMBED, ["a b", "c d"])
-    assert len(vectors) == 2
-    assert vectors == backend.embed(EMBED, ["a b", "c d"])
 
 
 def test_async_works_from_two_event_loops(backend: OllamaBackend) -> None:
@@ -330,13 +327,13 @@ async def test_async_per_request_timeout() -> None:
         server.set_fault("hang", times=1)
         with pytest.raises(BackendTimeout):
             await b.achat(req(timeout_s=0.3))
-        await b.aclose()
+        b.close()
 
 
 async def test_async_errors_are_translated(backend: OllamaBackend, ollama_server: FakeOllamaServer) -> None:
     ollama_server.set_fault("error429", retry_after=2, times=1)
     with pytest.raises(RateLimited) as info:
-        await backend.aembed(EMBED, ["x"])
+        await backend.achat(req())
     assert info.value.retry_after == 2.0
     ollama_server.set_fault("refused")
     with pytest.raises(BackendUnavailable):

@@ -280,11 +280,9 @@ def test_health_lists_models(backend: OpenAIBackend, openai_server: FakeOpenAISe
     assert set(h.models) == set(openai_server.models)
 
 
-async def test_achat_and_aembed(backend: OpenAIBackend) -> None:
+async def test_achat(backend: OpenAIBackend) -> None:
     result = await backend.achat(req("async hello"))
     assert "async hello" in result.text
-    vectors = await backend.aembed("text-embedding-3-small", ["a b"])
-    assert vectors == backend.embed("text-embedding-3-small", ["a b"])
 
 
 def test_async_works_from_two_event_loops(backend: OpenAIBackend) -> None:
@@ -303,7 +301,7 @@ async def test_async_errors_are_translated(
     assert info.value.retry_after == 5.0
     openai_server.set_fault("error401", times=1)
     with pytest.raises(AuthenticationError) as auth:
-        await backend.aembed("text-embedding-3-small", ["x"])
+        await backend.achat(req())
     assert_no_key(everything_said(auth.value), openai_key)
 
 

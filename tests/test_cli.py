@@ -70,7 +70,7 @@ def test_a_missing_seed_default_stand_in_is_a_warning_not_a_failure(ollama_serve
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["missing_models"] == ["codellama:13b"] and report["errors"] == []
-    assert any("optional: `ollama pull codellama:13b`" in w and "medium, complex" in w for w in report["warnings"])
+    assert any("optional: run `ollama pull codellama:13b`" in w and "medium, complex" in w for w in report["warnings"])
     set_by_user = CliRunner().invoke(main, ["--config", _write_models(tmp_path, ollama_server, {"medium": "phi3:mini"}),
                                             "health"])
     assert set_by_user.exit_code == 1, set_by_user.output  # a medium model the user chose is required
@@ -225,4 +225,4 @@ def test_health_says_ollama_is_down_when_auto_falls_back_to_the_embedded_backend
     if report["local_backend"] != "embedded":
         pytest.fail(f"the packaged embedded models are missing: {report['hosts']}")
     assert result.exit_code == 0, result.output  # calls are served, in-process
-    assert any("Ollama down at ollama@http://127.0.0.1:1" in w and "embedded" in w for w in report["warnings"])
+    assert any("ollama down at ollama@http://127.0.0.1:1" in w and "embedded" in w for w in report["warnings"])

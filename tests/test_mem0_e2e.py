@@ -338,7 +338,7 @@ def test_fix_hint_names_the_configured_model_and_its_real_failure(
     assert routed.fixes[0].startswith("qwen2.5-coder:0.5b answered but its answer was rejected"), routed.fixes
     assert "ollama pull qwen2.5-coder:0.5b" not in message  # it is present
     assert "To fix: ollama pull codellama:13b" not in message
-    assert any(f.startswith("optional: `ollama pull codellama:13b`") for f in routed.fixes)
+    assert any(f.startswith("optional: run `ollama pull codellama:13b`") for f in routed.fixes)
     assert "set OPENAI_API_KEY" in message  # why the external fallback was not used
 
 

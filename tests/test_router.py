@@ -156,7 +156,7 @@ def test_model_not_pulled_uses_a_stand_in_and_names_the_pull(ollama_server) -> N
     ollama_server.remove_model("mistral:7b")
     out = router.chat([{"role": "user", "content": "hello"}])
     assert out.is_local and out.model == "codellama:13b"
-    assert any(a.fix == "ollama pull mistral:7b" for a in out.attempts)
+    assert any(a.fix == "run `ollama pull mistral:7b`" for a in out.attempts)
 
 
 def test_every_candidate_failing_lists_attempts_and_fixes(ollama_server) -> None:

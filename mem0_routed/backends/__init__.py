@@ -1,4 +1,7 @@
-"""Backends: one interface (``Backend``) over every place a model runs.
+"""Backends: one interface (``Backend``) over every place a model runs, and the table of kinds.
+
+``KINDS`` maps a kind name to its ``BackendKindSpec``; ``register_kind`` adds one (a module with
+a ``from_config(config) -> list[Backend]`` function is all a new kind needs).
 
 ``OllamaBackend``, ``OpenAIBackend`` and ``EmbeddedBackend`` are imported on first use (module
 ``__getattr__``), so importing this package loads no client library.
@@ -8,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._base import Backend, ChatRequest, ChatResult, Health, normalize_model_name
+from ._base import Backend, ChatRequest, ChatResult, Health, Problem, normalize_model_name
+from ._kinds import KINDS, BackendKindSpec, register_kind
 
 if TYPE_CHECKING:
     from ._embedded import EmbeddedBackend
@@ -16,14 +20,18 @@ if TYPE_CHECKING:
     from ._openai import OpenAIBackend
 
 __all__ = [
+    "KINDS",
     "Backend",
+    "BackendKindSpec",
     "ChatRequest",
     "ChatResult",
     "EmbeddedBackend",
     "Health",
     "OllamaBackend",
     "OpenAIBackend",
+    "Problem",
     "normalize_model_name",
+    "register_kind",
 ]
 
 _LAZY = {"OllamaBackend": "._ollama", "OpenAIBackend": "._openai", "EmbeddedBackend": "._embedded"}

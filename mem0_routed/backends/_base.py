@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from .._types import BackendKind
 
@@ -90,25 +90,32 @@ class Health:
     configured: bool = True
 
 
+#: What can go wrong that a backend knows the fix for (see ``Backend.fix``).
+Problem = Literal["unreachable", "model_missing", "not_configured"]
+
+
 @runtime_checkable
 class Backend(Protocol):
     """The interface. ``name`` is unique per instance (e.g. ``ollama@http://127.0.0.1:11434``)
-    and keys its circuit breaker; ``kind`` says which family it is; ``is_local`` decides cost
-    and the local share."""
+    and keys its circuit breaker; ``kind`` names its entry in ``backends.KINDS``; ``is_local``
+    decides cost and the local share.
+
+    A backend also carries what only its kind knows, so the router never tests ``kind``:
+    ``plans_context`` (the router must size its context window per call, as Ollama's ``num_ctx``),
+    ``model_key`` (when two model names are the same model), ``truncated`` (did the server drop
+    part of the prompt) and ``fix`` (what the user should do about a failure).
+    """
 
     name: str
     kind: BackendKind
     is_local: bool
+    plans_context: bool
 
     def chat(self, request: ChatRequest) -> ChatResult: ...
 
     async def achat(self, request: ChatRequest) -> ChatResult: ...
 
     def embed(self, model: str, texts: list[str], *, timeout_s: float | None = None) -> list[list[float]]: ...
-
-    async def aembed(
-        self, model: str, texts: list[str], *, timeout_s: float | None = None
-    ) -> list[list[float]]: ...
 
     def health(self, *, timeout_s: float | None = None) -> Health: ...
 
@@ -119,6 +126,18 @@ class Backend(Protocol):
 
     def has_model(self, model: str) -> bool | None:
         """True/False when the backend knows (from a cached model list), None when unknown."""
+        ...
+
+    def model_key(self, model: str) -> str:
+        """The name under which the server lists ``model`` (Ollama adds ``:latest``)."""
+        ...
+
+    def truncated(self, request: ChatRequest, result: ChatResult, estimated_tokens: int) -> bool:
+        """Did the server silently cut the prompt of this answered call?"""
+        ...
+
+    def fix(self, problem: Problem, model: str | None = None) -> str | None:
+        """The one-line fix to show the user for ``problem`` on this backend."""
         ...
 
     def close(self) -> None: ...

@@ -12,26 +12,30 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import json
+import importlib.util
 import os
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import BackendError, BackendTimeout, BadRequest, ContextOverflow, ModelNotFound
 from .._models import EMBEDDED_INSTALL, PACKAGED_MODELS, packaged_model_path, packaged_weights, verify_sha256
 from .._types import BackendKind
-from ._base import ChatRequest, ChatResult, Health
+from . import _embedded_llama as engine
+from ._base import ChatRequest, ChatResult, Health, Problem
+from ._kinds import shared_backend
+
+if TYPE_CHECKING:
+    from .._config import RouterConfig
+    from ._base import Backend
 
 __all__ = ["EmbeddedBackend"]
 
 _EXTRA_HINT = f"the embedded backend needs its extra: {EMBEDDED_INSTALL}"
 _ST_HINT = "pip install 'mem0-routed[embedded]' (sentence-transformers; torch==2.13.0 for the CPU wheel)"
-# Tokens added by a chat template around each message when the template cannot be rendered here.
-_PER_MESSAGE_OVERHEAD = 8
 
 
 @dataclass(slots=True)
@@ -69,10 +73,6 @@ def _slot(key: tuple[Any, ...]) -> _Slot:
         return slot
 
 
-class _Deadline(Exception):
-    """A generation ran past ``timeout_s``."""
-
-
 @dataclass(frozen=True, slots=True)
 class _Spec:
     name: str
@@ -91,6 +91,7 @@ class EmbeddedBackend:
 
     kind: BackendKind = "embedded"
     is_local: bool = True
+    plans_context: bool = False  # the loaded context is fixed; a prompt too long raises ContextOverflow
 
     def __init__(
         self,
@@ -140,7 +141,7 @@ class EmbeddedBackend:
         if slot.obj is None:
             with slot.lock:
                 if slot.obj is None:
-                    llama_cpp = _import_llama_cpp(model)
+                    llama_cpp = engine.import_llama_cpp(model)
                     try:
                         slot.obj = llama_cpp.Llama(
                             model_path=str(path),
@@ -157,7 +158,7 @@ class EmbeddedBackend:
                             backend=self.name, model=model,
                             fix="check that the file is a GGUF model llama-cpp-python supports") from exc
                     if not embedding:
-                        slot.formatter = _formatter_for(llama_cpp, slot.obj)
+                        slot.formatter = engine.formatter_for(llama_cpp, slot.obj)
         return slot
 
     # --- chat ----------------------------------------------------------------------------------
@@ -177,15 +178,15 @@ class EmbeddedBackend:
             raise BadRequest("the embedded backend does not support tool calls", backend=self.name,
                              model=request.model)
         slot = self._llama(request.model, path)
-        if not slot.lock.acquire(timeout=_remaining(deadline)):
+        if not slot.lock.acquire(timeout=engine.remaining(deadline)):
             raise BackendTimeout(
                 f"{request.model!r} stayed busy for {request.timeout_s}s (one generation at a time per model)",
                 backend=self.name, model=request.model)
         try:
             llm = slot.obj
-            window = self._windows[request.model] = _window(llm)
+            window = self._windows[request.model] = engine.window(llm)
             limit = min(window, request.num_ctx) if request.num_ctx else window
-            prompt_tokens = _count_prompt_tokens(llm, slot.formatter, request.messages)
+            prompt_tokens = engine.count_prompt_tokens(llm, slot.formatter, request.messages)
             max_tokens = request.max_tokens if request.max_tokens is not None else limit - prompt_tokens
             if prompt_tokens + max(max_tokens, 1) > limit:
                 raise ContextOverflow(
@@ -201,13 +202,13 @@ class EmbeddedBackend:
             if request.top_p is not None:
                 kwargs["top_p"] = request.top_p
             if request.json_schema is not None:
-                kwargs["grammar"] = _grammar(request.json_schema, request.model)
+                kwargs["grammar"] = engine.grammar(request.json_schema, request.model)
             elif request.json_mode:
                 kwargs["response_format"] = {"type": "json_object"}
             guard = request.stream_guard() if request.stream_guard is not None else None
             try:
-                text, finish, timing = _generate(llm, request.messages, kwargs, deadline, guard)
-            except _Deadline:
+                text, finish, timing = engine.generate(llm, request.messages, kwargs, deadline, guard)
+            except engine.Deadline:
                 raise BackendTimeout(
                     f"generation with {request.model!r} ran past timeout_s={request.timeout_s}",
                     backend=self.name, model=request.model) from None
@@ -249,7 +250,7 @@ class EmbeddedBackend:
             slot = self._sentence_transformer(model, path)
         else:  # a GGUF model as an embedder (when sentence-transformers is not installed)
             slot = self._llama(model, path, embedding=True)
-        if not slot.lock.acquire(timeout=_remaining(deadline)):
+        if not slot.lock.acquire(timeout=engine.remaining(deadline)):
             raise BackendTimeout(f"embedding model {model!r} stayed busy for {timeout_s}s",
                                  backend=self.name, model=model)
         try:
@@ -263,9 +264,6 @@ class EmbeddedBackend:
             raise BadRequest(f"embedding with {model!r} failed: {exc}", backend=self.name, model=model) from exc
         finally:
             slot.lock.release()
-
-    async def aembed(self, model: str, texts: list[str], *, timeout_s: float | None = None) -> list[list[float]]:
-        return await asyncio.to_thread(self.embed, model, texts, timeout_s=timeout_s)
 
     def _sentence_transformer(self, model: str, path: Path) -> _Slot:
         slot = _slot(("st", str(path.resolve())))
@@ -308,7 +306,7 @@ class EmbeddedBackend:
                 return None
             if path.is_dir():
                 return None
-            window = _window(self._llama(model, path).obj)
+            window = engine.window(self._llama(model, path).obj)
         window = min(window, self.n_ctx) if self.n_ctx else window
         self._windows[model] = window
         return window
@@ -358,109 +356,40 @@ class EmbeddedBackend:
             latency_s=time.monotonic() - start,
             context_windows=dict(self._windows))
 
+    def model_key(self, model: str) -> str:
+        return model
+
+    def truncated(self, request: ChatRequest, result: ChatResult, estimated_tokens: int) -> bool:
+        return False  # prompts are counted with the model's tokenizer before generating
+
+    def fix(self, problem: Problem, model: str | None = None) -> str | None:
+        if problem == "model_missing":
+            return f"give the GGUF path of {model!r} in embedded_models"
+        return _EXTRA_HINT
+
     def close(self) -> None:
         """Nothing to close: loaded models are shared by the process (see the module cache)."""
 
 
-# --- helpers ------------------------------------------------------------------------------------
+#: The packaged models the embedded tier routes to unless ``embedded_models`` names others.
+EMBEDDED_CHAT_MODEL = "smollm2:135m"
+EMBEDDED_EMBEDDING_MODEL = "all-minilm:l6-v2"
 
 
-def _import_llama_cpp(model: str) -> Any:
-    try:
-        import llama_cpp
-    except (ImportError, OSError) as exc:
-        raise ModelNotFound(f"{model!r} needs llama-cpp-python, which is not importable: {exc}",
-            backend="embedded", model=model, fix=EMBEDDED_INSTALL) from exc
-    return llama_cpp
+def from_config(config: RouterConfig) -> list[Backend]:
+    """The in-process backend (none without llama-cpp-python), shared per set of model files."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return []
+    models = dict(config.embedded_models) or None
+    return [shared_backend(f"embedded#{sorted((models or {}).items())}", lambda: EmbeddedBackend(models))]
 
 
-def _formatter_for(llama_cpp: Any, llm: Any) -> Any:
-    """The model's own chat template as a formatter, so prompt tokens are counted exactly."""
-    template = llm.metadata.get("tokenizer.chat_template")
-    if not template:
-        return None
-    from llama_cpp import llama_chat_format
+def routes(config: RouterConfig) -> dict[str, str]:
+    """The embedded tier has only its own models: every route goes to them, except routes the
+    user set to a model named in ``embedded_models``."""
+    from .._types import QueryType
 
-    def token_text(token_id: int) -> str:
-        return llm._model.token_get_text(token_id) if token_id != -1 else ""
-
-    return llama_chat_format.Jinja2ChatFormatter(
-        template=template, eos_token=token_text(llm.token_eos()), bos_token=token_text(llm.token_bos())
-    )
-
-
-def _count_prompt_tokens(llm: Any, formatter: Any, messages: list[dict[str, Any]]) -> int:
-    """Tokens of the prompt as the model will see it, counted with the model's own tokenizer."""
-    if formatter is not None:
-        from jinja2 import TemplateError
-
-        try:
-            prompt = formatter(messages=messages).prompt
-        except (TemplateError, ValueError, TypeError):
-            prompt = None  # a template that rejects these messages: fall back to an upper estimate
-        if prompt is not None:
-            return len(llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
-    total = 0
-    for message in messages:
-        content = message.get("content")
-        text = content if isinstance(content, str) else json.dumps(content)
-        total += len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) + _PER_MESSAGE_OVERHEAD
-    return total + _PER_MESSAGE_OVERHEAD
-
-
-def _grammar(schema: dict[str, Any], model: str) -> Any:
-    """A llama.cpp grammar for ``schema``; an unsupported schema is an error, never plain JSON."""
-    from llama_cpp import LlamaGrammar  # type: ignore[attr-defined]
-
-    try:
-        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-    except Exception as exc:  # llama.cpp's converter raises several types
-        raise BadRequest(
-            f"llama.cpp cannot turn this JSON schema into a grammar: {exc}", backend="embedded", model=model
-        ) from exc
-
-
-def _generate(llm: Any, messages: list[dict[str, Any]], kwargs: dict[str, Any], deadline: float | None,
-              guard: Any = None) -> tuple[str, str | None, tuple[float | None, float | None]]:
-    """Stream the completion so a deadline or the stream guard (a loop, a complete JSON object)
-    can stop it between tokens; returns the text, the finish reason, and the seconds to the first
-    token (prefill) and from it to the last (generation), which the router learns speeds from.
-
-    llama-cpp-python 0.3.x has no other way to cancel a generation: an exception raised in a
-    logits processor is swallowed by its ctypes callback. Closing the stream stops the loop.
-    """
-    t0 = time.monotonic()
-    first = last = None
-    stream = llm.create_chat_completion(messages=messages, stream=True, **kwargs)
-    parts: list[str] = []
-    finish: str | None = None
-    try:
-        for chunk in stream:
-            choice = chunk["choices"][0]
-            content = choice.get("delta", {}).get("content") or ""
-            parts.append(content)
-            finish = choice.get("finish_reason") or finish
-            if content:
-                last = time.monotonic()
-                first = first or last
-            if deadline is not None and finish is None and time.monotonic() > deadline:
-                raise _Deadline
-            if guard is not None and finish is None and guard.feed(content) is not None:
-                break
-    finally:
-        stream.close()
-    timing = (None if first is None else first - t0, None if first is None or last is None else last - first)
-    return "".join(parts), finish, timing
-
-
-def _window(llm: Any) -> int:
-    """The usable window: the loaded context, never more than the model was trained for."""
-    trained = int(llm._model.n_ctx_train())
-    return min(llm.n_ctx(), trained) if trained > 0 else int(llm.n_ctx())
-
-
-def _remaining(deadline: float | None) -> float:
-    """Seconds left for ``Lock.acquire`` (-1 = wait forever when no timeout was asked)."""
-    if deadline is None:
-        return -1
-    return max(deadline - time.monotonic(), 0.0)
+    table = {q.value: EMBEDDED_CHAT_MODEL for q in QueryType}
+    table[QueryType.EMBEDDING.value] = EMBEDDED_EMBEDDING_MODEL
+    table.update({k: v for k, v in config.models.items() if config.embedded_models.get(v)})
+    return table

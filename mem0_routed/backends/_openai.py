@@ -8,9 +8,8 @@ OpenAI's own exception is not chained (its message would carry the echo).
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -28,64 +27,36 @@ from .._errors import (
     ServerError,
 )
 from .._types import BackendKind
-from ._base import ChatRequest, ChatResult, Health
+from ._base import ChatRequest, ChatResult, Health, Problem
 from ._billing import billable_tokens
 from ._deadline import deadline_scope, deadline_transport
-from ._loops import LoopClients, shared_ssl_context
+from ._kinds import shared_backend
+from ._loops import LoopClients
+from ._openai_wire import (
+    DATED_RE,
+    KNOWN_CONTEXT_WINDOWS,
+    NOT_CONFIGURED,
+    SCHEMA_NAME_RE,
+    SET_KEY,
+    Key,
+    httpx_lib,
+    json_or_text,
+    retry_after,
+    scrub_secrets,
+    tls,
+)
 
 if TYPE_CHECKING:
     import openai
     from pydantic import SecretStr
 
+    from .._config import RouterConfig
+    from ._base import Backend
+
 __all__ = ["OpenAIBackend", "scrub_secrets"]
 
 T = TypeVar("T")
 log = logging.getLogger("mem0_routed")
-
-SET_KEY = "set OPENAI_API_KEY"
-NOT_CONFIGURED = "OpenAI not configured: set OPENAI_API_KEY"
-_KEY_RE = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-*]{3,}")
-#: A key echoed half-masked by a server ("abcdef**********7890"): a key of any shape, not only sk-.
-_MASKED_RE = re.compile(r"[^\s'\"`]*\*{3,}[^\s'\".,;`]*")
-_SCHEMA_NAME_RE = re.compile(r"[^a-zA-Z0-9_-]")
-
-#: Context windows of the models the router may fall back to (tokens).
-KNOWN_CONTEXT_WINDOWS: dict[str, int] = {
-    "gpt-4o-mini": 128_000,
-    "gpt-4o": 128_000,
-    "gpt-4.1-mini": 1_047_576,
-    "gpt-4.1-nano": 1_047_576,
-    "gpt-4.1": 1_047_576,
-    "gpt-5-mini": 400_000,
-    "gpt-5-nano": 400_000,
-    "gpt-5": 400_000,
-}
-_DATED_RE = re.compile(r"-\d{4}-\d{2}-\d{2}$")
-
-
-def scrub_secrets(text: str, *secrets: str) -> str:
-    """``text`` with every key-like substring (``sk-...``) and each given secret replaced by ``***``."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    text = _MASKED_RE.sub(lambda m: (m.group(0)[:3] if m.group(0)[:3] in ("sk-", "rk-", "pk-") else "") + "***", text)
-    return _KEY_RE.sub(lambda m: f"{m.group(1)}-***", text)
-
-
-class _Key:
-    """Holds the key so that ``vars(backend)`` or a debugger shows ``'***'``, not the key."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "'***'"
-
 
 class OpenAIBackend:
     """OpenAI (or an OpenAI-compatible server at ``base_url``). ``name`` keys its circuit breaker.
@@ -97,6 +68,7 @@ class OpenAIBackend:
 
     kind: BackendKind = "openai"
     is_local: bool = False
+    plans_context: bool = False  # the provider refuses a prompt too long for the model, it never cuts one
 
     def __init__(
         self,
@@ -122,7 +94,7 @@ class OpenAIBackend:
         for label, value in (("connect_timeout_s", connect_timeout_s), ("read_timeout_s", read_timeout_s)):
             if value <= 0:
                 raise ValueError(f"{label} must be > 0 seconds, got {value!r}")
-        self._key = _Key(raw.strip()) if raw and raw.strip() else None
+        self._key = Key(raw.strip()) if raw and raw.strip() else None
         self.base_url = base_url.rstrip("/") if base_url else None
         self.shown_url = mask_url(self.base_url) if self.base_url else None  # no password in names
         self.name = f"openai@{self.shown_url}" if self.shown_url else "openai"
@@ -155,7 +127,7 @@ class OpenAIBackend:
             "max_retries": 0,
             "timeout": openai.Timeout(self.read_timeout_s, connect=self.connect_timeout_s),
             # the deadline bounds the body; one TLS context per process
-            "http_client": http(transport=deadline_transport(is_async, _httpx_lib(), verify=_tls())),
+            "http_client": http(transport=deadline_transport(is_async, httpx_lib(), verify=tls())),
         }
         if self.base_url:
             kwargs["base_url"] = self.base_url
@@ -196,12 +168,6 @@ class OpenAIBackend:
         self._aclients.clear()
         if client is not None:
             client.close()
-
-    async def aclose(self) -> None:
-        client = self._aclients.pop_running()
-        if client is not None:
-            await client.close()
-        self.close()
 
     # --- errors ----------------------------------------------------------------------------------
 
@@ -249,7 +215,7 @@ class OpenAIBackend:
             if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
                 return AuthenticationError(msg, fix="set OPENAI_API_KEY to a valid key", **kw)
             if isinstance(exc, openai.RateLimitError):
-                return RateLimited(msg, retry_after=_retry_after(exc.response.headers), **kw)
+                return RateLimited(msg, retry_after=retry_after(exc.response.headers), **kw)
             if isinstance(exc, openai.NotFoundError):
                 return ModelNotFound(
                     msg, fix="use a model your OpenAI account can access, e.g. gpt-4o-mini", **kw
@@ -275,7 +241,7 @@ class OpenAIBackend:
         if request.max_tokens is not None:
             params["max_completion_tokens"] = request.max_tokens
         if request.json_schema is not None:
-            name = _SCHEMA_NAME_RE.sub("_", str(request.json_schema.get("title") or "response"))[:64]
+            name = SCHEMA_NAME_RE.sub("_", str(request.json_schema.get("title") or "response"))[:64]
             params["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": name, "schema": request.json_schema, "strict": False},
@@ -301,7 +267,7 @@ class OpenAIBackend:
         calls = None
         if choice.message.tool_calls:
             calls = [
-                {"id": c.id, "name": c.function.name, "arguments": _json_or_text(c.function.arguments)}
+                {"id": c.id, "name": c.function.name, "arguments": json_or_text(c.function.arguments)}
                 for c in choice.message.tool_calls
                 if getattr(c, "function", None) is not None
             ]
@@ -378,26 +344,28 @@ class OpenAIBackend:
         )
         return self._vectors(resp, model, texts)
 
-    async def aembed(
-        self, model: str, texts: list[str], *, timeout_s: float | None = None
-    ) -> list[list[float]]:
-        if not texts:
-            return []
-        client = self._async(model)
-        resp = await self._ainvoke(
-            model, "embed", client.embeddings.create, **self._embed_params(model, texts, timeout_s)
-        )
-        return self._vectors(resp, model, texts)
-
     # --- model facts -----------------------------------------------------------------------------
 
     def context_window(self, model: str) -> int | None:
         """Known windows of OpenAI's models (dated snapshots included); None for others."""
-        return KNOWN_CONTEXT_WINDOWS.get(_DATED_RE.sub("", model))
+        return KNOWN_CONTEXT_WINDOWS.get(DATED_RE.sub("", model))
 
     def has_model(self, model: str) -> bool | None:
         """Unknown (None): listing models costs a request and OpenAI is rarely called."""
         return None
+
+    def model_key(self, model: str) -> str:
+        return model
+
+    def truncated(self, request: ChatRequest, result: ChatResult, estimated_tokens: int) -> bool:
+        return False
+
+    def fix(self, problem: Problem, model: str | None = None) -> str | None:
+        if problem == "not_configured":
+            return SET_KEY
+        if problem == "model_missing":
+            return f"check the model name {model!r} (fallback_model) against the provider's model list"
+        return "check the network, OPENAI_BASE_URL and the provider's status page"
 
     def health(self, *, timeout_s: float | None = None) -> Health:
         if self._key is None:
@@ -419,35 +387,14 @@ async def _aclose(client: openai.AsyncOpenAI) -> None:
     await client.close()
 
 
-def _retry_after(headers: Any) -> float | None:
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name) if headers is not None else None
-        if value:
-            try:
-                return max(0.0, float(value) / scale)
-            except ValueError:
-                continue
-    return None
-
-
-def _json_or_text(arguments: str) -> Any:
-    try:
-        return json.loads(arguments)
-    except (TypeError, ValueError):
-        return arguments
-
-
-def _tls() -> Any:
-    """The shared TLS context when the client is built on ``httpx`` itself (openai 3.x's ``httpx2``
-    builds its own)."""
-    return shared_ssl_context() if _httpx_lib() == "httpx" else None
-
-
-def _httpx_lib() -> str:
-    """The httpx package the openai client is built on (``httpx``, or ``httpx2`` in openai 3.x)."""
-    import openai
-
-    for base in openai.DefaultHttpxClient.__mro__[1:]:
-        if base.__name__ == "Client":
-            return base.__module__.split(".")[0]
-    return "httpx"
+def from_config(config: RouterConfig) -> list[Backend]:
+    """The external backend for ``config`` (none without a key): shared per base URL, key and timeouts."""
+    key = config.openai_api_key
+    if key is None:
+        return []
+    # keyed by a hash of the key: two keys, two clients; the key itself is never a dict key
+    tag = hashlib.sha256(key.get_secret_value().encode()).hexdigest()[:12]
+    return [shared_backend(
+        f"openai@{config.openai_base_url}#{tag}/{config.connect_timeout_s}/{config.external_timeout_s}",
+        lambda: OpenAIBackend(key, base_url=config.openai_base_url, connect_timeout_s=config.connect_timeout_s,
+                              read_timeout_s=config.external_timeout_s))]
