@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the patterns live with the benchmark
-import mem0_routed._ledger  # noqa: F401  (before _ledger_sqlite, which it imports)
 from benchmarks.bench_fds import PATTERNS, environment, open_fds
-from mem0_routed._ledger_sqlite import POOL_MAX
+from mem0_routed._ledger._sqlite import POOL_MAX
 
 try:
     from tests.test_ledger import _open_files
