@@ -23,7 +23,7 @@ from mem0_routed._ledger._sqlite import POOL_MAX
 try:
     from tests.test_ledger import _open_files
 except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    from test_ledger import _open_files  # type: ignore[no-redef]
+    from test_ledger import _open_files  # type: ignore[no-redef,import-not-found]
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
 

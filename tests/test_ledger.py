@@ -346,8 +346,12 @@ def test_sqlite_open_files_do_not_grow_with_threads(tmp_path: Path) -> None:
     ledger = SQLiteLedger(path)
     try:
         ledger.record(rec(0.5))
+        def write(i: int) -> None:
+            ledger.record(rec(1.0 + i))
+            ledger.counts()
+
         for i in range(200):
-            t = threading.Thread(target=lambda i=i: (ledger.record(rec(1.0 + i)), ledger.counts()))
+            t = threading.Thread(target=write, args=(i,))
             t.start()
             t.join(timeout=JOIN_S)
         # the pool keeps a few idle connections (+ the anchor), each with the db, -wal and -shm

@@ -22,8 +22,8 @@ try:
     from tests import test_ledger as contract
     from tests.redis_server import redis_or_fail, redis_process
 except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    import test_ledger as contract  # type: ignore[no-redef]
-    from redis_server import redis_or_fail, redis_process  # type: ignore[no-redef]
+    import test_ledger as contract  # type: ignore[no-redef,import-not-found]
+    from redis_server import redis_or_fail, redis_process  # type: ignore[no-redef,import-not-found]
 
 # The contract tests, collected again in this module so they use the Redis ``make_ledger`` below.
 from_contract = [
