@@ -346,6 +346,7 @@ def test_sqlite_open_files_do_not_grow_with_threads(tmp_path: Path) -> None:
     ledger = SQLiteLedger(path)
     try:
         ledger.record(rec(0.5))
+
         def write(i: int) -> None:
             ledger.record(rec(1.0 + i))
             ledger.counts()
