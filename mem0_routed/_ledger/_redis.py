@@ -25,6 +25,7 @@ epoch, counts the budget from what Redis holds, and logs a WARNING that a new le
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -362,9 +363,7 @@ class RedisLedger:
 
     def close(self) -> None:
         """Write what the backlog holds (if Redis answers), then close; what stays unwritten is logged."""
-        try:
+        with contextlib.suppress(Exception):  # Redis down: report_at_close says what is lost
             self.flush()
-        except Exception:  # noqa: BLE001 - Redis down: report_at_close says what is lost
-            pass
         self._backlog.report_at_close()
         self._r.close()
