@@ -74,6 +74,11 @@ def test_config_and_open_ledger_reject_the_same_urls_with_the_same_sentence(bad:
     assert "memory://" in sentence and "redis://" in sentence and "sqlite:///" in sentence
 
 
+def test_open_ledger_names_a_path_object_as_the_mistake(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"got \w*Path: write it as str\(\.\.\.\)"):
+        open_ledger(tmp_path / "x.db")  # type: ignore[arg-type]
+
+
 # --- Router(ledger=...) -----------------------------------------------------------------------------
 
 

@@ -36,10 +36,12 @@ class LedgerURL:
 def parse_ledger_url(url: str) -> LedgerURL:
     """Read a ledger URL (see ``ACCEPTED``); a bad one raises ``ConfigError`` (key ``"ledger"``)
     naming the value, its password masked, and every accepted form."""
-    raw = url.strip() if isinstance(url, str) else url
-    if not isinstance(raw, str) or not raw:
-        shown = mask_url(url) if isinstance(url, str) else type(url).__name__
-        raise ConfigError(f"ledger URL {shown!r} names no store; accepted: {ACCEPTED}", key="ledger")
+    if not isinstance(url, str):
+        raise ConfigError(f"a ledger URL is a string, got {type(url).__name__}: write it as str(...); "
+                          f"accepted: {ACCEPTED}", key="ledger")
+    raw = url.strip()
+    if not raw:
+        raise ConfigError(f"ledger URL {url!r} names no store; accepted: {ACCEPTED}", key="ledger")
     low = raw.lower()
     if low == "sqlite":
         return LedgerURL("sqlite")
