@@ -29,6 +29,7 @@ from ._errors import (
     routing_error,
 )
 from ._execute import ChatOutcome
+from ._ledger import Ledger, MemoryLedger, open_ledger
 from ._mem0 import RoutedEmbeddingError, RoutedLLMError
 from ._prometheus import PrometheusHook
 from ._registration import is_registered, register
@@ -71,8 +72,10 @@ __all__ = [
     "ContextOverflow",
     "EmbeddingDimensionMismatch",
     "InvalidInput",
+    "Ledger",
     "Mem0LLMRouter",
     "Mem0RoutedError",
+    "MemoryLedger",
     "PrometheusHook",
     "MissingExtra",
     "ModelNotFound",
@@ -95,6 +98,7 @@ __all__ = [
     "get_metrics",
     "get_router",
     "mem0_config_from_env",
+    "open_ledger",
     "health_check",
     "is_registered",
     "register",

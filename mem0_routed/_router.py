@@ -24,6 +24,7 @@ from ._errors import InvalidInput, Mem0RoutedError
 from ._execute import ChatJob, ChatOutcome, execute_chat, run_async, run_sync
 from ._health import collect_health
 from ._inputs import check_images, check_response_format, check_tools
+from ._ledger import Ledger, check_ledger
 from ._policy import Policy
 from ._privacy import scan_text
 from ._requests import compact_extraction_need, mem0_extraction_need, message_text
@@ -41,7 +42,7 @@ from ._shared import (
 )
 from ._speed import SPEEDS, describe
 from ._types import Attempt, BackendKind, Candidate, Classification, QueryType, RoutingDecision
-from ._usage import Ledger, Refusal, Reservation, ShareCounts, UsageRecord, utc_month_start
+from ._usage import Refusal, Reservation, ShareCounts, UsageRecord, utc_month_start
 from ._warmup import predict_prompt_choice, warmup
 from .backends._base import Backend
 from .backends._kinds import kind_spec, local_kinds, of_kind
@@ -63,7 +64,7 @@ class Router:
     ) -> None:
         self.config = config if isinstance(config, RouterConfig) else RouterConfig.from_mapping(config or {})
         self._explicit = list(backends) if backends is not None else None
-        self._ledger = ledger
+        self._ledger = check_ledger(ledger)
         self.hooks = list(hooks)
         self._lock = threading.Lock()
         self._local_kind: BackendKind | None = None

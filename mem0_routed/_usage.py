@@ -1,7 +1,7 @@
-"""What the ledger stores and the interface every ledger store implements.
+"""What the ledger stores: usage records, share counts, reservations and refusals.
 
-Kept apart from the stores so the router and the policy depend on this small file only; the
-SQLite and Redis stores are imported when configured.
+Kept apart from the stores (``_ledger``) so the router, the policy and the metrics read records
+without loading any store; the ``Ledger`` protocol itself is in ``_ledger._base``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 Outcome = Literal["ok", "escalated", "degraded", "error", "blocked", "skipped"]
 
@@ -93,7 +93,6 @@ class Reservation:
 
     id: str
     amount_usd: float
-    created: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,55 +101,6 @@ class Refusal:
 
     reason: Literal["budget", "share"]
     message: str
-
-
-@runtime_checkable
-class Ledger(Protocol):
-    """Append-only usage log plus atomic reservations for external calls.
-
-    Implementations: in-memory (tests, one process), SQLite (default; several processes on one
-    host), Redis (many hosts sharing one budget and one local share).
-    """
-
-    url: str
-
-    def record(self, record: UsageRecord, *, reservation: Reservation | None = None) -> None:
-        """Append ``record``; when it settles ``reservation``, remove the reservation in the same
-        atomic step so the call is never counted twice nor dropped."""
-        ...
-
-    def reserve_external(
-        self,
-        amount_usd: float,
-        *,
-        budget_usd: float | None,
-        budget_since: float,
-        max_external_share: float | None,
-        share_since: float,
-    ) -> Reservation | Refusal:
-        """Atomically check and claim one external call.
-
-        Refuse with ``"budget"`` if spent (settled costs since ``budget_since`` plus open
-        reservations) + ``amount_usd`` would exceed ``budget_usd``. Refuse with ``"share"`` if
-        ``max_external_share`` (a fraction 0..1) is given and (external + open reservations + 1)
-        / (total + open reservations + 1) over records since ``share_since`` would exceed it.
-        ``None`` disables that check. 32 threads or 4 processes racing must never overspend.
-        """
-        ...
-
-    def release(self, reservation: Reservation) -> None:
-        """Drop a reservation whose call was not made or failed (its cost was not spent)."""
-        ...
-
-    def counts(self, since: float | None = None) -> ShareCounts: ...
-
-    def spent_usd(self, since: float | None = None) -> float: ...
-
-    def records(self, since: float | None = None, limit: int | None = None) -> list[UsageRecord]:
-        """Records in time order (oldest first); ``limit`` keeps the newest ``limit``."""
-        ...
-
-    def close(self) -> None: ...
 
 
 def utc_month_start(now: datetime | None = None) -> float:

@@ -330,7 +330,7 @@ def test_a_reservation_outlives_the_longest_external_call(ollama_server, openai_
                                                           monkeypatch) -> None:
     """Claims expired after 15 minutes whatever ``external_timeout_s`` allowed: with a 20-minute
     timeout, a second call could take the money a slow first call still held."""
-    import mem0_routed._ledger as ledger_module
+    import mem0_routed._ledger._memory as ledger_module
 
     router = make_router(ollama_server, openai_server, openai_key, external_timeout_s=1200, deadline_s=1500,
                          monthly_budget_usd=0.004)

@@ -17,14 +17,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the patterns live with the benchmark
-import mem0_routed._ledger  # noqa: F401  (before _ledger_sqlite, which it imports)
 from benchmarks.bench_fds import PATTERNS, environment, open_fds
-from mem0_routed._ledger_sqlite import POOL_MAX
+from mem0_routed._ledger._sqlite import POOL_MAX
 
 try:
     from tests.test_ledger import _open_files
 except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    from test_ledger import _open_files  # type: ignore[no-redef]
+    from test_ledger import _open_files  # type: ignore[no-redef,import-not-found]
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
 

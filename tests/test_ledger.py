@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from mem0_routed import Ledger, MemoryLedger, open_ledger
 from mem0_routed._errors import ConfigError
-from mem0_routed._ledger import MemoryLedger, SQLiteLedger, default_ledger_path, open_ledger
-from mem0_routed._ledger_sqlite import POOL_IDLE
-from mem0_routed._usage import Ledger, Refusal, Reservation, UsageRecord, utc_month_start
+from mem0_routed._ledger import SQLiteLedger, default_ledger_path
+from mem0_routed._ledger._sqlite import POOL_IDLE
+from mem0_routed._usage import Refusal, Reservation, UsageRecord, utc_month_start
 
 MakeLedger = Callable[..., Ledger]
 JOIN_S = 120.0
@@ -345,8 +346,13 @@ def test_sqlite_open_files_do_not_grow_with_threads(tmp_path: Path) -> None:
     ledger = SQLiteLedger(path)
     try:
         ledger.record(rec(0.5))
+
+        def write(i: int) -> None:
+            ledger.record(rec(1.0 + i))
+            ledger.counts()
+
         for i in range(200):
-            t = threading.Thread(target=lambda i=i: (ledger.record(rec(1.0 + i)), ledger.counts()))
+            t = threading.Thread(target=write, args=(i,))
             t.start()
             t.join(timeout=JOIN_S)
         # the pool keeps a few idle connections (+ the anchor), each with the db, -wal and -shm
@@ -367,7 +373,7 @@ def test_sqlite_rejects_memory_path() -> None:
 def test_open_ledger_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     default = tmp_path / "data" / "ledger.sqlite3"
-    monkeypatch.setattr("mem0_routed._ledger.default_ledger_path", lambda: default)
+    monkeypatch.setattr("mem0_routed._ledger._sqlite.default_ledger_path", lambda: default)
     cases: dict[str | None, type | Path] = {
         None: default, "sqlite": default, "memory": MemoryLedger, "memory://": MemoryLedger,
         f"sqlite://{tmp_path}/abs.sqlite3": tmp_path / "abs.sqlite3",

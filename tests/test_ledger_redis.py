@@ -15,14 +15,15 @@ from typing import Any
 
 import pytest
 
-from mem0_routed._usage import Ledger, Refusal, Reservation
+from mem0_routed import Ledger
+from mem0_routed._usage import Refusal, Reservation
 
 try:
     from tests import test_ledger as contract
     from tests.redis_server import redis_or_fail, redis_process
 except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    import test_ledger as contract  # type: ignore[no-redef]
-    from redis_server import redis_or_fail, redis_process  # type: ignore[no-redef]
+    import test_ledger as contract  # type: ignore[no-redef,import-not-found]
+    from redis_server import redis_or_fail, redis_process  # type: ignore[no-redef,import-not-found]
 
 # The contract tests, collected again in this module so they use the Redis ``make_ledger`` below.
 from_contract = [
@@ -55,7 +56,7 @@ def prefix() -> str:
 
 @pytest.fixture
 def make_ledger(redis_server_url: str, prefix: str) -> Iterator[contract.MakeLedger]:
-    from mem0_routed._ledger_redis import RedisLedger
+    from mem0_routed._ledger._redis import RedisLedger
 
     opened: list[RedisLedger] = []
 
@@ -81,8 +82,8 @@ def test_4_processes_never_overspend_redis(redis_server_url: str, make_ledger: c
 
 @pytest.mark.redis
 def test_open_ledger_gives_redis_and_prefixes_isolate(redis_server_url: str, prefix: str) -> None:
-    from mem0_routed._ledger import open_ledger
-    from mem0_routed._ledger_redis import RedisLedger
+    from mem0_routed import open_ledger
+    from mem0_routed._ledger._redis import RedisLedger
 
     a = open_ledger(redis_server_url, prefix=prefix)
     b = open_ledger(redis_server_url, prefix=prefix + "other:")
@@ -103,7 +104,7 @@ def test_open_ledger_gives_redis_and_prefixes_isolate(redis_server_url: str, pre
 
 
 def test_password_never_shown() -> None:
-    from mem0_routed._ledger_redis import RedisLedger
+    from mem0_routed._ledger._redis import RedisLedger
 
     ledger = RedisLedger("redis://user:s3cr3t-pw@127.0.0.1:1/0")  # no connection is made yet
     try:
@@ -115,7 +116,7 @@ def test_password_never_shown() -> None:
 
 
 def test_missing_redis_package_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mem0_routed._ledger import open_ledger
+    from mem0_routed import open_ledger
 
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(ImportError, match=r"pip install 'mem0-routed\[redis\]'"):
@@ -123,7 +124,7 @@ def test_missing_redis_package_says_which_extra(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_prefix_with_braces_is_refused() -> None:
-    from mem0_routed._ledger_redis import RedisLedger
+    from mem0_routed._ledger._redis import RedisLedger
 
     with pytest.raises(ValueError, match="braces"):
         RedisLedger("redis://127.0.0.1:1/0", prefix="{bad}")
@@ -178,7 +179,7 @@ def test_flush_mid_run_refuses_external_until_acknowledged(
 ) -> None:
     """Before the epoch, a flush reset the month's spend to $0: the $0.9 spent below was forgotten and
     external calls went on as if nothing had been spent."""
-    from mem0_routed._ledger_redis import RedisLedger
+    from mem0_routed._ledger._redis import RedisLedger
 
     ledger = RedisLedger(own_redis_url, prefix="flush:")
     try:
@@ -212,7 +213,7 @@ def test_a_new_ledger_on_an_empty_redis_works_and_says_it_starts_there(
 ) -> None:
     """A process that starts after the flush cannot know what was lost: it starts a new epoch (with a
     WARNING) and works as before, while a process that saw the old epoch keeps refusing."""
-    from mem0_routed._ledger_redis import RedisLedger
+    from mem0_routed._ledger._redis import RedisLedger
 
     old = RedisLedger(own_redis_url, prefix="fresh:")
     try:
@@ -245,7 +246,7 @@ def test_records_from_before_epochs_keep_counting_without_a_warning(
 ) -> None:
     """A ledger a version without epochs wrote (records, no epoch key) is an upgrade, not a reset:
     its spend still counts and no "new ledger" warning is logged."""
-    from mem0_routed._ledger_redis import RedisLedger
+    from mem0_routed._ledger._redis import RedisLedger
 
     ledger = RedisLedger(own_redis_url, prefix="upgrade:")
     try:

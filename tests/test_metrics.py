@@ -247,7 +247,7 @@ def test_importing_metrics_modules_loads_no_optional_dependency() -> None:
 
     code = (
         "import sys, mem0_routed._metrics, mem0_routed._prometheus, mem0_routed._ledger, "
-        "mem0_routed._ledger_redis, mem0_routed._privacy, mem0_routed._prices; "
+        "mem0_routed._ledger._redis, mem0_routed._privacy, mem0_routed._prices; "
         "print(sorted(m for m in ('redis', 'prometheus_client', 'genai_prices', 'platformdirs') if m in sys.modules))"
     )
     out = subprocess.run(

@@ -1,7 +1,7 @@
 """The SQLite ledger: a file in the user's data directory, safe with several processes on one host.
 
 WAL mode; a reservation is checked and inserted inside ``BEGIN IMMEDIATE``, so concurrent processes
-serialise on the check (see ``_ledger`` for why reservations exist). Reservations live in their own
+serialise on the check (see ``_base`` for why reservations exist). Reservations live in their own
 table and expire.
 
 Connections come from a small pool, not one per thread: a thread-per-request server or
@@ -23,19 +23,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import _ledger
-from ._errors import ConfigError
-from ._ledger import (
-    RESERVATION_TTL_S,
-    Backlog,
-    _validate_amount,
-    check_reservation,
-    new_reservation_id,
-)
+from .._errors import ConfigError
+from .._usage import EMBEDDING, UNSERVED, Refusal, Reservation, ShareCounts, UsageRecord, validate_record
+from ._base import RESERVATION_TTL_S, Backlog, check_reservation, new_reservation_id, validate_amount
 from ._sqlite_file import FileId, file_id, recover_file
-from ._usage import EMBEDDING, UNSERVED, Refusal, Reservation, ShareCounts, UsageRecord, validate_record
 
-__all__ = ["SQLiteLedger"]
+__all__ = ["POOL_IDLE", "POOL_MAX", "SQLiteLedger", "default_ledger_path"]
 
 log = logging.getLogger("mem0_routed")
 
@@ -71,6 +64,13 @@ POOL_IDLE = 4
 POOL_MAX = 8
 
 
+def default_ledger_path() -> Path:
+    """``<user data dir>/mem0-routed/ledger.sqlite3`` (platformdirs); not created here."""
+    import platformdirs  # only when the default file is used: keeps the import light
+
+    return Path(platformdirs.user_data_dir("mem0-routed")) / "ledger.sqlite3"
+
+
 class _Conn:
     """A pooled connection and the file (device, inode) it was opened on."""
 
@@ -102,7 +102,7 @@ class SQLiteLedger:
                 "in-memory ledger",
                 key="ledger",
             )
-        self.path = (Path(path).expanduser() if path is not None else _ledger.default_ledger_path()).absolute()
+        self.path = (Path(path).expanduser() if path is not None else default_ledger_path()).absolute()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -296,7 +296,7 @@ class SQLiteLedger:
         max_external_share: float | None,
         share_since: float,
     ) -> Reservation | Refusal:
-        _validate_amount(amount_usd)
+        validate_amount(amount_usd)
         with self._tx(immediate=True) as db:
             now = time.time()
             db.execute("DELETE FROM reservations WHERE expires <= ?", (now,))
@@ -316,7 +316,7 @@ class SQLiteLedger:
             )  # fmt: skip
             if refusal is not None:
                 return refusal
-            res = Reservation(new_reservation_id(), float(amount_usd), now)
+            res = Reservation(new_reservation_id(), float(amount_usd))
             db.execute(
                 "INSERT INTO reservations (id, amount_usd, created, expires) VALUES (?, ?, ?, ?)",
                 (res.id, res.amount_usd, now, now + self._ttl),
@@ -399,6 +399,3 @@ def _row_to_record(row: tuple[object, ...]) -> UsageRecord:
     d["fallback"] = bool(d["fallback"])
     d["escalations"] = json.loads(d["escalations"] or "[]")  # type: ignore[arg-type]
     return UsageRecord(**d)  # type: ignore[arg-type]
-
-
-# --- choosing a store ---------------------------------------------------------------------------

@@ -25,21 +25,16 @@ epoch, counts the budget from what Redis holds, and logs a WARNING that a new le
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._errors import MissingExtra
-from ._ledger import (
-    RESERVATION_TTL_S,
-    Backlog,
-    _validate_amount,
-    check_reservation,
-    mask_url,
-    new_reservation_id,
-)
-from ._usage import Refusal, Reservation, ShareCounts, UsageRecord, counts_in_share, validate_record
+from .._config import mask_url
+from .._errors import MissingExtra
+from .._usage import Refusal, Reservation, ShareCounts, UsageRecord, counts_in_share, validate_record
+from ._base import RESERVATION_TTL_S, Backlog, check_reservation, new_reservation_id, validate_amount
 
 if TYPE_CHECKING:
     import redis
@@ -253,7 +248,7 @@ class RedisLedger:
         max_external_share: float | None,
         share_since: float,
     ) -> Reservation | Refusal:
-        _validate_amount(amount_usd)
+        validate_amount(amount_usd)
         k = self._k
         rid = new_reservation_id()
         remembered = self._epoch
@@ -270,7 +265,7 @@ class RedisLedger:
         if remembered is None:
             self._adopt(out[-2], created=out[-1])
         if out[0] == "ok":
-            return Reservation(rid, float(amount_usd), float(out[1]))
+            return Reservation(rid, float(amount_usd))
         # Refused: let the shared rule word the message from the numbers the script saw.
         _, spent, open_amt, open_n, total, ext = out[:6]
         refusal = check_reservation(
@@ -368,9 +363,7 @@ class RedisLedger:
 
     def close(self) -> None:
         """Write what the backlog holds (if Redis answers), then close; what stays unwritten is logged."""
-        try:
+        with contextlib.suppress(Exception):  # Redis down: report_at_close says what is lost
             self.flush()
-        except Exception:  # noqa: BLE001 - Redis down: report_at_close says what is lost
-            pass
         self._backlog.report_at_close()
         self._r.close()
