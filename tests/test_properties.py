@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from mem0_routed import ConfigError, InvalidInput, Mem0RoutedError, Router, RouterConfig
 from mem0_routed._classify import classify_messages
-from mem0_routed._config import mask_url, mask_urls
+from mem0_routed._config import ROUTER_ENV_VARS, mask_url, mask_urls
 from mem0_routed._ledger import MemoryLedger
 from mem0_routed._privacy import KeepLocalRules
 from mem0_routed._router import reset_routers
@@ -57,10 +57,7 @@ _values = st.one_of(_any_scalar, _urls, st.lists(st.one_of(_any_scalar, _urls), 
 _keys = st.one_of(st.sampled_from(sorted(RouterConfig.model_fields)), st.text(max_size=12))
 _config_dicts = st.dictionaries(_keys, _values, max_size=6)
 
-ENV_NAMES = ["OLLAMA_URL", "OPENAI_API_KEY", "LLM_LOCAL_THRESHOLD", "LLM_ROUTING_ENABLED", "MEM0_LLM_MODEL",
-             "MEM0_EMBEDDER_MODEL", "MEM0_ROUTED_MONTHLY_BUDGET_USD", "MEM0_ROUTED_LEDGER",
-             "MEM0_ROUTED_LOCAL_BACKEND", "MEM0_ROUTED_MODELS", "MEM0_ROUTED_NUM_CTX_MIN",
-             "MEM0_ROUTED_NUM_CTX_MAX", "MEM0_ROUTED_KEEP_LOCAL_PATTERNS", "MEM0_ROUTED_READ_TIMEOUT_S"]
+ENV_NAMES = sorted(ROUTER_ENV_VARS.values())  # the only env vars RouterConfig reads
 _env_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=16)
 _env_values = st.one_of(_env_text, _urls, st.sampled_from(["NaN", "inf", "-5", "0", "[]", "{}", "[\"(\"]", "1e400"]))
 _envs = st.dictionaries(st.sampled_from(ENV_NAMES), _env_values, max_size=4)
