@@ -9,29 +9,14 @@ from typing import Any
 
 import pytest
 import stamina
+from conftest import make_router
 
 from mem0_routed import ConfigError, Router, RouterConfig, RoutingError
 from mem0_routed._ledger import MemoryLedger
-from mem0_routed._router import reset_routers
 from mem0_routed._speed import SPEEDS, Speed
 from mem0_routed._types import Candidate
 
-
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch):
-    for name in ("OLLAMA_URL", "OPENAI_API_KEY", "MEM0_LLM_MODEL"):
-        monkeypatch.delenv(name, raising=False)
-    reset_routers()
-    with stamina.set_testing(True, attempts=3, cap=True):
-        yield
-    reset_routers()
-
-
-def make_router(server, openai=None, key=None, **cfg: Any) -> Router:
-    values = {"ollama_base_url": server.url, "ledger": "memory", "local_backend": "ollama", **cfg}
-    if openai is not None:
-        values.update(openai_base_url=openai.base_url, openai_api_key=key)
-    return Router(RouterConfig.from_mapping(values), ledger=MemoryLedger())
+pytestmark = pytest.mark.usefixtures("fresh", "no_backoff")
 
 
 def run_bounded(fn: Any, limit_s: float = 30.0) -> BaseException | Any:
