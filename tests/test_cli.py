@@ -8,18 +8,12 @@ import pytest
 from click.testing import CliRunner
 
 from mem0_routed._cli import main
-from mem0_routed._router import reset_routers
 from mem0_routed.testing import FakeOllamaServer
 
 
 @pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch):
-    for name in ("OPENAI_API_KEY", "LLM_LOCAL_THRESHOLD", "OLLAMA_URL", "MEM0_LLM_MODEL", "MEM0_EMBEDDER_MODEL"):
-        monkeypatch.delenv(name, raising=False)
+def _env(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEM0_ROUTED_LOCAL_BACKEND", "ollama")
-    reset_routers()
-    yield
-    reset_routers()
 
 
 def test_explain_prints_the_decision_and_reasons_without_calling_a_model(ollama_server) -> None:

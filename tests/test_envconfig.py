@@ -17,8 +17,7 @@ from mem0 import Memory
 import mem0_routed
 from mem0_routed import ConfigError, mem0_config_from_env
 from mem0_routed._mem0 import RoutedEmbedder, RoutedLLM
-from mem0_routed._router import reset_routers
-from mem0_routed.testing import FakeOllamaServer
+from mem0_routed.testing import FakeOllamaServer, reset
 
 SECRET = "sk-env-only-do-not-copy-0123456789"
 
@@ -109,7 +108,7 @@ def test_server_style_startup_with_env_only(
     monkeypatch.setattr(mem0_main, "MEM0_TELEMETRY", False)
     monkeypatch.setattr(mem0_telemetry, "MEM0_TELEMETRY", False)
     mem0_routed.register()
-    reset_routers()
+    reset()
     memory = Memory.from_config(mem0_config_from_env(_server_default_config(tmp_path)))
     try:
         assert isinstance(memory.llm, RoutedLLM) and isinstance(memory.embedding_model, RoutedEmbedder)
@@ -120,7 +119,7 @@ def test_server_style_startup_with_env_only(
         assert {b["model"] for b in ollama_server.requests_to("/api/chat")} == {"mistral:7b"}
     finally:
         memory.vector_store.client.close()
-        reset_routers()
+        reset()
 
 
 def test_same_provider_keeps_the_bases_other_settings(tmp_path: Path) -> None:

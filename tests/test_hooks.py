@@ -7,14 +7,9 @@ import pytest
 
 import mem0_routed
 from mem0_routed import Router, RouterConfig
-from mem0_routed._router import reset_routers
 
 
-@pytest.fixture(autouse=True)
-def _fresh():
-    reset_routers()
-    yield
-    reset_routers()
+pytestmark = pytest.mark.usefixtures("fresh")
 
 
 def test_add_hook_sees_every_router_and_remove_hook_stops_it(ollama_server) -> None:

@@ -26,7 +26,7 @@ from mem0_routed._classify import classify_messages
 from mem0_routed._config import ROUTER_ENV_VARS, mask_url, mask_urls
 from mem0_routed._ledger import MemoryLedger
 from mem0_routed._privacy import KeepLocalRules
-from mem0_routed._router import reset_routers
+from mem0_routed.testing import reset
 
 # A generous per-example deadline: no example may hang (a slow, shared CI machine must not flake).
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -184,7 +184,7 @@ def test_keep_local_check_never_raises_and_never_echoes(text: str) -> None:
 
 @pytest.fixture(scope="module")
 def _router_env(_ollama_server_module, _openai_server_module) -> Iterator[tuple[Router, Any, Any]]:
-    reset_routers()
+    reset()
     cfg = RouterConfig.from_mapping(ollama_base_url=_ollama_server_module.url, ledger="memory",
                                     local_backend="ollama", openai_base_url=_openai_server_module.base_url,
                                     openai_api_key="sk-test-key-for-fake-server", max_retries=0,
@@ -192,7 +192,7 @@ def _router_env(_ollama_server_module, _openai_server_module) -> Iterator[tuple[
     router = Router(cfg, ledger=MemoryLedger())
     with stamina.set_testing(True, attempts=1):
         yield router, _ollama_server_module, _openai_server_module
-    reset_routers()
+    reset()
 
 
 @settings(max_examples=40)
