@@ -151,8 +151,8 @@ def test_config_file_errors_are_messages(tmp_path) -> None:
 def test_stats_and_project_read_the_ledger(tmp_path) -> None:
     import time
 
+    from mem0_routed import UsageRecord
     from mem0_routed._ledger import SQLiteLedger
-    from mem0_routed._usage import UsageRecord
 
     path = tmp_path / "ledger.sqlite3"
     ledger = SQLiteLedger(str(path))
@@ -183,8 +183,8 @@ def test_stats_shows_failures_escalations_and_degraded_calls(tmp_path) -> None:
     """The issue's run: 2 of 5 adds failed. stats said 100 % local and showed no errors."""
     import time
 
+    from mem0_routed import UsageRecord
     from mem0_routed._ledger import SQLiteLedger
-    from mem0_routed._usage import UsageRecord
 
     path = tmp_path / "ledger.sqlite3"
     ledger = SQLiteLedger(str(path))

@@ -171,7 +171,7 @@ def test_a_trickling_external_endpoint_cannot_outlive_the_deadline(ollama_server
 
 
 def test_a_trickling_embed_call_ends_within_its_timeout(ollama_server) -> None:
-    from mem0_routed._errors import BackendTimeout
+    from mem0_routed import BackendTimeout
     from mem0_routed.backends import OllamaBackend
 
     ollama_server.set_fault("trickle", delay_s=0.2, paths=["/api/embed"])
@@ -223,8 +223,9 @@ def test_a_retry_after_that_would_outlive_deadline_s_falls_back_instead(ollama_s
 def test_no_retry_is_scheduled_to_end_past_the_deadline() -> None:
     import time
 
+    from mem0_routed import BackendUnavailable
     from mem0_routed._drivers import retry_hook_until
-    from mem0_routed._errors import BackendUnavailable, RateLimited
+    from mem0_routed._errors import RateLimited
 
     hook = retry_hook_until(time.monotonic() + 1.0)
     assert hook(RateLimited("429", retry_after=3.0)) is False  # would end 2 s past the deadline
@@ -294,7 +295,7 @@ def test_a_server_silent_after_a_late_chunk_is_cut_at_the_deadline(use_async: bo
     import asyncio
     import time as _time
 
-    from mem0_routed._errors import BackendTimeout
+    from mem0_routed import BackendTimeout
     from mem0_routed.backends import ChatRequest, OllamaBackend
 
     server = _LateChunkThenSilence(late_s=5.5)

@@ -30,8 +30,7 @@ from typing import Any
 
 import pytest
 
-from mem0_routed import Router
-from mem0_routed._errors import BudgetExceeded, RoutingError
+from mem0_routed import BudgetExceeded, Router, RoutingError
 from mem0_routed.testing import DEFAULT_TEST_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -284,7 +283,7 @@ def test_trickling_server_is_cut_by_the_call_deadline(
     server: str, ollama: ServerProcess, openai: ServerProcess, tmp_path: Path
 ) -> None:
     """One byte every 0.3 s never trips a read timeout; only a per-call deadline bounds it."""
-    from mem0_routed._config import RouterConfig
+    from mem0_routed import RouterConfig
 
     if "deadline_s" not in RouterConfig.model_fields:
         pytest.skip("needs the per-call deadline (config key deadline_s, issue 11 defect 8)")

@@ -65,7 +65,7 @@ def test_fds_flat_with_mem0_memory_in_threads(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(mem0_telemetry, "MEM0_TELEMETRY", False)
     monkeypatch.setenv("MEM0_DIR", str(tmp_path / "mem0"))
 
-    from mem0_routed._registration import register
+    from mem0_routed import register
     from mem0_routed.testing import FakeOllamaServer, reset
 
     register()

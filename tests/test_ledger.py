@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from mem0_routed._errors import ConfigError
+from mem0_routed import ConfigError, UsageRecord
 from mem0_routed._ledger import MemoryLedger, SQLiteLedger, default_ledger_path, open_ledger
 from mem0_routed._ledger_sqlite import POOL_IDLE
-from mem0_routed._usage import Ledger, Refusal, Reservation, UsageRecord, utc_month_start
+from mem0_routed._usage import Ledger, Refusal, Reservation, utc_month_start
 
 MakeLedger = Callable[..., Ledger]
 JOIN_S = 120.0

@@ -19,9 +19,8 @@ import pytest
 from mem0 import AsyncMemory, Memory
 from mem0.exceptions import LLMError
 
-from mem0_routed._registration import register
-from mem0_routed.testing import reset
-from mem0_routed.testing import DEFAULT_TEST_KEY, FakeOllamaServer, FakeOpenAIServer
+from mem0_routed import register
+from mem0_routed.testing import DEFAULT_TEST_KEY, FakeOllamaServer, FakeOpenAIServer, reset
 
 DIMS = 768  # nomic-embed-text on the fake Ollama
 USER = "alice"

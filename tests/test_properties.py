@@ -21,8 +21,7 @@ import stamina
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mem0_routed import ConfigError, InvalidInput, Mem0RoutedError, Router, RouterConfig
-from mem0_routed._classify import classify_messages
+from mem0_routed import ConfigError, InvalidInput, Mem0RoutedError, Router, RouterConfig, classify_messages
 from mem0_routed._config import ROUTER_ENV_VARS, mask_url, mask_urls
 from mem0_routed._ledger import MemoryLedger
 from mem0_routed._privacy import KeepLocalRules

@@ -48,8 +48,9 @@ def router_config(url: str, **extra: Any) -> dict[str, Any]:
 
 def test_mem0_add_and_search_through_the_router(real_ollama_url: str, tmp_path: Path, mocker) -> None:  # type: ignore[no-untyped-def]
     os.environ.setdefault("MEM0_TELEMETRY", "False")
-    import mem0_routed  # noqa: F401 - registers "routed"
     from mem0 import Memory
+
+    import mem0_routed  # noqa: F401 - registers "routed"
 
     sent = mocker.spy(OllamaBackend, "_chat_kwargs")
     memory = Memory.from_config({

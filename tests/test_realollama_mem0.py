@@ -25,9 +25,8 @@ from mem0 import AsyncMemory, Memory
 from mem0.exceptions import EmbeddingError, LLMError
 from mem0.exceptions import MemoryError as Mem0Error
 
-from mem0_routed import routing_error
+from mem0_routed import register, routing_error
 from mem0_routed._cli import main
-from mem0_routed._registration import register
 
 pytestmark = pytest.mark.realollama
 

@@ -19,10 +19,8 @@ from mem0.utils import factory as mem0_factory
 from mem0.utils.factory import EmbedderFactory, LlmFactory
 from pydantic import ValidationError
 
-from mem0_routed import _registration
-from mem0_routed._errors import RegistrationError
+from mem0_routed import RegistrationError, _registration, register
 from mem0_routed._mem0 import RoutedEmbedder, RoutedLLM, RoutedLlmConfig
-from mem0_routed._registration import register
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -145,7 +143,7 @@ def test_config_with_a_key_never_echoes_it(mocker: Any) -> None:
     secret = "sk-test-do-not-echo-123"
     cfg = MemoryConfig(llm={"provider": "routed", "config": {"api_key": secret, "local_threshold": 250}})
     # deferred: mem0 builds the provider, and the ConfigError carries no input
-    from mem0_routed._errors import ConfigError
+    from mem0_routed import ConfigError
 
     with pytest.raises(ConfigError) as info:
         LlmFactory.create(cfg.llm.provider, cfg.llm.config)
