@@ -207,18 +207,24 @@ def _package_env_reads() -> set[str]:
     return found
 
 
-def test_router_config_reads_exactly_the_env_vars_its_readme_table_documents(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="module")
+def router_config_reads() -> set[str]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        return _router_config_reads(monkeypatch)
+
+
+def test_router_config_reads_exactly_the_env_vars_its_readme_table_documents(router_config_reads: set[str]) -> None:
     from mem0_routed._config import ROUTER_ENV_VARS
 
     documented = _readme_config_table_env_vars()
     assert {"OLLAMA_URL", "OPENAI_API_KEY", "LLM_LOCAL_THRESHOLD", "LLM_ROUTING_ENABLED", "MEM0_LLM_MODEL",
             "MEM0_EMBEDDER_MODEL", "MEM0_ROUTED_LEDGER", "MEM0_ROUTED_MONTHLY_BUDGET_USD"} <= documented
-    assert _router_config_reads(monkeypatch) == documented == set(ROUTER_ENV_VARS.values())
+    assert router_config_reads == documented == set(ROUTER_ENV_VARS.values())
 
 
-def test_every_env_var_the_package_reads_is_in_the_readme_and_back(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_env_var_the_package_reads_is_in_the_readme_and_back(router_config_reads: set[str]) -> None:
     readme = set(re.findall(r"`(" + _ENV_NAME.pattern + ")", _README.read_text())) - _NOT_ENV_VARS
-    code = _router_config_reads(monkeypatch) | _package_env_reads()
+    code = router_config_reads | _package_env_reads()
     assert {"MEM0_ROUTED_AUTOLOAD", "MEM0_ROUTED_PROMETHEUS_PORT", "MEM0_LLM_PROVIDER"} <= code  # the scan works
     assert code == readme, f"read but undocumented: {sorted(code - readme)}; documented but not read: {sorted(readme - code)}"
 
