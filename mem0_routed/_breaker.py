@@ -22,6 +22,8 @@ Token = Literal["closed", "probe", False]
 
 
 class CircuitBreaker:
+    """``clock`` (seconds, monotonic; default ``time.monotonic``) times the cool-down."""
+
     def __init__(self, name: str, *, failures: int = 3, cooldown_s: float = 30.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
@@ -109,9 +111,13 @@ class Admission:
 
 
 class BreakerBoard:
-    """Process-wide breakers keyed by backend name, so routers that share a host share its breaker."""
+    """Process-wide breakers keyed by backend name, so routers that share a host share its breaker.
 
-    def __init__(self) -> None:
+    ``clock`` (seconds, monotonic) times every breaker of the board, read at each use: tests swap
+    in a fake clock and step it past a cool-down instead of sleeping."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._lock = threading.Lock()
         # keyed by settings too: a router configured with other thresholds gets its own breaker
         # for the host instead of silently inheriting the first router's
@@ -122,8 +128,12 @@ class BreakerBoard:
         with self._lock:
             br = self._breakers.get(key)
             if br is None:
-                br = self._breakers[key] = CircuitBreaker(name, failures=failures, cooldown_s=cooldown_s)
+                br = self._breakers[key] = CircuitBreaker(name, failures=failures, cooldown_s=cooldown_s,
+                                                          clock=self._now)
             return br
+
+    def _now(self) -> float:
+        return self.clock()
 
     def snapshot(self) -> dict[str, State]:
         """State per host; with several settings for one host, the least healthy state is shown."""

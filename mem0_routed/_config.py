@@ -12,10 +12,18 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from ._errors import ConfigError
+from ._config_env import DocumentedEnvSource, env_names
+from ._config_errors import friendly_error, settings_error
+from ._ledger._url import parse_ledger_url
 from ._types import CallKind, QueryType
+from ._urls import URL_RE, check_no_credentials, has_credentials, mask_url, mask_urls, masked
+
+__all__ = [
+    "DEFAULT_EMBEDDING_MODEL", "DEFAULT_FALLBACK_MODEL", "DEFAULT_MODELS", "DEFAULT_OLLAMA_URL", "GENERAL_ROUTES",
+    "ROUTER_ENV_VARS", "RouterConfig", "has_credentials", "is_external_model_name", "mask_url", "mask_urls",
+]
 
 DEFAULT_OLLAMA_URL = "http://localhost:11434"
 DEFAULT_EMBEDDING_MODEL = "nomic-embed-text:latest"
@@ -37,58 +45,10 @@ GENERAL_ROUTES = (QueryType.SIMPLE.value, QueryType.SUMMARIZATION.value, QueryTy
 
 _ROUTE_NAMES = tuple(q.value for q in QueryType)
 _CALL_KINDS = tuple(c.value for c in CallKind)
-_URL_RE = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[^\s/:@\[\]]+)(:\d{1,5})?(/[^\s]*)?$")  # [::1] too
 # Names that are OpenAI's, not a local model's: mem0's llm_reranker injects model="gpt-5-mini".
 # gpt-oss is an open-weight model that Ollama serves, so it is local.
 _EXTERNAL_MODEL_RE = re.compile(r"^(gpt-(?!oss)|o\d|chatgpt-|text-|davinci|openai/)", re.IGNORECASE)
-
-
-def _mask_token(token: str) -> str:
-    """One whitespace-free URL: everything up to its last "@" is user-info. A path holding an "@"
-    is over-masked, which is harmless for display; a password holding "/" or "@" is still hidden."""
-    scheme, sep, rest = token.partition("://")
-    if not sep:
-        scheme, rest = "", token
-    userinfo, at, host = rest.rpartition("@")
-    if not at:
-        return token
-    user, colon, _ = userinfo.partition(":")
-    shown = f"{user}:***" if colon and "/" not in user else "***"  # a lone "token@" is itself the secret
-    return f"{scheme}{sep}{shown}@{host}"
-
-
-def mask_url(url: str) -> str:
-    """``redis://user:secret@host`` -> ``redis://user:***@host``: URLs are shown, passwords never.
-
-    Works on malformed URLs too (no scheme, bad port), since those are the ones echoed in errors."""
-    return url if "@" not in url else re.sub(r"\S*@\S*", lambda m: _mask_token(m.group(0)), url)
-
-
-def mask_urls(text: str) -> str:
-    """Every ``scheme://user:password@`` in a message masked (error texts, log lines); e-mail
-    addresses outside URLs are left alone."""
-    return text if "@" not in text else re.sub(r"\S*://\S*@\S*", lambda m: _mask_token(m.group(0)), text)
-
-
-def has_credentials(value: Any) -> bool:
-    """Whether a config value (or anything inside it) is a URL with a user or password in it."""
-    if isinstance(value, str):
-        return "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]
-    if isinstance(value, Mapping):
-        return any(has_credentials(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(has_credentials(v) for v in value)
-    return False
-
-
 _MIN_CTX = 256  # tokens: no useful prompt fits in less
-
-
-def _no_credentials(url: str) -> None:
-    if has_credentials(url) or ("://" not in url and "@" in url):
-        raise ValueError(f"{mask_url(url)!r} has credentials in it (user:password@), which would show in "
-                         "logs and errors; remove them (a proxy in front of Ollama can add them) and pass the "
-                         "OpenAI key as openai_api_key or OPENAI_API_KEY")
 
 
 def is_external_model_name(name: str) -> bool:
@@ -97,10 +57,12 @@ def is_external_model_name(name: str) -> bool:
 
 
 class RouterConfig(BaseSettings):
-    """Everything the router needs. Build it with :meth:`from_mapping` to get friendly errors."""
+    """Everything the router needs. A bad value raises ``ConfigError`` at construction.
+
+    Only the keys whose field names an env var (``validation_alias``) read the environment; see
+    ``_config_env``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MEM0_ROUTED_",
         extra="forbid",
         populate_by_name=True,
         validate_default=True,
@@ -191,7 +153,9 @@ class RouterConfig(BaseSettings):
     keep_local_patterns: list[str] = Field(default_factory=list)
     keep_local_call_kinds: list[str] = Field(default_factory=list)
     log_prompts: bool = False
-    embedding_dims: int | None = None
+    embedding_dims: int | None = Field(
+        default=None, validation_alias=AliasChoices("MEM0_ROUTED_EMBEDDING_DIMS")
+    )
     embedding_cache_size: int = 4096
 
     # --- validators --------------------------------------------------------------------------------
@@ -209,8 +173,8 @@ class RouterConfig(BaseSettings):
         if not urls:
             raise ValueError("needs at least one URL, e.g. 'http://localhost:11434'")
         for url in urls:
-            _no_credentials(url)
-            if not _URL_RE.match(url):
+            check_no_credentials(url)
+            if not URL_RE.match(url):
                 raise ValueError(
                     f"{mask_url(url)!r} is not an http(s) URL; write it with a scheme, e.g. 'http://{mask_url(url)}'")
         return [u.rstrip("/") for u in v] if isinstance(v, list) else v.rstrip("/")
@@ -219,8 +183,8 @@ class RouterConfig(BaseSettings):
     @classmethod
     def _check_openai_url(cls, v: str | None) -> str | None:
         if v is not None:
-            _no_credentials(v)
-            if not _URL_RE.match(v):
+            check_no_credentials(v)
+            if not URL_RE.match(v):
                 raise ValueError(f"{mask_url(v)!r} is not an http(s) URL, e.g. 'https://api.openai.com/v1'")
         return v
 
@@ -289,10 +253,21 @@ class RouterConfig(BaseSettings):
     @field_validator("ledger")
     @classmethod
     def _check_ledger(cls, v: str) -> str:
-        from ._ledger._url import parse_ledger_url  # the one ledger-URL reader; the ledger imports us
 
         parse_ledger_url(v)  # ConfigError is a ValueError: pydantic reports its sentence
         return v.strip()
+
+    @field_validator("keep_local_patterns")
+    @classmethod
+    def _check_patterns(cls, v: list[str]) -> list[str]:
+        """Compiled now, so a typo fails at start-up rather than on the first call it would check."""
+        for i, pattern in enumerate(v):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {i} {pattern!r} is not a valid regular expression ({exc}); fix the "
+                                 "regex, or escape literal text with re.escape() (e.g. '\\.' for a dot)") from None
+        return v
 
     @field_validator("keep_local_call_kinds")
     @classmethod
@@ -380,79 +355,37 @@ class RouterConfig(BaseSettings):
         """A dict for display: the key reported as set or not, never its value; URLs without passwords."""
         data = self.model_dump()
         data["openai_api_key"] = "set" if self.openai_api_key else None
-        return {key: _masked(value) for key, value in data.items()}
+        return {key: masked(value) for key, value in data.items()}
 
     def __repr_args__(self) -> Any:
         for key, value in super().__repr_args__():
-            yield key, _masked(value)  # any "user:password@" in any value, not only the URL keys
+            yield key, masked(value)  # any "user:password@" in any value, not only the URL keys
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise friendly_error(exc, type(self).model_fields, ROUTER_ENV_VARS) from None
+        except SettingsError as exc:
+            raise settings_error(exc, ROUTER_ENV_VARS) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit keys, then the documented env vars; no ``.env`` file, no secrets directory."""
+        return init_settings, DocumentedEnvSource(settings_cls)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None = None, /, **overrides: Any) -> RouterConfig:
-        """Build from a mem0-style dict plus env vars, turning pydantic's errors into ``ConfigError``."""
-        from pydantic_settings import SettingsError
-
-        data = {**(values or {}), **overrides}
-        try:
-            return cls(**data)
-        except ValidationError as exc:
-            raise _friendly(exc) from None
-        except SettingsError as exc:  # an env var for a list/dict key that is not JSON
-            found = re.search(r'field "(\w+)"', str(exc))
-            key = found.group(1) if found else None
-            env = _ENV_NAMES.get(key or "", f"MEM0_ROUTED_{(key or '?').upper()}")
-            raise ConfigError(f"invalid mem0-routed configuration:\n  {key} (env {env}) is not valid JSON; "
-                              "give a JSON list or object, e.g. '[\"a\"]' or '{\"simple\": \"mistral:7b\"}'",
-                              key=key) from None
+        """Build from a mem0-style dict plus env vars (``overrides`` win over ``values``)."""
+        return cls(**{**(values or {}), **overrides})
 
 
-def _masked(value: Any) -> Any:
-    if isinstance(value, str):
-        return mask_url(value)
-    if isinstance(value, (list, tuple)):
-        return [_masked(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _masked(v) for k, v in value.items()}
-    return value
-
-
-_ENV_NAMES = {
-    "ollama_base_url": "OLLAMA_URL",
-    "openai_api_key": "OPENAI_API_KEY",
-    "local_threshold": "LLM_LOCAL_THRESHOLD",
-    "routing_enabled": "LLM_ROUTING_ENABLED",
-    "llm_model": "MEM0_LLM_MODEL",
-    "embedder_model": "MEM0_EMBEDDER_MODEL",
-    "monthly_budget_usd": "MEM0_ROUTED_MONTHLY_BUDGET_USD",
-    "ledger": "MEM0_ROUTED_LEDGER",
-    "local_backend": "MEM0_ROUTED_LOCAL_BACKEND",
-}
-_SECRET_KEYS = {"openai_api_key", "OPENAI_API_KEY"}
-
-
-def _friendly(exc: ValidationError) -> ConfigError:
-    """One readable sentence per problem: key (and env var), value, what is allowed."""
-    lines = []
-    first_key = None
-    for err in exc.errors(include_url=False):
-        loc = [str(p) for p in err.get("loc", ()) if not str(p).startswith(("function-", "str", "list["))]
-        msg = err.get("msg", "invalid").removeprefix("Value error, ")
-        named = msg.split(" ", 1)[0].split("[", 1)[0]  # a check across keys names its key first
-        key = loc[0] if loc else named if named in RouterConfig.model_fields else "?"
-        first_key = first_key or key
-        if err.get("type") == "extra_forbidden":
-            known = ", ".join(sorted(RouterConfig.model_fields))
-            lines.append(f"unknown key {key!r} for the routed provider; known keys: {known}")
-            continue
-        env = _ENV_NAMES.get(key)
-        where = f"{key} (env {env})" if env else key
-        if key in _SECRET_KEYS:
-            lines.append(f"{where}: {msg} (value hidden)")
-        elif not loc:
-            lines.append(msg)
-        elif err.get("type", "").endswith(("_parsing", "_type", "literal_error", "finite_number")) and "input" in err:
-            lines.append(f"{where}: {_masked(err['input'])!r} is invalid: {msg}")  # a URL's password never
-        else:
-            lines.append(f"{where}: {msg}")
-    # a credentialed URL given for any key (not only the URL keys) is masked wherever it is echoed:
-    # over-masks an e-mail address, which is harmless in an error; never shows a "user:password@"
-    return ConfigError("invalid mem0-routed configuration:\n  " + "\n  ".join(map(mask_url, lines)), key=first_key)
+#: ``{key: env var}``: the only env vars ``RouterConfig`` reads (README, "Every config key").
+ROUTER_ENV_VARS: dict[str, str] = env_names(RouterConfig.model_fields)

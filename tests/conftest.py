@@ -1,7 +1,9 @@
-"""Shared fixtures: fake Ollama and OpenAI servers on 127.0.0.1.
+"""Shared fixtures: fake Ollama and OpenAI servers on 127.0.0.1, a fresh process, a fake breaker clock.
 
 Each server starts once per test module and is reset before and after every test (faults cleared,
-request log emptied, models restored), so tests may set faults freely.
+request log emptied, models restored), so tests may set faults freely. A module whose tests build
+routers asks for a fresh process with ``pytestmark = pytest.mark.usefixtures("fresh")`` and builds
+them with :func:`make_router` (``from conftest import make_router``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -17,10 +20,68 @@ import pytest
 # importing mem0_routed imports mem0 (the test suite was sending events to mem0's PostHog).
 os.environ.setdefault("MEM0_TELEMETRY", "False")
 
-from mem0_routed.testing import DEFAULT_TEST_KEY, FakeOllamaServer, FakeOpenAIServer
+import stamina
+
+from mem0_routed import Router, RouterConfig
+from mem0_routed._config import ROUTER_ENV_VARS
+from mem0_routed import MemoryLedger
+from mem0_routed.testing import DEFAULT_TEST_KEY, FakeOllamaServer, FakeOpenAIServer, reset
 
 # Tests keep their usage records in memory, not in the user's SQLite ledger.
 os.environ["MEM0_ROUTED_LEDGER"] = "memory"
+
+
+@pytest.fixture
+def fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No router env var from the caller's shell (the ledger stays in memory), and a fresh process
+    (``mem0_routed.testing.reset()``) before and after the test."""
+    for name in ROUTER_ENV_VARS.values():
+        if name != "MEM0_ROUTED_LEDGER":
+            monkeypatch.delenv(name, raising=False)
+    reset()
+    yield
+    reset()
+
+
+@pytest.fixture
+def no_backoff() -> Iterator[None]:
+    """stamina keeps its retries (up to 3 attempts) but drops the waits between them."""
+    with stamina.set_testing(True, attempts=3, cap=True):
+        yield
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to (``advance``)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@pytest.fixture
+def breaker_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The clock of every circuit breaker in the process, stepped by the test instead of sleeping."""
+    from mem0_routed._shared import BREAKERS
+
+    clock = FakeClock()
+    monkeypatch.setattr(BREAKERS, "clock", clock)
+    return clock
+
+
+def make_router(ollama: Any, openai: Any = None, key: str | None = None, *, ledger: Any = None,
+                **cfg: Any) -> Router:
+    """A router on ``ollama`` (a fake server or a URL) only, its records in a new ``MemoryLedger``
+    (or ``ledger``); with ``openai`` and ``key``, an external fallback too. ``cfg``: more keys."""
+    values: dict[str, Any] = {"ollama_base_url": getattr(ollama, "url", ollama), "ledger": "memory",
+                              "local_backend": "ollama", **cfg}
+    if openai is not None:
+        values.update(openai_base_url=openai.base_url, openai_api_key=key)
+    return Router(RouterConfig.from_mapping(values), ledger=ledger if ledger is not None else MemoryLedger())
 
 
 @pytest.fixture(scope="module")

@@ -8,33 +8,32 @@ out) and the fake OpenAI over HTTP, and reads what the OpenAI server received.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 import stamina
+from conftest import make_router
 
 from mem0_routed import Router, RouterConfig, RoutingError
 from mem0_routed._ledger import MemoryLedger
-from mem0_routed._router import reset_routers
 
 SECRET = "hunter2XyZ"  # a password a careless user pastes
 PW = f"password={SECRET}"
 KEY = "sk-proj-" + "Ab3dEfGh1jKlMnOpQrStUvWx"  # built in two parts so no scanner flags this file
 
 
+pytestmark = pytest.mark.usefixtures("fresh")
+
+
 @pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch):
-    for name in ("OLLAMA_URL", "OPENAI_API_KEY", "LLM_LOCAL_THRESHOLD", "MEM0_ROUTED_MONTHLY_BUDGET_USD"):
-        monkeypatch.delenv(name, raising=False)
-    reset_routers()
+def _one_attempt() -> Iterator[None]:
     with stamina.set_testing(True, attempts=1):
         yield
-    reset_routers()
 
 
-def make_router(ollama, openai, key, **cfg) -> Router:
-    values = {"ollama_base_url": ollama.url, "ledger": "memory", "local_backend": "ollama", "max_retries": 0,
-              "openai_base_url": openai.base_url, "openai_api_key": key, **cfg}
-    return Router(RouterConfig.from_mapping(values), ledger=MemoryLedger())
+def attack_router(ollama, openai, key, **cfg) -> Router:
+    """Local and external, no retries: every request an attack causes is one the servers log."""
+    return make_router(ollama, openai, key, **{"max_retries": 0, **cfg})
 
 
 def sent_out(openai) -> str:
@@ -78,7 +77,7 @@ def test_a_secret_anywhere_in_the_request_never_reaches_the_external_model(
     kw = dict(LEAKS[case])
     messages = kw.pop("messages")
     ollama_server.set_fault("error500")  # the local model fails: the call would fall back out
-    router = make_router(ollama_server, openai_server, openai_key)
+    router = attack_router(ollama_server, openai_server, openai_key)
     with pytest.raises(RoutingError) as err:
         router.chat(messages, **kw)
     assert "keep-local rule" in str(err.value.blocked_by)
@@ -89,7 +88,7 @@ def test_a_secret_anywhere_in_the_request_never_reaches_the_external_model(
 def test_harmless_tools_images_and_schemas_still_fall_back(ollama_server, openai_server, openai_key) -> None:
     """The wider scan must not keep ordinary calls local (a data: URL's bytes are not read)."""
     ollama_server.set_fault("error500")
-    router = make_router(ollama_server, openai_server, openai_key)
+    router = attack_router(ollama_server, openai_server, openai_key)
     pixel = "data:image/png;base64," + "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
     for kw in ({"tools": [_tool()]}, {"response_format": {"type": "json_schema", "json_schema": {
             "name": "x", "schema": {"type": "object", "properties": {"n": {"type": "integer", "maximum": 2147483647}}}}}}):
@@ -220,7 +219,7 @@ def test_a_yes_no_value_for_a_number_is_refused(key) -> None:
 def test_log_prompts_withholds_a_prompt_a_keep_local_rule_matches(ollama_server, openai_server, openai_key) -> None:
     """With ``log_prompts`` the user's ``password=...`` went into the ledger in clear, and a Redis
     ledger may live on another host: the secret left the machine that way instead."""
-    router = make_router(ollama_server, openai_server, openai_key, log_prompts=True)
+    router = attack_router(ollama_server, openai_server, openai_key, log_prompts=True)
     router.chat([{"role": "user", "content": f"remember my {PW} for the VPN"}])
     router.chat([{"role": "user", "content": "hello there"}])
     secret, plain = router.ledger.records()
@@ -230,7 +229,7 @@ def test_log_prompts_withholds_a_prompt_a_keep_local_rule_matches(ollama_server,
 
 
 def test_log_prompts_withholds_a_keep_local_call_kind(ollama_server, openai_server, openai_key) -> None:
-    router = make_router(ollama_server, openai_server, openai_key, log_prompts=True,
+    router = attack_router(ollama_server, openai_server, openai_key, log_prompts=True,
                          keep_local_call_kinds=["mem0_procedural"])
     from mem0.configs.prompts import PROCEDURAL_MEMORY_SYSTEM_PROMPT
 
@@ -290,7 +289,7 @@ def test_a_half_masked_echo_of_a_key_of_any_shape_is_scrubbed(ollama_server, ope
     the error, the ledger and the health output."""
     key = "ZQXJWKVYPL" + "MNBH4821"  # not the server's key: it answers 401 echoing this one
     ollama_server.set_fault("error500")
-    router = make_router(ollama_server, openai_server, key)
+    router = attack_router(ollama_server, openai_server, key)
     with pytest.raises(RoutingError) as err:
         router.chat([{"role": "user", "content": "hi"}])
     shown = str(err.value) + json.dumps([r.to_dict() for r in router.ledger.records()])
@@ -320,7 +319,7 @@ def test_a_lone_surrogate_outside_the_content_is_the_callers_error(where, ollama
         messages = [{"role": "user", "content": _image(f"https://img.example/{bad}.png")}]
     else:
         messages[0]["name"] = bad
-    router = make_router(ollama_server, openai_server, openai_key)
+    router = attack_router(ollama_server, openai_server, openai_key)
     with pytest.raises(InvalidInput, match="surrogate"):
         router.chat(messages, **kw)
     assert not ollama_server.requests_to("/api/chat") and not openai_server.requests_to("/v1/chat/completions")
@@ -332,7 +331,7 @@ def test_a_reservation_outlives_the_longest_external_call(ollama_server, openai_
     timeout, a second call could take the money a slow first call still held."""
     import mem0_routed._ledger._memory as ledger_module
 
-    router = make_router(ollama_server, openai_server, openai_key, external_timeout_s=1200, deadline_s=1500,
+    router = attack_router(ollama_server, openai_server, openai_key, external_timeout_s=1200, deadline_s=1500,
                          monthly_budget_usd=0.004)
     router._ledger = None  # the router opens its own ledger from the config, as it does for users
     job = router._job([{"role": "user", "content": "hi"}], None, None, None, None, 4000, None, False, None)
@@ -434,7 +433,7 @@ def test_an_image_that_is_not_base64_never_opens_the_breaker(ollama_server, open
     however ordinary, to OpenAI. The fake Ollama shows the same through the same client."""
     from mem0_routed import InvalidInput
 
-    router = make_router(ollama_server, openai_server, openai_key, breaker_failures=2)
+    router = attack_router(ollama_server, openai_server, openai_key, breaker_failures=2)
     for _ in range(3):
         with pytest.raises(InvalidInput, match=r"messages\[0\]\['content'\]\[1\].*base64"):
             router.chat([{"role": "user", "content": _image("data:image/png;base64,!!!notbase64")}])
@@ -473,7 +472,7 @@ def test_a_message_of_the_wrong_shape_is_the_callers_error(message, ollama_serve
     from mem0_routed import InvalidInput
     from mem0_routed._shared import BREAKERS
 
-    router = make_router(ollama_server, openai_server, openai_key, breaker_failures=2)
+    router = attack_router(ollama_server, openai_server, openai_key, breaker_failures=2)
     for _ in range(2):
         with pytest.raises(InvalidInput):
             router.chat([{"role": "user", "content": "hi"}, message])
@@ -545,7 +544,7 @@ def test_a_data_prefix_does_not_hide_a_secret(ollama_server, openai_server, open
     """Every string starting with ``data:`` was cut at its first comma before the scan (meant for an
     image's base64 bytes): the secret after the comma went to OpenAI once the local model failed."""
     ollama_server.set_fault("error500")
-    router = make_router(ollama_server, openai_server, openai_key)
+    router = attack_router(ollama_server, openai_server, openai_key)
     with pytest.raises(RoutingError):
         router.chat([{"role": "user", "content": content}])
     assert "hunter22XyZ" not in sent_out(openai_server)
@@ -617,7 +616,7 @@ def test_a_prompt_with_60_tools_is_billed_at_what_the_provider_reports(ollama_se
     tools = _tools(60)
     _reports_more_prompt(monkeypatch, openai_server, lambda body: len(json.dumps(body.get("tools") or [])) // 4)
     ollama_server.set_fault("error500")
-    router = make_router(ollama_server, openai_server, openai_key)
+    router = attack_router(ollama_server, openai_server, openai_key)
     out = router.chat([{"role": "user", "content": "which tool fits?"}], tools=tools)
     assert not out.is_local
     reported = json.loads(json.dumps(openai_server.requests_to("/v1/chat/completions")[-1]))
@@ -633,7 +632,7 @@ def test_an_image_is_billed_at_what_the_provider_reports(ollama_server, openai_s
     was far above four times the text and replaced by the text's dozen tokens."""
     _reports_more_prompt(monkeypatch, openai_server, lambda body: 25_000)
     ollama_server.set_fault("error500")
-    router = make_router(ollama_server, openai_server, openai_key)
+    router = attack_router(ollama_server, openai_server, openai_key)
     router.chat([{"role": "user", "content": _image("https://img.example/a.png")}])
     assert _external_record(router).tokens_in > 25_000
 
@@ -643,7 +642,7 @@ def test_a_reply_without_usage_bills_an_image_at_its_maximum(ollama_server, open
 
     openai_server.set_fault("omit_usage")
     ollama_server.set_fault("error500")
-    router = make_router(ollama_server, openai_server, openai_key)
+    router = attack_router(ollama_server, openai_server, openai_key)
     router.chat([{"role": "user", "content": _image("https://img.example/a.png")}])
     assert _external_record(router).tokens_in >= IMAGE_TOKENS_MAX
 
@@ -659,10 +658,10 @@ def test_the_reservation_counts_tools_and_schema(extra, ollama_server, openai_se
         "type": "json_schema", "json_schema": {"name": "x", "schema": big[0]["function"]["parameters"] | {
             "description": json.dumps(big)}}}}
     messages = [{"role": "user", "content": "which tool fits? answer in json"}]
-    probe = make_router(ollama_server, openai_server, openai_key)
+    probe = attack_router(ollama_server, openai_server, openai_key)
     bare = probe.worst_cost(probe._job(messages, None, None, None, None, None, None, False, None))
     ollama_server.set_fault("error500")
-    router = make_router(ollama_server, openai_server, openai_key, monthly_budget_usd=bare * 1.5)
+    router = attack_router(ollama_server, openai_server, openai_key, monthly_budget_usd=bare * 1.5)
     with pytest.raises(BudgetExceeded):
         router.chat(messages, **kw)
     assert not openai_server.requests_to("/v1/chat/completions")
@@ -679,7 +678,7 @@ async def test_a_call_cancelled_in_flight_is_recorded_at_its_worst_case(ollama_s
 
     ollama_server.set_fault("error500")
     openai_server.set_fault("hang")
-    router = make_router(ollama_server, openai_server, openai_key, monthly_budget_usd=5.0)
+    router = attack_router(ollama_server, openai_server, openai_key, monthly_budget_usd=5.0)
     messages = [{"role": "user", "content": "hi"}]
     try:
         task = asyncio.create_task(router.achat(messages))
@@ -706,7 +705,7 @@ def test_a_timed_out_external_call_is_recorded_at_its_worst_case(ollama_server, 
     """A timeout after the request was sent was recorded at $0 and its claim given back."""
     ollama_server.set_fault("error500")
     openai_server.set_fault("hang")
-    router = make_router(ollama_server, openai_server, openai_key, monthly_budget_usd=5.0, external_timeout_s=0.3)
+    router = attack_router(ollama_server, openai_server, openai_key, monthly_budget_usd=5.0, external_timeout_s=0.3)
     messages = [{"role": "user", "content": "hi"}]
     try:
         with pytest.raises(RoutingError) as err:

@@ -116,44 +116,45 @@ def test_unmodified_async_program(wheel_python: Path, ollama_server: FakeOllamaS
     assert out["added"] and any("Lisbon" in m for m in out["found"]), out  # type: ignore[attr-defined]
 
 
-_STARTUP = """
+_START_THEN_CONFIG = """
 import json, sys
-print(json.dumps({"loaded": sorted(m for m in sys.modules if m.startswith("mem0")),  # and the plugin
-                  "finders": [repr(f) for f in sys.meta_path]}))
-"""
-
-
-def test_interpreter_start_imports_nothing_but_installs_the_finder(wheel_python: Path, tmp_path: Path) -> None:
-    out = _last_json(_run(wheel_python, _STARTUP, tmp_path))
-    assert out["loaded"] == []
-    assert FINDER in out["finders"]
-
-
-_CONFIG_ONLY = """
-import json, sys
+start = {"loaded": sorted(m for m in sys.modules if m.startswith("mem0")),  # and the plugin
+         "finders": [repr(f) for f in sys.meta_path]}
 from mem0.configs.base import MemoryConfig
 try:
     cfg = MemoryConfig(llm={"provider": "routed", "config": {}}, embedder={"provider": "routed", "config": {}})
     result = cfg.llm.provider
 except Exception as exc:
     result = f"{type(exc).__name__}: {exc}"
-print(json.dumps({"result": result, "finders": [repr(f) for f in sys.meta_path]}))
+print(json.dumps({"start": start, "result": result, "finders": [repr(f) for f in sys.meta_path]}))
 """
 
 
-def test_finder_removes_itself_after_registering(wheel_python: Path, tmp_path: Path) -> None:
-    out = _last_json(_run(wheel_python, _CONFIG_ONLY, tmp_path))
+def test_start_imports_nothing_and_the_finder_registers_routed_then_removes_itself(
+    wheel_python: Path, tmp_path: Path
+) -> None:
+    out = _last_json(_run(wheel_python, _START_THEN_CONFIG, tmp_path))
+    assert out["start"]["loaded"] == [] and FINDER in out["start"]["finders"]  # type: ignore[index]
     assert out["result"] == "routed"
     assert FINDER not in out["finders"]
 
 
-@pytest.mark.parametrize("value", ["0", "false", "OFF"])
-def test_opt_out(wheel_python: Path, tmp_path: Path, value: str) -> None:
-    out = _last_json(_run(wheel_python, _CONFIG_ONLY, tmp_path, MEM0_ROUTED_AUTOLOAD=value))
+def test_opt_out(wheel_python: Path, tmp_path: Path) -> None:
+    out = _last_json(_run(wheel_python, _START_THEN_CONFIG, tmp_path, MEM0_ROUTED_AUTOLOAD="0"))
+    assert FINDER not in out["start"]["finders"]  # type: ignore[index]
     assert "Unsupported LLM provider: routed" in str(out["result"])
     assert FINDER not in out["finders"]
-    start = _last_json(_run(wheel_python, _STARTUP, tmp_path, MEM0_ROUTED_AUTOLOAD=value))
-    assert FINDER not in start["finders"]
+
+
+@pytest.mark.parametrize(("value", "on"), [
+    ("0", False), ("false", False), ("OFF", False), (" no ", False), ("1", True), ("yes", True), ("", True),
+])  # fmt: skip
+def test_opt_out_spellings(monkeypatch: pytest.MonkeyPatch, value: str, on: bool) -> None:
+    """What the .pth hook reads at start (the opt-out itself runs in a fresh interpreter above)."""
+    from mem0_routed import _autoload
+
+    monkeypatch.setenv("MEM0_ROUTED_AUTOLOAD", value)
+    assert _autoload.enabled() is on
 
 
 def test_harmless_without_mem0(tmp_path_factory: pytest.TempPathFactory, wheel_python: Path, tmp_path: Path) -> None:
@@ -196,10 +197,9 @@ def editable_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def test_editable_install_activates_too(editable_python: Path, tmp_path: Path) -> None:
-    out = _last_json(_run(editable_python, _CONFIG_ONLY, tmp_path))
-    assert out["result"] == "routed"
-    start = _last_json(_run(editable_python, _STARTUP, tmp_path))
-    assert start["loaded"] == [] and FINDER in start["finders"]
+    out = _last_json(_run(editable_python, _START_THEN_CONFIG, tmp_path))
+    assert out["start"]["loaded"] == [] and FINDER in out["start"]["finders"]  # type: ignore[index]
+    assert out["result"] == "routed" and FINDER not in out["finders"]
 
 
 # --- in-process: the finder itself ---------------------------------------------------------------------

@@ -16,9 +16,16 @@ from mem0.configs.prompts import (
 )
 from mem0.reranker.llm_reranker import LLMReranker
 
-from mem0_routed import _classify
-from mem0_routed._classify import classify_messages, classify_query, classify_text, estimate_tokens
-from mem0_routed._types import CallKind, Classification, QueryType
+from mem0_routed import (
+    CallKind,
+    Classification,
+    QueryType,
+    _classify,
+    classify_messages,
+    classify_query,
+    classify_text,
+    estimate_tokens,
+)
 
 # Neutral vocabulary: no word here is a code, reasoning, summary or extraction signal.
 _VOCAB = (

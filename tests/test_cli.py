@@ -8,18 +8,12 @@ import pytest
 from click.testing import CliRunner
 
 from mem0_routed._cli import main
-from mem0_routed._router import reset_routers
 from mem0_routed.testing import FakeOllamaServer
 
 
 @pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch):
-    for name in ("OPENAI_API_KEY", "LLM_LOCAL_THRESHOLD", "OLLAMA_URL", "MEM0_LLM_MODEL", "MEM0_EMBEDDER_MODEL"):
-        monkeypatch.delenv(name, raising=False)
+def _env(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEM0_ROUTED_LOCAL_BACKEND", "ollama")
-    reset_routers()
-    yield
-    reset_routers()
 
 
 def test_explain_prints_the_decision_and_reasons_without_calling_a_model(ollama_server) -> None:
@@ -157,8 +151,8 @@ def test_config_file_errors_are_messages(tmp_path) -> None:
 def test_stats_and_project_read_the_ledger(tmp_path) -> None:
     import time
 
+    from mem0_routed import UsageRecord
     from mem0_routed._ledger import SQLiteLedger
-    from mem0_routed._usage import UsageRecord
 
     path = tmp_path / "ledger.sqlite3"
     ledger = SQLiteLedger(str(path))
@@ -189,8 +183,8 @@ def test_stats_shows_failures_escalations_and_degraded_calls(tmp_path) -> None:
     """The issue's run: 2 of 5 adds failed. stats said 100 % local and showed no errors."""
     import time
 
+    from mem0_routed import UsageRecord
     from mem0_routed._ledger import SQLiteLedger
-    from mem0_routed._usage import UsageRecord
 
     path = tmp_path / "ledger.sqlite3"
     ledger = SQLiteLedger(str(path))

@@ -15,7 +15,7 @@ from mem0.configs.prompts import (
 )
 from mem0.memory.utils import parse_messages
 
-from mem0_routed._classify import estimate_tokens
+from mem0_routed import estimate_tokens
 from mem0_routed._compact_prompt import (
     COMPACT_AGENT_SUFFIX,
     COMPACT_EXTRACTION_PROMPT,
@@ -71,7 +71,7 @@ def test_drops_the_big_system_prompt() -> None:
     systems = [m for m in compact if m["role"] == "system"]
     assert systems == [{"role": "system", "content": COMPACT_EXTRACTION_PROMPT}]
     assert not any(ADDITIVE_EXTRACTION_PROMPT.strip()[:200] in str(m["content"]) for m in compact)
-    from mem0_routed._classify import classify_messages
+    from mem0_routed import classify_messages
 
     assert classify_messages([m for m in compact if m["role"] == "system"]).call_kind.value == "query"
 

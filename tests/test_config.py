@@ -224,3 +224,42 @@ def test_settings_that_make_every_local_call_fail_are_rejected(values: dict, key
 def test_consistent_num_ctx_settings_are_accepted() -> None:
     cfg = RouterConfig.from_mapping(num_ctx_min=2048, num_ctx_max=8192, default_max_tokens=2000)
     assert (cfg.num_ctx_min, cfg.num_ctx_max) == (2048, 8192)
+
+
+@pytest.mark.parametrize("build", ["direct", "from_mapping", "router", "mem0"])
+def test_a_bad_regex_fails_when_the_config_is_built_naming_key_pattern_error_and_fix(build: str) -> None:
+    from mem0.configs.base import MemoryConfig
+
+    from mem0_routed import Router
+
+    values = {"keep_local_patterns": [r"\bok\b", "acme-(secret"], "ledger": "memory"}
+    with pytest.raises((ConfigError, ValueError)) as info:
+        if build == "direct":
+            RouterConfig(**values)
+        elif build == "from_mapping":
+            RouterConfig.from_mapping(values)
+        elif build == "router":
+            Router(values)
+        else:  # mem0 checks the routed provider's keys when its config is built
+            MemoryConfig(llm={"provider": "routed", "config": values})
+    message = str(info.value)
+    for fragment in ("keep_local_patterns", "'acme-(secret'", "missing ), unterminated subpattern", "re.escape"):
+        assert fragment in message, message
+    if build != "mem0":
+        assert isinstance(info.value, ConfigError) and info.value.key == "keep_local_patterns"
+
+
+@pytest.mark.parametrize(("env", "value"), [
+    ("OLLAMA_URL", "gpu:11434"), ("OPENAI_API_KEY", "sk-with space"), ("LLM_LOCAL_THRESHOLD", "lots"),
+    ("LLM_ROUTING_ENABLED", "maybe"), ("MEM0_ROUTED_MONTHLY_BUDGET_USD", "NaN"), ("MEM0_LLM_MODEL", "   "),
+    ("MEM0_EMBEDDER_MODEL", "   "), ("MEM0_ROUTED_LOCAL_BACKEND", "llamacpp"), ("MEM0_ROUTED_LEDGER", "postgres://db"),
+    ("MEM0_ROUTED_EMBEDDING_DIMS", "0"),
+])  # fmt: skip
+def test_every_documented_env_var_with_a_bad_value_is_named(monkeypatch: pytest.MonkeyPatch, env: str, value: str) -> None:
+    from mem0_routed._config import ROUTER_ENV_VARS
+
+    assert env in ROUTER_ENV_VARS.values()
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError, match=env) as info:
+        RouterConfig()
+    assert info.value.key in ROUTER_ENV_VARS and ROUTER_ENV_VARS[info.value.key] == env

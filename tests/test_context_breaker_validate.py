@@ -6,10 +6,11 @@ import json
 import threading
 
 import pytest
+from conftest import FakeClock, make_router
 
+from mem0_routed import CallKind
 from mem0_routed._breaker import CircuitBreaker
 from mem0_routed._context import ContextPlanner, looks_truncated, needed_tokens
-from mem0_routed._types import CallKind
 from mem0_routed._validate import ContractViolation, check_answer, check_extraction
 
 # --- context planning -------------------------------------------------------------------------------
@@ -62,16 +63,8 @@ def test_truncation_detection(count, estimate, num_ctx, truncated) -> None:
 # --- breaker -------------------------------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def test_breaker_opens_after_consecutive_failures_and_probes_once_after_cooldown() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     br = CircuitBreaker("x", failures=3, cooldown_s=10, clock=clock)
     for _ in range(2):
         assert br.allow()
@@ -91,7 +84,7 @@ def test_breaker_opens_after_consecutive_failures_and_probes_once_after_cooldown
 
 
 def test_success_resets_the_failure_count() -> None:
-    br = CircuitBreaker("x", failures=2, cooldown_s=10, clock=Clock())
+    br = CircuitBreaker("x", failures=2, cooldown_s=10, clock=FakeClock(0.0))
     br.failure()
     br.success()
     br.failure()
@@ -99,7 +92,7 @@ def test_success_resets_the_failure_count() -> None:
 
 
 def test_half_open_allows_exactly_one_probe_across_threads() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     br = CircuitBreaker("x", failures=1, cooldown_s=1, clock=clock)
     br.failure()
     clock.t = 5
@@ -113,7 +106,7 @@ def test_half_open_allows_exactly_one_probe_across_threads() -> None:
 
 
 def test_only_the_probe_clears_the_probe() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     br = CircuitBreaker("x", failures=1, cooldown_s=1, clock=clock)
     admitted = br.allow()  # A: admitted while closed
     br.failure()
@@ -125,17 +118,22 @@ def test_only_the_probe_clears_the_probe() -> None:
     assert br.allow() == "probe"
 
 
-def _breaker_test_router(ollama_server, **cfg):
-    from mem0_routed import Router, RouterConfig
-    from mem0_routed._ledger import MemoryLedger
+def test_a_board_times_its_breakers_with_its_clock_even_one_swapped_in_later() -> None:
+    from mem0_routed._breaker import BreakerBoard
 
-    router = Router(RouterConfig.from_mapping({
-        "ollama_base_url": ollama_server.url, "ledger": "memory", "local_backend": "ollama", "max_retries": 0,
-        "breaker_failures": 1, "breaker_cooldown_s": 10, **cfg}), ledger=MemoryLedger())
-    backend = router._backends_of("ollama")[0]
-    clock = Clock()
-    br = router.breaker(backend)
-    br._clock = clock
+    board = BreakerBoard(clock=FakeClock(0.0))
+    br = board.get("h", failures=1, cooldown_s=30)
+    br.failure("down")
+    assert br.state == "open" and br.retry_in() == 30
+    board.clock = later = FakeClock(29.0)
+    assert br.state == "open" and br.retry_in() == 1
+    later.advance(1)
+    assert br.state == "half-open" and br.allow() == "probe"
+
+
+def _breaker_test_router(ollama_server, clock, **cfg):
+    router = make_router(ollama_server, max_retries=0, breaker_failures=1, breaker_cooldown_s=10, **cfg)
+    br = router.breaker(router._backends_of("ollama")[0])
     return router, br, clock
 
 
@@ -170,69 +168,60 @@ def _while_in_flight(ollama_server, call, during, *, answer: bool) -> BaseExcept
 
 
 @pytest.mark.parametrize("ending", ["model missing", "deadline passed"])
-def test_a_call_admitted_while_closed_does_not_clear_a_later_probe(ending, ollama_server) -> None:
+@pytest.mark.usefixtures("fresh")
+def test_a_call_admitted_while_closed_does_not_clear_a_later_probe(ending, ollama_server, breaker_clock) -> None:
     """A is admitted while closed; the breaker opens and B becomes the probe; A then ends with an
     error that does not trip the breaker (or with our own deadline passed) and released the breaker,
     which cleared B's probe flag, so C became a second probe at once."""
     from mem0_routed import RoutingError
-    from mem0_routed._router import reset_routers
 
-    reset_routers()
-    try:
-        router, br, clock = _breaker_test_router(ollama_server, **({"deadline_s": 3.0} if ending != "model missing"
-                                                                   else {}))
+    router, br, clock = _breaker_test_router(ollama_server, breaker_clock,
+                                             **({"deadline_s": 3.0} if ending != "model missing" else {}))
 
-        def open_and_probe() -> None:
-            br.failure("down")
-            clock.t = 100.0
-            assert br.allow() == "probe"  # B
-            if ending == "model missing":
-                ollama_server.remove_model("mistral:7b")  # A's held request now ends in a 404
+    def open_and_probe() -> None:
+        br.failure("down")
+        clock.advance(100)
+        assert br.allow() == "probe"  # B
+        if ending == "model missing":
+            ollama_server.remove_model("mistral:7b")  # A's held request now ends in a 404
 
-        err = _while_in_flight(ollama_server, lambda: router.chat([{"role": "user", "content": "hi there"}]),
-                               open_and_probe, answer=ending == "model missing")
-        assert br.allow() is False  # C: B's probe is still running (A's next candidate was skipped too)
-        assert isinstance(err, RoutingError)
-        kinds = [a.kind for a in err.attempts]
-        assert ("ModelNotFound" if ending == "model missing" else "timeout") in kinds, err.attempts
-    finally:
-        reset_routers()
+    err = _while_in_flight(ollama_server, lambda: router.chat([{"role": "user", "content": "hi there"}]),
+                           open_and_probe, answer=ending == "model missing")
+    assert br.allow() is False  # C: B's probe is still running (A's next candidate was skipped too)
+    assert isinstance(err, RoutingError)
+    kinds = [a.kind for a in err.attempts]
+    assert ("ModelNotFound" if ending == "model missing" else "timeout") in kinds, err.attempts
 
 
-async def test_a_probe_cancelled_after_its_verdict_does_not_clear_a_newer_probe(ollama_server) -> None:
+@pytest.mark.usefixtures("fresh")
+async def test_a_probe_cancelled_after_its_verdict_does_not_clear_a_newer_probe(ollama_server, breaker_clock) -> None:
     """A, the probe, gets an answer (the host is fine: closed), retries after a bad answer and is
     cancelled minutes later; meanwhile the breaker opened again and D probes. A's late release
     cleared D's probe flag, so C became a second probe."""
     import asyncio
 
-    from mem0_routed._router import reset_routers
-
-    reset_routers()
+    router, br, clock = _breaker_test_router(ollama_server, breaker_clock)
+    br.failure("down")
+    clock.advance(100)  # A will be the probe
+    ollama_server.set_fault("invalid_json", paths=["/api/chat"], times=1)  # A's first answer is rejected
+    ollama_server.set_fault("hang", paths=["/api/chat"], times=1)  # A's retry hangs
+    task = asyncio.create_task(router.achat([{"role": "user", "content": "list three colours as json"}],
+                                            response_format={"type": "json_object"}))
     try:
-        router, br, clock = _breaker_test_router(ollama_server)
-        br.failure("down")
-        clock.t = 100.0  # A will be the probe
-        ollama_server.set_fault("invalid_json", paths=["/api/chat"], times=1)  # A's first answer is rejected
-        ollama_server.set_fault("hang", paths=["/api/chat"], times=1)  # A's retry hangs
-        task = asyncio.create_task(router.achat([{"role": "user", "content": "list three colours as json"}],
-                                                response_format={"type": "json_object"}))
-        try:
-            for _ in range(2000):
-                if len(ollama_server.requests_to("/api/chat")) >= 2:
-                    break
-                await asyncio.sleep(0.01)
-            assert len(ollama_server.requests_to("/api/chat")) == 2 and br.state == "closed"
-            br.failure("down again")
-            clock.t = 200.0
-            assert br.allow() == "probe"  # D
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-        finally:
-            ollama_server.release()
-        assert br.allow() is False  # C: D's probe is still running
+        for _ in range(2000):
+            if len(ollama_server.requests_to("/api/chat")) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(ollama_server.requests_to("/api/chat")) == 2 and br.state == "closed"
+        br.failure("down again")
+        clock.advance(100)
+        assert br.allow() == "probe"  # D
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
     finally:
-        reset_routers()
+        ollama_server.release()
+    assert br.allow() is False  # C: D's probe is still running
 
 
 # --- answer contracts ---------------------------------------------------------------------------------

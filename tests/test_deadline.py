@@ -9,29 +9,14 @@ from typing import Any
 
 import pytest
 import stamina
+from conftest import make_router
 
 from mem0_routed import ConfigError, Router, RouterConfig, RoutingError
 from mem0_routed._ledger import MemoryLedger
-from mem0_routed._router import reset_routers
 from mem0_routed._speed import SPEEDS, Speed
 from mem0_routed._types import Candidate
 
-
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch):
-    for name in ("OLLAMA_URL", "OPENAI_API_KEY", "MEM0_LLM_MODEL"):
-        monkeypatch.delenv(name, raising=False)
-    reset_routers()
-    with stamina.set_testing(True, attempts=3, cap=True):
-        yield
-    reset_routers()
-
-
-def make_router(server, openai=None, key=None, **cfg: Any) -> Router:
-    values = {"ollama_base_url": server.url, "ledger": "memory", "local_backend": "ollama", **cfg}
-    if openai is not None:
-        values.update(openai_base_url=openai.base_url, openai_api_key=key)
-    return Router(RouterConfig.from_mapping(values), ledger=MemoryLedger())
+pytestmark = pytest.mark.usefixtures("fresh", "no_backoff")
 
 
 def run_bounded(fn: Any, limit_s: float = 30.0) -> BaseException | Any:
@@ -186,7 +171,7 @@ def test_a_trickling_external_endpoint_cannot_outlive_the_deadline(ollama_server
 
 
 def test_a_trickling_embed_call_ends_within_its_timeout(ollama_server) -> None:
-    from mem0_routed._errors import BackendTimeout
+    from mem0_routed import BackendTimeout
     from mem0_routed.backends import OllamaBackend
 
     ollama_server.set_fault("trickle", delay_s=0.2, paths=["/api/embed"])
@@ -238,8 +223,9 @@ def test_a_retry_after_that_would_outlive_deadline_s_falls_back_instead(ollama_s
 def test_no_retry_is_scheduled_to_end_past_the_deadline() -> None:
     import time
 
+    from mem0_routed import BackendUnavailable
     from mem0_routed._drivers import retry_hook_until
-    from mem0_routed._errors import BackendUnavailable, RateLimited
+    from mem0_routed._errors import RateLimited
 
     hook = retry_hook_until(time.monotonic() + 1.0)
     assert hook(RateLimited("429", retry_after=3.0)) is False  # would end 2 s past the deadline
@@ -309,7 +295,7 @@ def test_a_server_silent_after_a_late_chunk_is_cut_at_the_deadline(use_async: bo
     import asyncio
     import time as _time
 
-    from mem0_routed._errors import BackendTimeout
+    from mem0_routed import BackendTimeout
     from mem0_routed.backends import ChatRequest, OllamaBackend
 
     server = _LateChunkThenSilence(late_s=5.5)

@@ -24,9 +24,9 @@ import pytest
 from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
 from mem0.memory.utils import parse_messages
 
-from mem0_routed import _models
+from mem0_routed import BackendTimeout, ContextOverflow, ModelNotFound, _models
 from mem0_routed._compact_prompt import MEM0_EXTRACTION_SCHEMA, compact_extraction_messages
-from mem0_routed._errors import BackendTimeout, BadRequest, ContextOverflow, ModelNotFound
+from mem0_routed._errors import BadRequest
 from mem0_routed._models import (
     PACKAGED_MODELS,
     ModelChecksumError,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,7 @@ from mem0 import Memory
 import mem0_routed
 from mem0_routed import ConfigError, mem0_config_from_env
 from mem0_routed._mem0 import RoutedEmbedder, RoutedLLM
-from mem0_routed._router import reset_routers
-from mem0_routed.testing import FakeOllamaServer
+from mem0_routed.testing import FakeOllamaServer, reset
 
 SECRET = "sk-env-only-do-not-copy-0123456789"
 
@@ -108,7 +108,7 @@ def test_server_style_startup_with_env_only(
     monkeypatch.setattr(mem0_main, "MEM0_TELEMETRY", False)
     monkeypatch.setattr(mem0_telemetry, "MEM0_TELEMETRY", False)
     mem0_routed.register()
-    reset_routers()
+    reset()
     memory = Memory.from_config(mem0_config_from_env(_server_default_config(tmp_path)))
     try:
         assert isinstance(memory.llm, RoutedLLM) and isinstance(memory.embedding_model, RoutedEmbedder)
@@ -119,7 +119,7 @@ def test_server_style_startup_with_env_only(
         assert {b["model"] for b in ollama_server.requests_to("/api/chat")} == {"mistral:7b"}
     finally:
         memory.vector_store.client.close()
-        reset_routers()
+        reset()
 
 
 def test_same_provider_keeps_the_bases_other_settings(tmp_path: Path) -> None:
@@ -139,3 +139,100 @@ def test_several_ollama_urls_give_mem0_s_own_providers_the_first() -> None:
     config = mem0_config_from_env({}, env=env)
     assert config["llm"]["config"]["ollama_base_url"] == "http://a:11434"
     assert config["embedder"]["config"]["ollama_base_url"] == "http://a:11434"
+
+
+# --- the env vars the code reads are the ones the README documents -------------------------------------
+
+_ENV_NAME = re.compile(r"(?:MEM0|LLM|OLLAMA|OPENAI)_[A-Z0-9_]+")
+#: Backticked names in the README that look like env vars but are Python constants.
+_NOT_ENV_VARS = {"MEM0_EXTRACTION_SCHEMA"}
+_README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_config_table_env_vars() -> set[str]:
+    """The env var column of README's "Every config key" table."""
+    section = _README.read_text().split("### Every config key", 1)[1].split("\n#", 1)[0]
+    rows = [line.split("|") for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row[2])}
+
+
+def _router_config_reads(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """Env vars that change ``RouterConfig`` (or make it refuse to build), found by setting each candidate."""
+    from mem0_routed import RouterConfig
+
+    candidates = {f"MEM0_ROUTED_{key.upper()}" for key in RouterConfig.model_fields}
+    candidates |= {key.upper() for key in RouterConfig.model_fields} | _readme_config_table_env_vars()
+    for name in candidates:
+        monkeypatch.delenv(name, raising=False)
+    baseline = RouterConfig().model_dump()
+    read = set()
+    for name in sorted(candidates):
+        monkeypatch.setenv(name, "[1")  # valid for a free-text key, invalid for every other type
+        try:
+            changed = RouterConfig().model_dump() != baseline
+        except ConfigError as exc:
+            changed = True
+            assert name in str(exc), f"the error for a bad {name} does not name it: {exc}"
+        monkeypatch.delenv(name)
+        if changed:
+            read.add(name)
+    return read
+
+
+def _package_env_reads() -> set[str]:
+    """Env var names the package's modules look up (``os.environ.get``, ``env.get``, ``_get(env, ...)``),
+    as string literals or module constants (``PORT_ENV = "..."``)."""
+    import ast
+
+    package = Path(mem0_routed.__file__).parent
+    found: set[str] = set()
+    for path in package.rglob("*.py"):
+        if "testing" in path.relative_to(package).parts:
+            continue
+        tree = ast.parse(path.read_text())
+        constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+                     and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+                     for t in n.targets if isinstance(t, ast.Name)}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            lookup = (isinstance(func, ast.Attribute) and func.attr in ("get", "getenv")
+                      and ast.unparse(func.value) in ("os.environ", "environ", "env", "os")) or (
+                isinstance(func, ast.Name) and func.id in ("_get", "getenv"))
+            for arg in node.args if lookup else ():
+                value = arg.value if isinstance(arg, ast.Constant) else constants.get(getattr(arg, "id", ""))
+                if isinstance(value, str) and _ENV_NAME.fullmatch(value):
+                    found.add(value)
+    return found
+
+
+@pytest.fixture(scope="module")
+def router_config_reads() -> set[str]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        return _router_config_reads(monkeypatch)
+
+
+def test_router_config_reads_exactly_the_env_vars_its_readme_table_documents(router_config_reads: set[str]) -> None:
+    from mem0_routed._config import ROUTER_ENV_VARS
+
+    documented = _readme_config_table_env_vars()
+    assert {"OLLAMA_URL", "OPENAI_API_KEY", "LLM_LOCAL_THRESHOLD", "LLM_ROUTING_ENABLED", "MEM0_LLM_MODEL",
+            "MEM0_EMBEDDER_MODEL", "MEM0_ROUTED_LEDGER", "MEM0_ROUTED_MONTHLY_BUDGET_USD"} <= documented
+    assert router_config_reads == documented == set(ROUTER_ENV_VARS.values())
+
+
+def test_every_env_var_the_package_reads_is_in_the_readme_and_back(router_config_reads: set[str]) -> None:
+    readme = set(re.findall(r"`(" + _ENV_NAME.pattern + ")", _README.read_text())) - _NOT_ENV_VARS
+    code = router_config_reads | _package_env_reads()
+    assert {"MEM0_ROUTED_AUTOLOAD", "MEM0_ROUTED_PROMETHEUS_PORT", "MEM0_LLM_PROVIDER"} <= code  # the scan works
+    assert code == readme, f"read but undocumented: {sorted(code - readme)}; documented but not read: {sorted(readme - code)}"
+
+
+def test_an_undocumented_per_key_env_var_is_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mem0_routed import RouterConfig
+
+    monkeypatch.setenv("MEM0_ROUTED_DEADLINE_S", "1")
+    monkeypatch.setenv("MEM0_ROUTED_KEEP_LOCAL_PATTERNS", '["("]')
+    cfg = RouterConfig()
+    assert cfg.deadline_s == 180.0 and cfg.keep_local_patterns == []

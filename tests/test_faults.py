@@ -30,9 +30,7 @@ from typing import Any
 
 import pytest
 
-from mem0_routed import Router
-from mem0_routed._errors import BudgetExceeded, RoutingError
-from mem0_routed._router import reset_routers
+from mem0_routed import BudgetExceeded, Router, RoutingError
 from mem0_routed.testing import DEFAULT_TEST_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +44,8 @@ SECRETS = ("sk-proj-Zq8vX2mN4pL6rT0wY3uI5oE7aS9dF1gH", "alice.private@example.co
 SIMPLE = "what's the capital of France?"
 COMPLEX = "prove step by step that there are infinitely many primes, then analyse the proof"
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP/SIGKILL")
+pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP/SIGKILL"),
+              pytest.mark.usefixtures("fresh")]  # breakers are process-wide: each test starts closed
 
 
 # --- server processes ----------------------------------------------------------------------------
@@ -137,16 +136,7 @@ def openai(servers: tuple[ServerProcess, ServerProcess]) -> Iterator[ServerProce
     server.admin("reset")
 
 
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("OPENAI_API_KEY", "OLLAMA_URL", "LLM_LOCAL_THRESHOLD", "MEM0_ROUTED_MONTHLY_BUDGET_USD"):
-        monkeypatch.delenv(name, raising=False)
-    reset_routers()  # breakers are process-wide and keyed by URL: each test starts closed
-    yield
-    reset_routers()
-
-
-def make_router(ollama_url: str, openai: ServerProcess | None, ledger: str, **extra: Any) -> Router:
+def fault_router(ollama_url: str, openai: ServerProcess | None, ledger: str, **extra: Any) -> Router:
     cfg: dict[str, Any] = {**FAST, "ollama_base_url": ollama_url, "ledger": ledger, **extra}
     if openai is not None:
         cfg.update(openai_api_key=DEFAULT_TEST_KEY, openai_base_url=openai.base_url)
@@ -194,7 +184,7 @@ def dead_url() -> str:
 def test_frozen_ollama_secrets_stay_local_the_rest_falls_back(
     ollama: ServerProcess, openai: ServerProcess, tmp_path: Path
 ) -> None:
-    router = make_router(ollama.url, openai, str(tmp_path / "l.sqlite3"))
+    router = fault_router(ollama.url, openai, str(tmp_path / "l.sqlite3"))
     assert isinstance(ask(router, SIMPLE), dict)
     ollama.freeze()  # accepts connections (the kernel's backlog), never answers
     outcomes = [ask(router, f"remember this for me: {secret}") for secret in SECRETS]
@@ -209,7 +199,7 @@ def test_frozen_ollama_secrets_stay_local_the_rest_falls_back(
 
 def test_killed_ollama_mid_run_every_call_answered_and_recorded(openai: ServerProcess, tmp_path: Path) -> None:
     with server_process("ollama", tmp_path / "own-ollama.jsonl") as own:
-        router = make_router(own.url, openai, str(tmp_path / "l.sqlite3"))
+        router = fault_router(own.url, openai, str(tmp_path / "l.sqlite3"))
         answers = [ask(router, SIMPLE) for _ in range(4)]
         own.kill()
         answers += [ask(router, SIMPLE) for _ in range(8)]
@@ -227,7 +217,7 @@ def test_killed_openai_mid_run_falls_back_local_and_releases_its_reservations(
     ollama: ServerProcess, tmp_path: Path
 ) -> None:
     with server_process("openai", tmp_path / "own-openai.jsonl") as own:
-        router = make_router(ollama.url, own, str(tmp_path / "l.sqlite3"), local_threshold=0,
+        router = fault_router(ollama.url, own, str(tmp_path / "l.sqlite3"), local_threshold=0,
                              monthly_budget_usd=1.0)  # fmt: skip
         answers = [ask(router, COMPLEX) for _ in range(3)]
         own.kill()
@@ -244,7 +234,7 @@ def test_share_threshold_holds_with_concurrency_and_a_frozen_openai(
     ollama: ServerProcess, openai: ServerProcess, tmp_path: Path
 ) -> None:
     """Complex calls go out first only while the external share stays within 100 - threshold."""
-    router = make_router(ollama.url, openai, str(tmp_path / "l.sqlite3"), local_threshold=80)
+    router = fault_router(ollama.url, openai, str(tmp_path / "l.sqlite3"), local_threshold=80)
     results: list[Any] = []
     lock = threading.Lock()
 
@@ -277,7 +267,7 @@ def test_missing_usage_cannot_bypass_the_budget(openai: ServerProcess, tmp_path:
     openai.admin("fault", mode="omit_usage")
     before = len(openai.requests("/v1/chat/completions"))
     budget = 0.002
-    router = make_router(dead_url(), openai, str(tmp_path / "l.sqlite3"), monthly_budget_usd=budget)
+    router = fault_router(dead_url(), openai, str(tmp_path / "l.sqlite3"), monthly_budget_usd=budget)
     outcomes = [ask(router, SIMPLE + " " + "and tell me more about it. " * 20) for _ in range(200)]
     answered = [o for o in outcomes if isinstance(o, dict)]
     assert answered and all(not o["is_local"] and o["cost"] > 0 for o in answered)
@@ -293,14 +283,14 @@ def test_trickling_server_is_cut_by_the_call_deadline(
     server: str, ollama: ServerProcess, openai: ServerProcess, tmp_path: Path
 ) -> None:
     """One byte every 0.3 s never trips a read timeout; only a per-call deadline bounds it."""
-    from mem0_routed._config import RouterConfig
+    from mem0_routed import RouterConfig
 
     if "deadline_s" not in RouterConfig.model_fields:
         pytest.skip("needs the per-call deadline (config key deadline_s, issue 11 defect 8)")
     target = ollama if server == "ollama" else openai
     target.admin("fault", mode="trickle", delay_s=0.3)
     ollama_url = ollama.url if server == "ollama" else dead_url()
-    router = make_router(ollama_url, openai, str(tmp_path / "l.sqlite3"), deadline_s=2.0)
+    router = fault_router(ollama_url, openai, str(tmp_path / "l.sqlite3"), deadline_s=2.0)
     outcome = ask(router, SIMPLE)
     assert isinstance(outcome, (dict, RoutingError))
     assert len(router.ledger.records()) == 1
@@ -313,7 +303,7 @@ def test_ledger_deleted_mid_run_the_next_process_sees_every_record(
     ollama: ServerProcess, openai: ServerProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "l.sqlite3"
-    router = make_router(ollama.url, openai, str(path), local_threshold=50)
+    router = fault_router(ollama.url, openai, str(path), local_threshold=50)
     for text in (SIMPLE, COMPLEX, SIMPLE):
         assert isinstance(ask(router, text), dict)
     for suffix in ("", "-wal", "-shm"):
@@ -335,7 +325,7 @@ def test_ledger_corrupted_mid_run_no_external_spend_and_a_clear_cli_error(
     ollama: ServerProcess, openai: ServerProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "l.sqlite3"
-    router = make_router(ollama.url, openai, str(path), monthly_budget_usd=1.0, local_threshold=0)
+    router = fault_router(ollama.url, openai, str(path), monthly_budget_usd=1.0, local_threshold=0)
     assert isinstance(ask(router, SIMPLE), dict)
     router.close()  # the write-ahead log is folded into the file, so the damage below is what is read
     with open(path, "r+b") as f:
@@ -371,7 +361,7 @@ def test_redis_frozen_then_stopped_calls_stay_local_and_records_are_kept(
         pass
     with redis_process() as (url, proc):
         fast = url + "?socket_timeout=0.3&socket_connect_timeout=0.3"
-        router = make_router(ollama.url, openai, fast, monthly_budget_usd=1.0, local_threshold=50)
+        router = fault_router(ollama.url, openai, fast, monthly_budget_usd=1.0, local_threshold=50)
         assert isinstance(ask(router, COMPLEX), dict)
         sent_before = len(openai.requests())
         os.kill(proc.pid, signal.SIGSTOP)

@@ -64,12 +64,11 @@ def test_fds_flat_with_mem0_memory_in_threads(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(mem0_telemetry, "MEM0_TELEMETRY", False)
     monkeypatch.setenv("MEM0_DIR", str(tmp_path / "mem0"))
 
-    from mem0_routed._registration import register
-    from mem0_routed._router import reset_routers
-    from mem0_routed.testing import FakeOllamaServer
+    from mem0_routed import register
+    from mem0_routed.testing import FakeOllamaServer, reset
 
     register()
-    reset_routers()
+    reset()
     ledger = tmp_path / "ledger.sqlite3"
     routed = {"ledger": str(ledger), "local_backend": "ollama", "read_timeout_s": 30.0}
     with FakeOllamaServer() as ollama:
@@ -100,7 +99,7 @@ def test_fds_flat_with_mem0_memory_in_threads(tmp_path: Path, monkeypatch: pytes
         batch(10, 70)
         end, on_ledger = open_fds() - _open_files(ledger), _open_files(ledger)
         memory.vector_store.client.close()
-        reset_routers()
+        reset()
     assert not errors, errors[:1]
     assert end <= warm + SLACK, f"fds {warm} -> {end}"
     assert on_ledger <= LEDGER_FDS_MAX

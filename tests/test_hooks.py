@@ -7,14 +7,8 @@ import pytest
 
 import mem0_routed
 from mem0_routed import Router, RouterConfig
-from mem0_routed._router import reset_routers
 
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    reset_routers()
-    yield
-    reset_routers()
+pytestmark = pytest.mark.usefixtures("fresh")
 
 
 def test_add_hook_sees_every_router_and_remove_hook_stops_it(ollama_server) -> None:
@@ -112,3 +106,35 @@ def test_scrape_time_gauges(ollama_server) -> None:
     assert "mem0_routed_embedding_cache_hits_total 1.0" in text
     assert f'mem0_routed_breaker_state{{backend="ollama@{ollama_server.url}"}} 0.0' in text
 
+
+
+def test_testing_reset_puts_the_process_back_to_a_fresh_state(ollama_server, monkeypatch) -> None:
+    from mem0_routed._shared import LOCAL_KINDS, PROCESS_RECORDS
+    from mem0_routed._speed import SPEEDS, Speed
+    from mem0_routed.testing import reset
+
+    monkeypatch.setenv("OLLAMA_URL", ollama_server.url)
+    seen: list[object] = []
+    mem0_routed.add_hook(seen.append)
+    singleton = mem0_routed.get_router()
+    router = Router(RouterConfig.from_mapping(ollama_base_url=ollama_server.url, local_backend="auto",
+                                              breaker_failures=1))
+    router.chat([{"role": "user", "content": "hi"}])
+    backend = router._backends_of("ollama")[0]
+    assert router.ledger is not None
+    router.breaker(backend).failure("down")
+    SPEEDS.set(ollama_server.url, "m", Speed(100.0, 10.0))
+    assert seen and PROCESS_RECORDS and LOCAL_KINDS and router.get_metrics()["breakers"]
+    assert backend._client is not None  # the sync HTTP client is open
+
+    reset()
+
+    assert backend._client is None  # closed
+    assert router._ledger is None  # the router was closed (its ledger reopens on its next call)
+    assert not PROCESS_RECORDS and not LOCAL_KINDS and SPEEDS.get(ollama_server.url, "m") == Speed()
+    assert mem0_routed.get_router() is not singleton
+    fresh_router = Router(RouterConfig.from_mapping(ollama_base_url=ollama_server.url, local_backend="ollama"))
+    assert fresh_router.get_metrics()["breakers"] == {} and fresh_router.get_metrics()["total_queries"] == 0
+    assert fresh_router._backends_of("ollama")[0] is not backend  # a new client
+    fresh_router.chat([{"role": "user", "content": "hi"}])
+    assert len(seen) == 1  # the hook is gone

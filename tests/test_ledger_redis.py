@@ -268,9 +268,9 @@ def test_flushed_redis_sends_nothing_out_but_local_calls_go_on(
     """Through the router: after FLUSHDB a call that would go external is answered locally (nothing
     reaches OpenAI), every call is recorded, and acknowledging lets external calls out again."""
     from mem0_routed import Router
-    from mem0_routed._router import reset_routers
+    from mem0_routed.testing import reset
 
-    reset_routers()
+    reset()
     router = Router({
         "ollama_base_url": ollama_server.url, "openai_base_url": openai_server.base_url,
         "openai_api_key": openai_key, "ledger": own_redis_url, "monthly_budget_usd": 5.0,
@@ -290,4 +290,4 @@ def test_flushed_redis_sends_nothing_out_but_local_calls_go_on(
     finally:
         router.ledger.clear()  # type: ignore[attr-defined]
         router.ledger.close()
-        reset_routers()
+        reset()

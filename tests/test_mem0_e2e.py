@@ -19,9 +19,8 @@ import pytest
 from mem0 import AsyncMemory, Memory
 from mem0.exceptions import LLMError
 
-from mem0_routed._registration import register
-from mem0_routed._router import reset_routers
-from mem0_routed.testing import DEFAULT_TEST_KEY, FakeOllamaServer, FakeOpenAIServer
+from mem0_routed import register
+from mem0_routed.testing import DEFAULT_TEST_KEY, FakeOllamaServer, FakeOpenAIServer, reset
 
 DIMS = 768  # nomic-embed-text on the fake Ollama
 USER = "alice"
@@ -38,25 +37,13 @@ OLLAMA_ONLY = {"local_backend": "ollama"}
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in (
-        "OPENAI_API_KEY",
-        "OLLAMA_URL",
-        "MEM0_LLM_MODEL",
-        "MEM0_EMBEDDER_MODEL",
-        "LLM_LOCAL_THRESHOLD",
-        "LLM_ROUTING_ENABLED",
-        "MEM0_ROUTED_LOCAL_BACKEND",
-    ):
-        monkeypatch.delenv(name, raising=False)
+def _clean_env(fresh: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.setenv("MEM0_TELEMETRY", "False")
     monkeypatch.setenv("MEM0_DIR", str(tmp_path / "mem0"))
     monkeypatch.setattr(mem0_main, "MEM0_TELEMETRY", False)
     monkeypatch.setattr(mem0_telemetry, "MEM0_TELEMETRY", False)
     register()
-    reset_routers()
     yield
-    reset_routers()
 
 
 def _config(tmp_path: Path, llm: dict[str, Any], embedder: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -286,7 +273,7 @@ def test_ollama_down_is_one_exception_type_for_memory(
     with FakeOllamaServer() as down:
         down.set_fault("refused")
         for provider, config in _down_configs(tmp_path, ollama_server, down).items():
-            reset_routers()
+            reset()
             memory = make_memory(config)
             with pytest.raises(Mem0Error) as info:
                 memory.add(CONVERSATION, user_id=USER)
@@ -306,7 +293,7 @@ async def test_ollama_down_is_one_exception_type_for_async_memory(
     with FakeOllamaServer() as down:
         down.set_fault("refused")
         for provider, config in _down_configs(tmp_path, ollama_server, down).items():
-            reset_routers()
+            reset()
             memory = make_memory(config, AsyncMemory)
             with pytest.raises(Mem0Error) as info:
                 await memory.add(CONVERSATION, user_id=USER)

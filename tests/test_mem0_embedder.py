@@ -10,11 +10,9 @@ from mem0.configs.embeddings.base import BaseEmbedderConfig
 from mem0.configs.vector_stores.qdrant import QdrantConfig
 from mem0.utils.factory import EmbedderFactory
 
-from mem0_routed import _mem0
+from mem0_routed import ConfigError, _mem0, register
 from mem0_routed._config import DEFAULT_EMBEDDING_MODEL
-from mem0_routed._errors import ConfigError
 from mem0_routed._mem0 import RoutedEmbedder
-from mem0_routed._registration import register
 
 
 @pytest.fixture(autouse=True)
@@ -108,8 +106,7 @@ def test_routing_errors_are_mem0_embedding_errors(router: Any) -> None:
     from mem0.exceptions import EmbeddingError
     from mem0.exceptions import MemoryError as Mem0Error
 
-    from mem0_routed._errors import EmbeddingDimensionMismatch, RoutingError
-    from mem0_routed._mem0 import RoutedEmbeddingError
+    from mem0_routed import EmbeddingDimensionMismatch, RoutedEmbeddingError, RoutingError
     from mem0_routed._types import Attempt
 
     original = RoutingError("could not embed 1 text(s)", [Attempt("ollama@h", "nomic", "refused", fix="start Ollama")],

@@ -11,10 +11,8 @@ import pytest
 from mem0.configs.llms.base import BaseLlmConfig
 from mem0.utils.factory import LlmFactory
 
-from mem0_routed import _mem0
-from mem0_routed._errors import ConfigError
+from mem0_routed import ConfigError, _mem0, register
 from mem0_routed._mem0 import RoutedLLM, RoutedLlmConfig
-from mem0_routed._registration import register
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
 
@@ -161,8 +159,7 @@ def test_router_errors_reach_mem0_as_its_llm_error_with_the_routing_details(rout
     from mem0.exceptions import LLMError
     from mem0.exceptions import MemoryError as Mem0Error
 
-    from mem0_routed._errors import RoutingError, routing_error
-    from mem0_routed._mem0 import RoutedLLMError
+    from mem0_routed import RoutedLLMError, RoutingError, routing_error
     from mem0_routed._types import Attempt
 
     original = RoutingError("every candidate failed", [Attempt("ollama@h", "qwen", "refused", fix="start Ollama")])
@@ -183,7 +180,7 @@ def test_a_spent_budget_stays_a_budget_exceeded_for_mem0_users(router: Any) -> N
     """The wrapper turned BudgetExceeded into a plain RoutedLLMError: `except BudgetExceeded` missed it."""
     from mem0.exceptions import LLMError
 
-    from mem0_routed._errors import BudgetExceeded
+    from mem0_routed import BudgetExceeded
 
     router.chat.side_effect = BudgetExceeded("no candidate could serve the call", [], blocked_by="budget spent")
     with pytest.raises(BudgetExceeded) as info:

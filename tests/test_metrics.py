@@ -6,10 +6,9 @@ import random
 
 import pytest
 
-from mem0_routed._errors import ConfigError
+from mem0_routed import ConfigError, UsageRecord
 from mem0_routed._metrics import compute_metrics, percentile, project_cost
 from mem0_routed._prices import external_cost
-from mem0_routed._usage import UsageRecord
 
 
 def rec(*, local: bool = True, kind: str = "query", model: str | None = None, **kw: object) -> UsageRecord:
@@ -180,7 +179,7 @@ def test_project_cost_refuses_unknown_model_and_negative_volume() -> None:
 def test_prometheus_hook_counts_records() -> None:
     from prometheus_client import CollectorRegistry
 
-    from mem0_routed._prometheus import PrometheusHook
+    from mem0_routed import PrometheusHook
 
     registry = CollectorRegistry()
     hook = PrometheusHook(registry=registry, namespace="t")
@@ -216,7 +215,7 @@ def test_prometheus_hook_counts_records() -> None:
 def test_prometheus_hook_twice_on_one_registry_shares_collectors() -> None:
     from prometheus_client import CollectorRegistry
 
-    from mem0_routed._prometheus import PrometheusHook
+    from mem0_routed import PrometheusHook
 
     registry = CollectorRegistry()
     PrometheusHook(registry=registry)(rec())
@@ -234,7 +233,7 @@ def test_prometheus_hook_twice_on_one_registry_shares_collectors() -> None:
 def test_prometheus_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from mem0_routed._prometheus import PrometheusHook
+    from mem0_routed import PrometheusHook
 
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(ImportError, match=r"pip install 'mem0-routed\[prometheus\]'"):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mem0_routed import QueryType, RouterConfig
+from mem0_routed import CallKind, Classification, QueryType, RouterConfig
 from mem0_routed._policy import Policy
-from mem0_routed._types import CallKind, Classification
 from mem0_routed._usage import ShareCounts
 
 KEY = "sk-test-policy-0000000000"

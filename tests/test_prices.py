@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import pytest
 from pytest_mock import MockerFixture
 
-from mem0_routed import _prices
-from mem0_routed._errors import ConfigError
+from mem0_routed import ConfigError, _prices
 from mem0_routed._prices import (
     call_cost,
     estimate_tokens_out_default,

@@ -6,9 +6,8 @@ import random
 
 import pytest
 
-from mem0_routed._errors import ConfigError
+from mem0_routed import CallKind, ConfigError
 from mem0_routed._privacy import KeepLocalRules, KeepLocalVerdict, luhn_ok
-from mem0_routed._types import CallKind
 
 # Built at run time so no scanner flags this file, and so each is unique to the test run.
 _rng = random.Random(42)

@@ -21,12 +21,11 @@ import stamina
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mem0_routed import ConfigError, InvalidInput, Mem0RoutedError, Router, RouterConfig
-from mem0_routed._classify import classify_messages
-from mem0_routed._config import mask_url, mask_urls
+from mem0_routed import ConfigError, InvalidInput, Mem0RoutedError, Router, RouterConfig, classify_messages
+from mem0_routed._config import ROUTER_ENV_VARS, mask_url, mask_urls
 from mem0_routed._ledger import MemoryLedger
 from mem0_routed._privacy import KeepLocalRules
-from mem0_routed._router import reset_routers
+from mem0_routed.testing import reset
 
 # A generous per-example deadline: no example may hang (a slow, shared CI machine must not flake).
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -57,10 +56,7 @@ _values = st.one_of(_any_scalar, _urls, st.lists(st.one_of(_any_scalar, _urls), 
 _keys = st.one_of(st.sampled_from(sorted(RouterConfig.model_fields)), st.text(max_size=12))
 _config_dicts = st.dictionaries(_keys, _values, max_size=6)
 
-ENV_NAMES = ["OLLAMA_URL", "OPENAI_API_KEY", "LLM_LOCAL_THRESHOLD", "LLM_ROUTING_ENABLED", "MEM0_LLM_MODEL",
-             "MEM0_EMBEDDER_MODEL", "MEM0_ROUTED_MONTHLY_BUDGET_USD", "MEM0_ROUTED_LEDGER",
-             "MEM0_ROUTED_LOCAL_BACKEND", "MEM0_ROUTED_MODELS", "MEM0_ROUTED_NUM_CTX_MIN",
-             "MEM0_ROUTED_NUM_CTX_MAX", "MEM0_ROUTED_KEEP_LOCAL_PATTERNS", "MEM0_ROUTED_READ_TIMEOUT_S"]
+ENV_NAMES = sorted(ROUTER_ENV_VARS.values())  # the only env vars RouterConfig reads
 _env_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=16)
 _env_values = st.one_of(_env_text, _urls, st.sampled_from(["NaN", "inf", "-5", "0", "[]", "{}", "[\"(\"]", "1e400"]))
 _envs = st.dictionaries(st.sampled_from(ENV_NAMES), _env_values, max_size=4)
@@ -187,7 +183,7 @@ def test_keep_local_check_never_raises_and_never_echoes(text: str) -> None:
 
 @pytest.fixture(scope="module")
 def _router_env(_ollama_server_module, _openai_server_module) -> Iterator[tuple[Router, Any, Any]]:
-    reset_routers()
+    reset()
     cfg = RouterConfig.from_mapping(ollama_base_url=_ollama_server_module.url, ledger="memory",
                                     local_backend="ollama", openai_base_url=_openai_server_module.base_url,
                                     openai_api_key="sk-test-key-for-fake-server", max_retries=0,
@@ -195,7 +191,7 @@ def _router_env(_ollama_server_module, _openai_server_module) -> Iterator[tuple[
     router = Router(cfg, ledger=MemoryLedger())
     with stamina.set_testing(True, attempts=1):
         yield router, _ollama_server_module, _openai_server_module
-    reset_routers()
+    reset()
 
 
 @settings(max_examples=40)

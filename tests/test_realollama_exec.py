@@ -19,7 +19,6 @@ import pytest
 from mem0_routed import Router, RouterConfig, RoutingError
 from mem0_routed._context import ContextPlanner
 from mem0_routed._requests import compact_extraction_need
-from mem0_routed._router import reset_routers
 from mem0_routed._stream import StreamGuard
 from mem0_routed.backends._base import ChatRequest
 from mem0_routed.backends._ollama import OllamaBackend
@@ -27,15 +26,8 @@ from mem0_routed.backends._ollama import OllamaBackend
 #: The window mem0's compact extraction prompt is given (4,096 while the prompt stays under ~1.6k tokens).
 COMPACT_WINDOW = ContextPlanner().plan("m", compact_extraction_need(), None)
 
-pytestmark = pytest.mark.realollama
+pytestmark = [pytest.mark.realollama, pytest.mark.usefixtures("fresh")]
 MODEL = "smollm2:135m"
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    reset_routers()
-    yield
-    reset_routers()
 
 
 def loaded(url: str) -> dict[str, Any]:
@@ -56,8 +48,9 @@ def router_config(url: str, **extra: Any) -> dict[str, Any]:
 
 def test_mem0_add_and_search_through_the_router(real_ollama_url: str, tmp_path: Path, mocker) -> None:  # type: ignore[no-untyped-def]
     os.environ.setdefault("MEM0_TELEMETRY", "False")
-    import mem0_routed  # noqa: F401 - registers "routed"
     from mem0 import Memory
+
+    import mem0_routed  # noqa: F401 - registers "routed"
 
     sent = mocker.spy(OllamaBackend, "_chat_kwargs")
     memory = Memory.from_config({

@@ -25,10 +25,8 @@ from mem0 import AsyncMemory, Memory
 from mem0.exceptions import EmbeddingError, LLMError
 from mem0.exceptions import MemoryError as Mem0Error
 
-from mem0_routed import routing_error
+from mem0_routed import register, routing_error
 from mem0_routed._cli import main
-from mem0_routed._registration import register
-from mem0_routed._router import reset_routers
 
 pytestmark = pytest.mark.realollama
 
@@ -39,17 +37,12 @@ CONVERSATION = [{"role": "user", "content": "My name is Alice. I live in Lisbon 
 
 
 @pytest.fixture(autouse=True)
-def _clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in ("OPENAI_API_KEY", "OLLAMA_URL", "MEM0_LLM_MODEL", "MEM0_EMBEDDER_MODEL", "LLM_LOCAL_THRESHOLD",
-                 "MEM0_ROUTED_LOCAL_BACKEND"):
-        monkeypatch.delenv(name, raising=False)
+def _clean(fresh: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.setenv("MEM0_DIR", str(tmp_path / "mem0"))
     monkeypatch.setattr(mem0_main, "MEM0_TELEMETRY", False)
     monkeypatch.setattr(mem0_telemetry, "MEM0_TELEMETRY", False)
     register()
-    reset_routers()
     yield
-    reset_routers()
 
 
 @pytest.fixture

@@ -19,10 +19,8 @@ from mem0.utils import factory as mem0_factory
 from mem0.utils.factory import EmbedderFactory, LlmFactory
 from pydantic import ValidationError
 
-from mem0_routed import _registration
-from mem0_routed._errors import RegistrationError
+from mem0_routed import RegistrationError, _registration, register
 from mem0_routed._mem0 import RoutedEmbedder, RoutedLLM, RoutedLlmConfig
-from mem0_routed._registration import register
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -145,7 +143,7 @@ def test_config_with_a_key_never_echoes_it(mocker: Any) -> None:
     secret = "sk-test-do-not-echo-123"
     cfg = MemoryConfig(llm={"provider": "routed", "config": {"api_key": secret, "local_threshold": 250}})
     # deferred: mem0 builds the provider, and the ConfigError carries no input
-    from mem0_routed._errors import ConfigError
+    from mem0_routed import ConfigError
 
     with pytest.raises(ConfigError) as info:
         LlmFactory.create(cfg.llm.provider, cfg.llm.config)
@@ -181,9 +179,18 @@ def test_memory_config_subclass_is_rebuilt() -> None:
     assert MyConfig(llm={"provider": "routed", "config": {}}).llm.provider == "routed"
 
 
-def test_import_then_from_config_in_a_fresh_process(tmp_path: Path) -> None:
+def test_a_fresh_process_rejects_routed_until_registered_then_builds_a_memory(tmp_path: Path) -> None:
+    """One clean interpreter, autoload hook off: mem0 alone rejects "routed" (the reason for the rule
+    "import mem0_routed before Memory.from_config" then), and after ``register()`` builds it."""
     script = textwrap.dedent(
         f"""
+        from mem0.configs.base import MemoryConfig
+        try:
+            MemoryConfig(llm={{"provider": "routed", "config": {{}}}})
+        except Exception as exc:
+            print("REJECTED:", str(exc).replace("\\n", " "))
+        else:
+            raise SystemExit("accepted before registration")
         import mem0_routed._registration as reg
         reg.register()
         from mem0 import Memory
@@ -204,38 +211,17 @@ def test_import_then_from_config_in_a_fresh_process(tmp_path: Path) -> None:
         **os.environ,
         "MEM0_TELEMETRY": "False",
         "MEM0_DIR": str(tmp_path),
+        "MEM0_ROUTED_AUTOLOAD": "0",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     proc = subprocess.run(
-        [sys.executable, "-c", script],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
+        [sys.executable, "-c", script], check=False, env=env, capture_output=True, text=True, timeout=240,
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().endswith("OK")
-
-
-def test_without_registration_mem0_rejects_routed(tmp_path: Path) -> None:
-    """Without the autoload hook (opted out, or a checkout on PYTHONPATH), mem0 alone rejects "routed":
-    the reason for the rule "import mem0_routed before Memory.from_config" in that case."""
-    script = (
-        "from mem0.configs.base import MemoryConfig\nMemoryConfig(llm={'provider': 'routed', 'config': {}})\n"
-    )
-    env = {**os.environ, "MEM0_TELEMETRY": "False", "MEM0_DIR": str(tmp_path), "MEM0_ROUTED_AUTOLOAD": "0"}
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=tmp_path,
-    )
-    assert proc.returncode != 0 and "Unsupported LLM provider: routed" in proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("REJECTED:") and "Unsupported LLM provider: routed" in lines[0], lines
+    assert lines[-1] == "OK"
 
 
 @pytest.mark.parametrize(

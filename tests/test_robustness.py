@@ -6,33 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 
 import pytest
-import stamina
+from conftest import make_router
 from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
 
 from mem0_routed import ConfigError, Router, RouterConfig, RoutingError
 from mem0_routed._ledger import MemoryLedger
-from mem0_routed._router import reset_routers
 from mem0_routed.testing import FakeOllamaServer, ModelSpec
 
-
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch):
-    for name in ("OLLAMA_URL", "OPENAI_API_KEY", "LLM_LOCAL_THRESHOLD", "MEM0_LLM_MODEL"):
-        monkeypatch.delenv(name, raising=False)
-    reset_routers()
-    with stamina.set_testing(True, attempts=3, cap=True):
-        yield
-    reset_routers()
-
-
-def make_router(ollama, openai=None, key=None, *, ledger=None, **cfg) -> Router:
-    values = {"ollama_base_url": ollama.url, "ledger": "memory", "local_backend": "ollama", **cfg}
-    if openai is not None:
-        values.update(openai_base_url=openai.base_url, openai_api_key=key)
-    return Router(RouterConfig.from_mapping(values), ledger=ledger or MemoryLedger())
+pytestmark = pytest.mark.usefixtures("fresh", "no_backoff")
 
 
 def extraction(text: str = "My name is Alice. I live in Paris.") -> list[dict]:
@@ -56,14 +39,14 @@ def test_every_ollama_chat_carries_num_ctx_even_with_a_low_num_ctx_max(ollama_se
 # --- breakers are never left stuck --------------------------------------------------------------------
 
 
-def test_a_cancelled_half_open_probe_does_not_lock_the_host_out(ollama_server) -> None:
-    router = make_router(ollama_server, breaker_failures=1, breaker_cooldown_s=0.05, read_timeout_s=5)
+def test_a_cancelled_half_open_probe_does_not_lock_the_host_out(ollama_server, breaker_clock) -> None:
+    router = make_router(ollama_server, breaker_failures=1, breaker_cooldown_s=30, read_timeout_s=5)
     ollama_server.set_fault("error500", paths=["/api/chat"])
     with pytest.raises(RoutingError):
         router.chat([{"role": "user", "content": "hi"}])
     ollama_server.clear_faults()
     ollama_server.set_fault("hang", paths=["/api/chat"])
-    time.sleep(0.1)
+    breaker_clock.advance(31)
 
     async def cancelled_probe() -> None:
         with pytest.raises(asyncio.TimeoutError):
@@ -72,18 +55,22 @@ def test_a_cancelled_half_open_probe_does_not_lock_the_host_out(ollama_server) -
     asyncio.run(cancelled_probe())
     ollama_server.release()
     ollama_server.clear_faults()
-    time.sleep(0.1)
+    breaker_clock.advance(31)
     assert router.chat([{"role": "user", "content": "back?"}]).model == "mistral:7b"
 
 
-def test_an_unexpected_embedder_error_is_a_routing_error_and_the_host_recovers(ollama_server, mocker) -> None:
-    router = make_router(ollama_server, breaker_failures=1, breaker_cooldown_s=0.05)
+def test_an_unexpected_embedder_error_is_a_routing_error_and_the_host_recovers(
+    ollama_server, mocker, breaker_clock
+) -> None:
+    router = make_router(ollama_server, breaker_failures=1, breaker_cooldown_s=30)
     host = router._backends_of("ollama")[0]
     mocker.patch.object(host, "embed", side_effect=OSError("disk on fire"))
     with pytest.raises(RoutingError, match="OSError"):
         router.embed(["hello"])
     mocker.stopall()
-    time.sleep(0.1)
+    with pytest.raises(RoutingError):  # open: the host is skipped until the cool-down is over
+        router.embed(["hello"])
+    breaker_clock.advance(31)
     assert len(router.embed(["hello"])[0]) == 768
 
 
@@ -244,11 +231,10 @@ def test_procedural_memory_with_secrets_in_a_system_message_never_leaves(
 ) -> None:
     """The issue's case: the real mem0 Memory, procedural memory, secrets in a system message,
     the local model failing: mem0's call must fail locally, never reach OpenAI."""
-    from mem0 import Memory
-    from mem0.exceptions import LLMError
-
     import mem0.memory.main as mem0_main
     import mem0.memory.telemetry as mem0_telemetry
+    from mem0 import Memory
+    from mem0.exceptions import LLMError
 
     import mem0_routed  # noqa: F401  registers "routed"
 

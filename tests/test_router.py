@@ -8,14 +8,12 @@ import json
 import threading
 
 import pytest
-import stamina
+from conftest import make_router
 from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
 
-from mem0_routed import BudgetExceeded, Router, RouterConfig, RoutingError
+from mem0_routed import BudgetExceeded, RoutingError
 from mem0_routed._context import ContextPlanner
-from mem0_routed._ledger import MemoryLedger
 from mem0_routed._requests import compact_extraction_need
-from mem0_routed._router import reset_routers
 from mem0_routed._speed import SPEEDS, Speed
 from mem0_routed.testing import FakeOllamaServer, ModelSpec
 
@@ -23,23 +21,7 @@ from mem0_routed.testing import FakeOllamaServer, ModelSpec
 COMPACT_WINDOW = ContextPlanner().plan("m", compact_extraction_need(), None)
 
 
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch):
-    for name in ("OLLAMA_URL", "OPENAI_API_KEY", "LLM_LOCAL_THRESHOLD", "MEM0_LLM_MODEL"):
-        monkeypatch.delenv(name, raising=False)
-    reset_routers()
-    with stamina.set_testing(True, attempts=3, cap=True):  # keep retries, drop the backoff waits
-        yield
-    reset_routers()
-
-
-def make_router(ollama, openai=None, key=None, **cfg) -> Router:
-    values = {"ollama_base_url": ollama.url if hasattr(ollama, "url") else ollama, "ledger": "memory",
-              "local_backend": "ollama", **cfg}
-    if openai is not None:
-        values["openai_base_url"] = openai.base_url
-        values["openai_api_key"] = key
-    return Router(RouterConfig.from_mapping(values), ledger=MemoryLedger())
+pytestmark = pytest.mark.usefixtures("fresh", "no_backoff")
 
 
 def extraction_messages(text: str = "My name is Alice. I live in Paris and I love hiking.") -> list[dict]:
@@ -127,13 +109,12 @@ def test_hanging_local_costs_one_timeout_per_cooldown(ollama_server, openai_serv
     assert len(chats(ollama_server)) == 1  # one timeout paid, then the breaker skips the host
 
 
-def test_half_open_probe_recovers_the_host(ollama_server, openai_server, openai_key, monkeypatch) -> None:
-    router = make_router(ollama_server, openai_server, openai_key, breaker_failures=1, breaker_cooldown_s=0.05)
+def test_half_open_probe_recovers_the_host(ollama_server, openai_server, openai_key, breaker_clock) -> None:
+    router = make_router(ollama_server, openai_server, openai_key, breaker_failures=1, breaker_cooldown_s=30)
     ollama_server.set_fault("error500", times=3)
     assert router.chat([{"role": "user", "content": "hi"}]).backend == "openai"
-    import time
-
-    time.sleep(0.1)
+    assert router.chat([{"role": "user", "content": "hi"}]).backend == "openai"  # open: Ollama skipped
+    breaker_clock.advance(31)
     assert router.chat([{"role": "user", "content": "hi"}]).backend == "ollama"
 
 

@@ -8,28 +8,18 @@ import json
 import time
 
 import pytest
-import stamina
+from conftest import make_router
 from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
 
-from mem0_routed import Router, RouterConfig, RoutingError
+from mem0_routed import Router, RoutingError
 from mem0_routed._ledger import MemoryLedger
-from mem0_routed._router import reset_routers
+
+pytestmark = pytest.mark.usefixtures("fresh", "no_backoff")
 
 
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch):
-    for name in ("OLLAMA_URL", "OPENAI_API_KEY", "MEM0_LLM_MODEL"):
-        monkeypatch.delenv(name, raising=False)
-    reset_routers()
-    with stamina.set_testing(True, attempts=3, cap=True):
-        yield
-    reset_routers()
-
-
-def make_router(server, **cfg) -> tuple[Router, MemoryLedger]:
+def router_and_ledger(server, **cfg) -> tuple[Router, MemoryLedger]:
     ledger = MemoryLedger()
-    values = {"ollama_base_url": server.url, "ledger": "memory", "local_backend": "ollama", **cfg}
-    return Router(RouterConfig.from_mapping(values), ledger=ledger), ledger
+    return make_router(server, ledger=ledger, **cfg), ledger
 
 
 def extraction(text: str = "My name is Priya. I live in Lisbon. I work as a nurse.") -> list[dict]:
@@ -51,7 +41,7 @@ def stream_log(server) -> list[tuple[int, bool]]:
 
 
 def test_local_answers_are_streamed_and_read_to_the_end(ollama_server) -> None:
-    router, _ = make_router(ollama_server)
+    router, _ = router_and_ledger(ollama_server)
     out = router.chat(extraction(), response_format={"type": "json_object"}, max_tokens=2000)
     assert [m["text"] for m in json.loads(out.text)["memory"]] == [
         "My name is Priya.", "I live in Lisbon.", "I work as a nurse."]
@@ -61,7 +51,7 @@ def test_local_answers_are_streamed_and_read_to_the_end(ollama_server) -> None:
 
 
 def test_a_looping_extraction_stops_early_keeps_its_items_and_is_marked_degraded(ollama_server) -> None:
-    router, ledger = make_router(ollama_server)
+    router, ledger = router_and_ledger(ollama_server)
     ollama_server.token_delay_s = 0.002  # the loop would run to 2,000 tokens; the client hangs up first
     ollama_server.set_fault("repeat_loop", times=1, paths=["/api/chat"])
     out = router.chat(extraction(), response_format={"type": "json_object"}, max_tokens=2000)
@@ -78,7 +68,7 @@ def test_a_looping_extraction_stops_early_keeps_its_items_and_is_marked_degraded
 
 
 def test_a_loop_with_nothing_to_keep_is_retried_with_a_different_request(ollama_server) -> None:
-    router, _ = make_router(ollama_server)
+    router, _ = router_and_ledger(ollama_server)
     ollama_server.set_fault("repeat_loop", times=1, paths=["/api/chat"])
     out = router.chat([{"role": "user", "content": "tell me about tea"}], max_tokens=400, temperature=0.1)
     first, second = chats(ollama_server)
@@ -89,7 +79,7 @@ def test_a_loop_with_nothing_to_keep_is_retried_with_a_different_request(ollama_
 
 
 def test_invalid_json_is_retried_with_a_changed_request_and_the_compact_prompt(ollama_server) -> None:
-    router, _ = make_router(ollama_server, compact_extraction="never")
+    router, _ = router_and_ledger(ollama_server, compact_extraction="never")
     ollama_server.set_fault("invalid_json", times=1, paths=["/api/chat"])
     router.chat(extraction(), response_format={"type": "json_object"}, max_tokens=2000)
     first, second = chats(ollama_server)
@@ -101,7 +91,7 @@ def test_invalid_json_is_retried_with_a_changed_request_and_the_compact_prompt(o
 def test_a_retry_after_a_degenerate_full_prompt_answer_switches_to_the_compact_prompt(ollama_server) -> None:
     from mem0_routed._speed import SPEEDS, Speed
 
-    router, _ = make_router(ollama_server)
+    router, _ = router_and_ledger(ollama_server)
     SPEEDS.set(f"ollama@{ollama_server.url}", "mistral:7b", Speed(prefill_tps=5000.0, gen_tps=100.0))
     ollama_server.set_fault("invalid_json", times=1, paths=["/api/chat"])
     out = router.chat(extraction(), response_format={"type": "json_object"}, max_tokens=2000)
@@ -111,7 +101,7 @@ def test_a_retry_after_a_degenerate_full_prompt_answer_switches_to_the_compact_p
 
 
 def test_an_answer_cut_at_max_tokens_is_flagged_not_a_plain_success(ollama_server) -> None:
-    router, ledger = make_router(ollama_server)
+    router, ledger = router_and_ledger(ollama_server)
     out = router.chat([{"role": "user", "content": "write a long story about a lighthouse keeper " * 3}],
                       max_tokens=5)
     assert out.text and out.degraded == "answer cut at max_tokens"
@@ -119,7 +109,7 @@ def test_an_answer_cut_at_max_tokens_is_flagged_not_a_plain_success(ollama_serve
 
 
 def test_a_cut_extraction_keeps_its_complete_items(ollama_server) -> None:
-    router, _ = make_router(ollama_server)
+    router, _ = router_and_ledger(ollama_server)
     ollama_server.set_fault("truncate_output", times=1, paths=["/api/chat"])
     out = router.chat(extraction(), response_format={"type": "json_object"}, max_tokens=2000)
     kept = json.loads(out.text)["memory"]
@@ -127,7 +117,7 @@ def test_a_cut_extraction_keeps_its_complete_items(ollama_server) -> None:
 
 
 def test_a_loop_on_every_try_fails_with_the_reason(ollama_server) -> None:
-    router, _ = make_router(ollama_server)
+    router, _ = router_and_ledger(ollama_server)
     ollama_server.set_fault("repeat_loop", paths=["/api/chat"])
     with pytest.raises(RoutingError) as err:
         router.chat([{"role": "user", "content": "tell me about tea"}], max_tokens=400)
@@ -138,27 +128,27 @@ def test_a_loop_on_every_try_fails_with_the_reason(ollama_server) -> None:
 
 
 def test_keep_alive_is_sent_on_chat_and_embed_calls(ollama_server) -> None:
-    router, _ = make_router(ollama_server, keep_alive="45m")
+    router, _ = router_and_ledger(ollama_server, keep_alive="45m")
     router.chat([{"role": "user", "content": "hello"}], max_tokens=20)
     router.embed(["hello"])
     assert ollama_server.keep_alive_log == ["45m", "45m"]
 
 
 def test_keep_alive_default_covers_a_working_session(ollama_server) -> None:
-    router, _ = make_router(ollama_server)
+    router, _ = router_and_ledger(ollama_server)
     router.chat([{"role": "user", "content": "hello"}], max_tokens=20)
     assert ollama_server.keep_alive_log == ["1h"]
 
 
 def test_bounded_extraction_schema_is_sent(ollama_server) -> None:
-    router, _ = make_router(ollama_server)
+    router, _ = router_and_ledger(ollama_server)
     router.chat(extraction(), response_format={"type": "json_object"}, max_tokens=2000)
     memory = chats(ollama_server)[-1]["format"]["properties"]["memory"]
     assert memory["maxItems"] >= 10 and memory["items"]["properties"]["text"]["maxLength"] >= 200
 
 
 async def test_the_async_path_streams_and_stops_loops_too(ollama_server) -> None:
-    router, _ = make_router(ollama_server)
+    router, _ = router_and_ledger(ollama_server)
     ollama_server.token_delay_s = 0.002
     ollama_server.set_fault("repeat_loop", times=1, paths=["/api/chat"])
     out = await router.achat(extraction(), response_format={"type": "json_object"}, max_tokens=2000)

@@ -15,20 +15,13 @@ from mem0_routed._compact_prompt import COMPACT_EXTRACTION_PROMPT
 from mem0_routed._context import ContextPlanner
 from mem0_routed._ledger import MemoryLedger
 from mem0_routed._requests import compact_extraction_need
-from mem0_routed._router import reset_routers
 from mem0_routed._speed import SPEEDS, Speed
 
 #: The window mem0's compact extraction prompt is given (4,096 while the prompt stays under ~1.6k tokens).
 COMPACT_WINDOW = ContextPlanner().plan("m", compact_extraction_need(), None)
 
 
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch):
-    for name in ("OLLAMA_URL", "OPENAI_API_KEY", "MEM0_LLM_MODEL"):
-        monkeypatch.delenv(name, raising=False)
-    reset_routers()
-    yield
-    reset_routers()
+pytestmark = pytest.mark.usefixtures("fresh")
 
 
 def mem0_router(server, **cfg) -> Router:

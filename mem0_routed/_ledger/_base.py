@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
-from .._config import mask_url
+from .._urls import mask_url
 from .._usage import Refusal, Reservation, ShareCounts, UsageRecord
 
 __all__ = [

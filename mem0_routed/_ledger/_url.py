@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .._config import mask_url
+from .._urls import mask_url
 from .._errors import ConfigError
 from ._base import Ledger
 from ._memory import MemoryLedger

@@ -1,0 +1,72 @@
+"""URLs in settings: checked as http(s), shown without passwords.
+
+Users paste ``http://user:password@host`` into configs; every place that echoes a URL (errors, logs,
+reprs, metrics labels, the CLI) goes through :func:`mask_url` so the password never shows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["URL_RE", "check_no_credentials", "has_credentials", "mask_url", "mask_urls", "masked"]
+
+URL_RE = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[^\s/:@\[\]]+)(:\d{1,5})?(/[^\s]*)?$")  # [::1] too
+
+
+def _mask_token(token: str) -> str:
+    """One whitespace-free URL: everything up to its last "@" is user-info. A path holding an "@"
+    is over-masked, which is harmless for display; a password holding "/" or "@" is still hidden."""
+    scheme, sep, rest = token.partition("://")
+    if not sep:
+        scheme, rest = "", token
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return token
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:***" if colon and "/" not in user else "***"  # a lone "token@" is itself the secret
+    return f"{scheme}{sep}{shown}@{host}"
+
+
+def mask_url(url: str) -> str:
+    """``redis://user:secret@host`` -> ``redis://user:***@host``: URLs are shown, passwords never.
+
+    Works on malformed URLs too (no scheme, bad port), since those are the ones echoed in errors."""
+    return url if "@" not in url else re.sub(r"\S*@\S*", lambda m: _mask_token(m.group(0)), url)
+
+
+def mask_urls(text: str) -> str:
+    """Every ``scheme://user:password@`` in a message masked (error texts, log lines); e-mail
+    addresses outside URLs are left alone."""
+    return text if "@" not in text else re.sub(r"\S*://\S*@\S*", lambda m: _mask_token(m.group(0)), text)
+
+
+def has_credentials(value: Any) -> bool:
+    """Whether a config value (or anything inside it) is a URL with a user or password in it."""
+    if isinstance(value, str):
+        return "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]
+    if isinstance(value, Mapping):
+        return any(has_credentials(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(has_credentials(v) for v in value)
+    return False
+
+
+def check_no_credentials(url: str) -> None:
+    """Refuse a URL with ``user:password@``: it would show in logs and errors."""
+    if has_credentials(url) or ("://" not in url and "@" in url):
+        raise ValueError(f"{mask_url(url)!r} has credentials in it (user:password@), which would show in "
+                         "logs and errors; remove them (a proxy in front of Ollama can add them) and pass the "
+                         "OpenAI key as openai_api_key or OPENAI_API_KEY")
+
+
+def masked(value: Any) -> Any:
+    """``value`` with every URL password masked, inside lists and dicts too (for reprs and errors)."""
+    if isinstance(value, str):
+        return mask_url(value)
+    if isinstance(value, (list, tuple)):
+        return [masked(v) for v in value]
+    if isinstance(value, dict):
+        return {k: masked(v) for k, v in value.items()}
+    return value
