@@ -13,20 +13,13 @@ from typing import Any
 import pytest
 
 import mem0_routed
+import mem0_routed.testing
 from mem0_routed import Router, RouterConfig
 from mem0_routed.backends import KINDS, Backend, BackendKindSpec, ChatRequest, ChatResult, Health, register_kind
 from mem0_routed.backends._kinds import kind_spec, local_kinds
 from mem0_routed.testing import FakeOllamaServer
 
 PACKAGE = Path(mem0_routed.__file__).parent
-
-
-def _reset() -> None:
-    from mem0_routed._router import reset_routers
-    from mem0_routed._shared import reset_shared
-
-    reset_routers()
-    reset_shared()
 
 
 class EchoBackend:
@@ -78,12 +71,12 @@ def echo_kind() -> Iterator[EchoBackend]:
     backend = EchoBackend()
     register_kind(BackendKindSpec("echo", is_local=True, factory=lambda cfg: [backend], missing="run echo",
                                   auto_rank=-1, routes=lambda cfg: {q: "echo-1" for q in cfg.models}))
-    _reset()
+    mem0_routed.testing.reset()
     try:
         yield backend
     finally:
         KINDS.pop("echo", None)
-        _reset()
+        mem0_routed.testing.reset()
 
 
 def test_every_kind_in_the_table_builds_backends_of_its_kind() -> None:
