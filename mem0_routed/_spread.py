@@ -19,13 +19,15 @@ equally good and take turns (two equal hosts both get calls, whatever the jitter
 follow, least wait first. A host never measured, or whose last measurement is older than ``stale_s``
 with nothing in flight, is taken at the best latency of the others (optimistic): it gets a call and
 is measured (again), and that fresh measurement replaces the stale one instead of being blended into
-it. So a host slow once (a model load, a busy moment) is re-tried within ``stale_s`` and is back to its
+it. A call still in flight counts as a measurement of at least its age, so a host that stalls (or
+was never measured and is slow) loses its turn before its first answer arrives. So a host slow once (a model load, a busy moment) is re-tried within ``stale_s`` and is back to its
 full share after one good call, while a slow host costs at most about one call per ``stale_s`` when
 the others have room. A failed call never makes a host look faster (its breaker handles failures).
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +55,7 @@ class LoadTicket:
     host: str
     model: str | None
     started: float
+    number: int = 0
     ok: bool = False
     ended: bool = False
 
@@ -60,6 +63,7 @@ class LoadTicket:
 @dataclass(slots=True)
 class _Host:
     in_flight: int = 0
+    started: dict[int, float] = field(default_factory=dict)  # ticket number -> clock at begin
     latency: dict[str, float] = field(default_factory=dict)  # model -> EWMA seconds per call
     seen: dict[str, float] = field(default_factory=dict)  # model -> clock of the last measurement
 
@@ -79,11 +83,15 @@ class LoadTracker:
         self._tolerance, self._slack_s = tolerance, slack_s
         self._lock = threading.Lock()
         self._hosts: dict[str, _Host] = {}
+        self._numbers = itertools.count(1)
 
     def begin(self, host: str, model: str | None = None) -> LoadTicket:
+        ticket = LoadTicket(host, model, self._clock(), next(self._numbers))
         with self._lock:
-            self._hosts.setdefault(host, _Host()).in_flight += 1
-        return LoadTicket(host, model, self._clock())
+            state = self._hosts.setdefault(host, _Host())
+            state.in_flight += 1
+            state.started[ticket.number] = ticket.started
+        return ticket
 
     def end(self, ticket: LoadTicket) -> None:
         """The call is over: one fewer in flight, and its latency measured (once per ticket)."""
@@ -94,6 +102,7 @@ class LoadTracker:
             ticket.ended = True
             state = self._hosts.setdefault(ticket.host, _Host())
             state.in_flight = max(0, state.in_flight - 1)
+            state.started.pop(ticket.number, None)
             if ticket.model is None:
                 return
             seconds = max(0.0, now - ticket.started)
@@ -123,16 +132,18 @@ class LoadTracker:
         the hosts that are equally good, so they take turns."""
         now = self._clock()
         with self._lock:
-            loads: list[tuple[int, float | None]] = []
+            loads: list[tuple[int, float | None, float]] = []
             for item in items:
                 state = self._hosts.get(name(item)) or _Host()
                 est = state.latency.get(model) if model is not None else None
                 fresh = est is not None and (now - state.seen.get(model or "", now) <= self._stale_s
                                              or state.in_flight > 0)
-                loads.append((state.in_flight, est if fresh else None))
-        known = [est for _, est in loads if est is not None]
+                oldest = now - min(state.started.values()) if state.started else 0.0
+                loads.append((state.in_flight, est if fresh else None, oldest))
+        known = [est for _, est, _ in loads if est is not None]
         optimistic = min(known) if known else 0.0
-        waits = [(n + 1) * (optimistic if est is None else est) for n, est in loads]
+        # a call in flight for 1 s says the host takes at least 1 s, before any answer arrives
+        waits = [(n + 1) * max(optimistic if est is None else est, oldest) for n, est, oldest in loads]
         groups = [0 if healthy(item) else 1 for item in items]
         best = {g: min(w for w, gg in zip(waits, groups, strict=True) if gg == g) for g in set(groups)}
         count = len(items)

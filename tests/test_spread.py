@@ -93,6 +93,16 @@ def test_busy_fast_hosts_overflow_to_the_slow_one(tracker: LoadTracker, clock: C
     assert pick(tracker, ["fast", "slow"])[0] == "slow"  # (12+1) x 0.1 s: waiting costs more
 
 
+def test_a_call_in_flight_counts_as_at_least_its_age(tracker: LoadTracker, clock: Clock) -> None:
+    call(tracker, clock, "a", 0.1)
+    tracker.begin("stalled", M)  # never measured, and its call has been out for 1 s ...
+    clock.now += 1.0
+    tracker.begin("new", M)  # ... while this one's just left: both taken at the best latency, 0.1 s
+    for _ in range(3):
+        tracker.begin("a", M)
+    assert pick(tracker, ["stalled", "a", "new"]) == ["new", "a", "stalled"]  # waits 0.2, 0.4, 2.0 s
+
+
 def test_an_open_breaker_goes_last_however_fast(tracker: LoadTracker, clock: Clock) -> None:
     call(tracker, clock, "fast", 0.01)
     call(tracker, clock, "slow", 1.0)
