@@ -21,10 +21,10 @@ import pytest
 os.environ.setdefault("MEM0_TELEMETRY", "False")
 
 import stamina
+from llama_server import real_llama_embedding_server, real_llama_server  # noqa: F401 - session fixtures
 
-from mem0_routed import Router, RouterConfig
+from mem0_routed import MemoryLedger, Router, RouterConfig
 from mem0_routed._config import ROUTER_ENV_VARS
-from mem0_routed import MemoryLedger
 from mem0_routed.testing import DEFAULT_TEST_KEY, FakeOllamaServer, FakeOpenAIServer, reset
 
 # Tests keep their usage records in memory, not in the user's SQLite ledger.
