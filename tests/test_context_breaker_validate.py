@@ -132,9 +132,9 @@ def _breaker_test_router(ollama_server, **cfg):
     router = Router(RouterConfig.from_mapping({
         "ollama_base_url": ollama_server.url, "ledger": "memory", "local_backend": "ollama", "max_retries": 0,
         "breaker_failures": 1, "breaker_cooldown_s": 10, **cfg}), ledger=MemoryLedger())
-    backend = router._backends_of("ollama")[0]
+    backend = router.runtime.backends("ollama")[0]
     clock = Clock()
-    br = router.breaker(backend)
+    br = router.runtime.breaker(backend)
     br._clock = clock
     return router, br, clock
 
