@@ -192,8 +192,8 @@ def test_a_router_with_other_breaker_settings_gets_its_own_breaker(ollama_server
     second = Router(RouterConfig.from_mapping(ollama_base_url=ollama_server.url, ledger="memory",
                                               local_backend="ollama", breaker_failures=7, num_ctx_min=8192))
     first.embed(["warm up"])
-    host = second._backends_of("ollama")[0]
-    assert second.breaker(host).failures == 7 and first.breaker(host).failures == 3
+    host = second.runtime.backends("ollama")[0]
+    assert second.runtime.breaker(host).failures == 7 and first.runtime.breaker(host).failures == 3
     second.chat([{"role": "user", "content": "hi"}], max_tokens=10)
     assert ollama_server.requests_to("/api/chat")[-1]["options"]["num_ctx"] == 8192
 
