@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Generator
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from ._breaker import Admission, CircuitBreaker
 from ._compact_prompt import small_talk_only
@@ -185,7 +185,7 @@ def _timeout_attempt(rt: Runtime, job: ChatJob, cand: Candidate, backend: Backen
 
 
 #: A pass's verdict: an answer, "retry" (once, with a changed request), or None (this backend failed).
-_Verdict = Union[ChatOutcome, Literal["retry"], None]
+_Verdict = ChatOutcome | Literal["retry"] | None
 
 
 class _Tries:
@@ -265,7 +265,7 @@ class _Tries:
         except BackendError as exc:
             note_failure(breaker, exc, self.attempts, backend, cand, token=adm.settle())
             return None
-        except Exception as exc:  # a client bug must not escape as a deep traceback
+        except Exception as exc:  # noqa: BLE001 - a client bug must not escape as a deep traceback
             err = BackendError(f"unexpected {type(exc).__name__}: {short_error(exc)}", backend=backend.name)
             note_failure(breaker, err, self.attempts, backend, cand, token=adm.settle())
             return None

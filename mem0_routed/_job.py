@@ -6,12 +6,14 @@ executor that runs it can both speak of them without importing each other.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ._types import Attempt, Classification, RoutingDecision
+from ._usage import UsageRecord
 
-__all__ = ["BILLED_KINDS", "ChatJob", "ChatOutcome", "rejected_external_answers"]
+__all__ = ["BILLED_KINDS", "ChatJob", "ChatOutcome", "chat_record", "failure_record", "rejected_external_answers"]
 
 
 @dataclass(slots=True)
@@ -85,3 +87,30 @@ def rejected_external_answers(attempts: list[Attempt]) -> int:
     caller cancelled in flight (the provider usually finishes and bills them). A timeout before
     any byte was sent (connect) is counted too: over-billing it is the safe side of the budget."""
     return sum(1 for a in attempts if a.is_local is False and a.kind in BILLED_KINDS)
+
+
+def chat_record(job: ChatJob, outcome: ChatOutcome, *, skipped: bool = False) -> UsageRecord:
+    """The ledger's record of an answered call (``skipped``: answered by the router itself)."""
+    first = job.decision.chain[0] if job.decision.chain else None
+    return UsageRecord(
+        ts=time.time(), call_kind=str(job.cls.call_kind), query_type=str(job.decision.query_type),
+        model=outcome.model, backend=outcome.backend, is_local=outcome.is_local,
+        tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out, cost_usd=outcome.cost_usd,
+        latency_s=outcome.latency_s,
+        outcome="skipped" if skipped else "degraded" if outcome.degraded
+        else "escalated" if outcome.escalations else "ok",
+        escalations=list(outcome.escalations),
+        fallback=not skipped and first is not None
+        and (first.model, first.is_local) != (outcome.model, outcome.is_local),
+        external_check=None if outcome.is_local else job.external_check, host=outcome.host)
+
+
+def failure_record(job: ChatJob, attempts: list[Attempt], escalations: list[str], latency: float, *,
+                   outcome: Literal["error", "blocked"], cost_usd: float) -> UsageRecord:
+    """The ledger's record of a call no candidate served, naming every attempt's error."""
+    first = job.decision.chain[0] if job.decision.chain else None
+    return UsageRecord(
+        ts=time.time(), call_kind=str(job.cls.call_kind), query_type=str(job.decision.query_type),
+        model=first.model if first else "", backend=first.backend if first else "",
+        is_local=first.is_local if first else True, latency_s=latency, outcome=outcome, cost_usd=cost_usd,
+        escalations=list(escalations), error="; ".join(f"{a.backend} {a.model}: {a.error}" for a in attempts)[:500])

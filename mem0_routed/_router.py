@@ -258,4 +258,4 @@ def reset_routers() -> None:
     SPEEDS.clear()
 
 
-__all__ = ["Mem0LLMRouter", "Router", "get_router", "router_for", "reset_routers", "Mem0RoutedError"]
+__all__ = ["Mem0LLMRouter", "Mem0RoutedError", "Router", "get_router", "reset_routers", "router_for"]

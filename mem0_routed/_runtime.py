@@ -24,7 +24,7 @@ from ._config import RouterConfig, mask_url, mask_urls
 from ._embedding_cache import EmbeddingCache
 from ._errors import InvalidInput
 from ._inputs import check_images, check_response_format, check_tools
-from ._job import ChatJob, ChatOutcome, rejected_external_answers
+from ._job import ChatJob, ChatOutcome, chat_record, failure_record, rejected_external_answers
 from ._policy import Policy
 from ._privacy import scan_text
 from ._requests import compact_extraction_need, mem0_extraction_need, message_text, predict_prompt_choice
@@ -358,20 +358,8 @@ class Runtime:
             outcome.cost_usd = max(call_cost(outcome.backend, name, outcome.tokens_in, outcome.tokens_out)
                                    for name in {outcome.model, self.config.fallback_model})
         outcome.cost_usd += self.rejected_external_cost(job, outcome.attempts)
-        first = job.decision.chain[0] if job.decision.chain else None
-        log_prompts = self.config.log_prompts
-        rec = UsageRecord(
-            ts=time.time(), call_kind=str(job.cls.call_kind), query_type=str(job.decision.query_type),
-            model=outcome.model, backend=outcome.backend, is_local=outcome.is_local,
-            tokens_in=outcome.tokens_in, tokens_out=outcome.tokens_out, cost_usd=outcome.cost_usd,
-            latency_s=outcome.latency_s,
-            outcome="skipped" if skipped else "degraded" if outcome.degraded
-            else "escalated" if outcome.escalations else "ok",
-            escalations=list(outcome.escalations),
-            fallback=not skipped and first is not None
-            and (first.model, first.is_local) != (outcome.model, outcome.is_local),
-            external_check=None if outcome.is_local else job.external_check, host=outcome.host)
-        if log_prompts:
+        rec = chat_record(job, outcome, skipped=skipped)
+        if self.config.log_prompts:
             rec.prompt, rec.response = self._loggable(job, message_text(job.messages, skip_system=True), outcome.text)
         self.record(rec, reservation=reservation)
 
@@ -388,13 +376,8 @@ class Runtime:
 
     def record_failure(self, job: ChatJob, attempts: list[Attempt], escalations: list[str], latency: float,
                        *, outcome: Literal["error", "blocked"] = "error") -> None:
-        first = job.decision.chain[0] if job.decision.chain else None
-        self.record(UsageRecord(
-            ts=time.time(), call_kind=str(job.cls.call_kind), query_type=str(job.decision.query_type),
-            model=first.model if first else "", backend=first.backend if first else "",
-            is_local=first.is_local if first else True, latency_s=latency, outcome=outcome,
-            cost_usd=self.rejected_external_cost(job, attempts),
-            escalations=list(escalations), error="; ".join(f"{a.backend} {a.model}: {a.error}" for a in attempts)[:500]))
+        self.record(failure_record(job, attempts, escalations, latency, outcome=outcome,
+                                   cost_usd=self.rejected_external_cost(job, attempts)))
 
     def record(self, rec: UsageRecord, *, reservation: Reservation | None = None) -> None:
         """Append to the ledger and the process log, then run hooks. A failing ledger or hook is
