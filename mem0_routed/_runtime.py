@@ -26,8 +26,8 @@ from ._errors import InvalidInput
 from ._inputs import check_images, check_response_format, check_tools
 from ._job import ChatJob, ChatOutcome, chat_record, failure_record, rejected_external_answers
 from ._policy import Policy
-from ._privacy import scan_text
 from ._requests import compact_extraction_need, mem0_extraction_need, message_text, predict_prompt_choice
+from ._scan import scan_text
 from ._shared import BREAKERS, HOOKS, LOCAL_KINDS, PROCESS_RECORDS, SHARED_LOCK, make_backends, planner_for
 from ._speed import SPEEDS, describe
 from ._types import Attempt, BackendKind, Candidate, Classification, QueryType, RoutingDecision
