@@ -175,3 +175,10 @@ def test_embedding_dims_asks_the_in_process_model(monkeypatch: pytest.MonkeyPatc
     assert mem0_routed.embedding_dims(config) == 384  # all-MiniLM-L6-v2
     router = Router(RouterConfig.from_mapping(config), ledger=MemoryLedger())
     assert router.embedding_dims() == len(router.embed(["I live in Oslo"])[0]) == 384
+
+
+@pytest.mark.realollama
+def test_embedding_dims_asks_a_real_ollama(real_ollama_url: str) -> None:
+    config = {"ollama_base_url": real_ollama_url, "local_backend": "ollama", "ledger": "memory",
+              "model": "all-minilm"}
+    assert mem0_routed.embedding_dims(config) == 384
