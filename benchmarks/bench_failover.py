@@ -109,9 +109,9 @@ def _stub_path_us(router: Any, quick: bool) -> dict[int, float]:
     from mem0_routed._ledger import MemoryLedger
     from mem0_routed.backends._base import ChatResult
 
-    backend = router.backends_for(router.route_query("hello").chain[-1])[0]
+    backend = router.runtime.backends_for(router.route_query("hello").chain[-1])[0]
     answer = ChatResult(text="hi there", model="gpt-4o-mini", backend="openai", tokens_in=5, tokens_out=3)
-    real_chat, real_ledger = backend.chat, router._ledger
+    real_chat, real_ledger = backend.chat, router.runtime._ledger
     proto = real_ledger.records()[-1]
     backend.chat = lambda request: answer
     out: dict[int, float] = {}
@@ -120,14 +120,14 @@ def _stub_path_us(router: Any, quick: bool) -> dict[int, float]:
             times: list[float] = []
             for k in range(200 if quick else 600):
                 if k % 50 == 0:  # keep the ledger near `size` records
-                    router._ledger = MemoryLedger()
-                    router._ledger._records = [proto] * size
+                    router.runtime._ledger = MemoryLedger()
+                    router.runtime._ledger._records = [proto] * size
                 t0 = time.perf_counter()
                 router.chat(PROMPT)
                 times.append(time.perf_counter() - t0)
             out[size] = statistics.median(times) * 1e6
     finally:
-        backend.chat, router._ledger = real_chat, real_ledger
+        backend.chat, router.runtime._ledger = real_chat, real_ledger
     return out
 
 

@@ -72,7 +72,7 @@ def environment() -> Iterator[Env]:
 def _threads(env: Env, n: int, start: int) -> None:
     """A new thread per call (a thread-per-request server)."""
     for i in range(start, start + n):
-        t = threading.Thread(target=env.router.execute_query_sync, args=(env.text(i),))
+        t = threading.Thread(target=env.router.query, args=(env.text(i),))
         t.start()
         t.join()
 
@@ -87,7 +87,7 @@ def _pool(env: Env, n: int, start: int) -> None:
     """Eight worker threads, created per batch (``with ThreadPoolExecutor`` inside a request)."""
     for lo in range(start, start + n, 50):
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: env.router.execute_query_sync(env.text(i)), range(lo, min(lo + 50, start + n))))
+            list(pool.map(lambda i: env.router.query(env.text(i)), range(lo, min(lo + 50, start + n))))
 
 
 def _gather(env: Env, n: int, start: int) -> None:

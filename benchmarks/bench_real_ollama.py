@@ -217,9 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         memory = make_memory(url, args.model, args.embedder, args.dims, os.path.join(tmp, "cold"))
         report["cold"] = workload(memory)
         router = memory.llm.router
-        report["num_ctx"] = router.planner.snapshot()
-        report["num_ctx_changes"] = dict(router.planner.changes)
-        report["extraction_prompt"] = dict(router.planner.choices)
+        report["num_ctx"] = router.runtime.planner.snapshot()
+        report["num_ctx_changes"] = dict(router.runtime.planner.changes)
+        report["extraction_prompt"] = dict(router.runtime.planner.choices)
         from mem0_routed._speed import SPEEDS
 
         report["speeds"] = SPEEDS.snapshot()

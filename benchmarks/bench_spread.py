@@ -66,7 +66,8 @@ def _use_policy(router: Any, policy: str) -> None:
     if policy == "latency-aware":
         return
     turns = itertools.count()
-    own = router.backends_for
+    rt = router.runtime
+    own = rt.backends_for
 
     def order(cand: Any) -> list[Any]:
         found: list[Any] = list(own(cand))
@@ -75,20 +76,20 @@ def _use_policy(router: Any, policy: str) -> None:
         n = len(found)
         if policy == "round-robin":
             return [found[(turn + i) % n] for i in range(n)]
-        return sorted(found, key=lambda b: (router.breaker(b).state != "closed", LOADS.in_flight(b.name),
+        return sorted(found, key=lambda b: (rt.breaker(b).state != "closed", LOADS.in_flight(b.name),
                                             (found.index(b) - turn) % n))
 
-    router.backends_for = order
+    rt.backends_for = order
 
 
 def _run(urls: list[str], slow_url: str | None, policy: str, threads: int,
          calls: int) -> tuple[list[float], float]:
     """Latencies (s) of ``threads`` x ``calls`` calls, and the share that went to ``slow_url``."""
     from mem0_routed import Router, RouterConfig
-    from mem0_routed._ledger import MemoryLedger
-    from mem0_routed._router import reset_routers
+    from mem0_routed import MemoryLedger
+    from mem0_routed.testing import reset
 
-    reset_routers()
+    reset()
     cfg = RouterConfig.from_mapping({"ollama_base_url": urls, "ledger": "memory", "local_backend": "ollama",
                                      "max_retries": 0})
     router = Router(cfg, ledger=MemoryLedger())
@@ -121,7 +122,7 @@ def _run(urls: list[str], slow_url: str | None, policy: str, threads: int,
         t.join()
     if errors:
         raise RuntimeError(f"{len(errors)} worker(s) failed, first: {errors[0]!r}")
-    reset_routers()
+    reset()
     share = sum(1 for h in hosts if slow_url is not None and h == slow_url) / len(hosts)
     return latencies, share
 

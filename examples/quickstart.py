@@ -33,7 +33,7 @@ os.environ.setdefault("MEM0_TELEMETRY", "False")  # read by mem0 at import time
 
 from mem0 import Memory
 
-import mem0_routed  # noqa: F401  registers provider "routed" with mem0
+import mem0_routed  # registers provider "routed" with mem0
 
 DEFAULT_URL = "http://localhost:11434"
 CHAT_MODEL = os.environ.get("MEM0_LLM_MODEL", "mistral:7b")
@@ -136,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     with local_backend(args.fake, args.embedded) as router, tempfile.TemporaryDirectory() as workdir:
         os.environ.setdefault("MEM0_DIR", workdir)
         # The vector store must know the embedding size; ask the model once instead of guessing.
-        from mem0_routed._mem0 import RoutedEmbedder
-
-        dims = len(RoutedEmbedder({**router, "model": EMBED_MODEL}).embed("size probe", "add"))
+        dims = mem0_routed.embedding_dims({**router, "model": EMBED_MODEL})
         memory = Memory.from_config(build_config(router, workdir, dims))
         try:
             # Two short turns, added as a chat app would after each exchange.
@@ -155,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 hits = memory.search(query, filters={"user_id": "sam"}, top_k=3)["results"]
                 print(f"search {query!r}:", [(h["memory"], round(h["score"], 3)) for h in hits])
             print("router metrics:")
-            print(json.dumps(memory.llm.router.get_metrics(), indent=2, default=str))
+            print(json.dumps(memory.llm.router.get_metrics(scope="process"), indent=2, default=str))
         finally:
             memory.vector_store.client.close()
     return 0

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ._classify import classify_messages, classify_query, classify_text, estimate_tokens
@@ -28,12 +29,12 @@ from ._errors import (
     RoutingError,
     routing_error,
 )
-from ._execute import ChatOutcome
+from ._job import ChatOutcome
 from ._ledger import Ledger, MemoryLedger, open_ledger
 from ._mem0 import RoutedEmbeddingError, RoutedLLMError
 from ._prometheus import PrometheusHook
 from ._registration import is_registered, register
-from ._router import Mem0LLMRouter, Router, get_router, router_for
+from ._router import Mem0LLMRouter, MetricsScope, Router, get_router, router_for
 from ._shared import add_hook, remove_hook
 from ._types import CallKind, Classification, QueryMetrics, QueryType, RoutingDecision
 from ._usage import UsageRecord
@@ -44,19 +45,34 @@ def route_query(text: str, query_type: QueryType | str | None = None, *, force_l
     return get_router().route_query(text, query_type, force_local=force_local)
 
 
-async def execute_query(text: str, force_local: bool = False, query_type: QueryType | str | None = None) -> dict[str, Any]:
-    """Route and run ``text`` with the process-wide router."""
-    return await get_router().execute_query(text, force_local=force_local, query_type=query_type)
+async def execute_query(text: str, force_local: bool = False, query_type: QueryType | str | None = None, *,
+                        response_format: Mapping[str, Any] | None = None, temperature: float | None = None,
+                        max_tokens: int | None = None, top_p: float | None = None) -> dict[str, Any]:
+    """Route and run ``text`` with the process-wide router (``Router.aquery``)."""
+    return await get_router().aquery(text, force_local, query_type, response_format=response_format,
+                                     temperature=temperature, max_tokens=max_tokens, top_p=top_p)
 
 
-def get_metrics() -> dict[str, Any]:
-    """Metrics of the process-wide router."""
-    return get_router().get_metrics()
+def get_metrics(scope: MetricsScope = "process") -> dict[str, Any]:
+    """Metrics of every routed call in this process (mem0's LLM and embedder routers included),
+    scored against the process-wide router's ``local_threshold``. ``scope="ledger"`` reads the
+    ledger's share window instead; ``"router"`` counts the process-wide router's own calls only."""
+    return get_router().get_metrics(scope)
 
 
 async def health_check() -> dict[str, Any]:
-    """Health of the process-wide router's backends."""
-    return await get_router().health_check()
+    """Health of the process-wide router's backends (``Router.ahealth``)."""
+    return await get_router().ahealth()
+
+
+def embedding_dims(config: Mapping[str, Any] | None = None) -> int:
+    """The size of the vectors the routed embedder built from ``config`` returns (mem0's embedder
+    ``config`` dict: ``model`` and the router keys), asked from the model once. Give it to the vector
+    store as ``embedding_model_dims`` (and to the embedder as ``embedding_dims``)."""
+    from ._mem0 import RoutedEmbedder
+
+    options = {k: v for k, v in (config or {}).items() if k != "embedding_dims"}
+    return RoutedEmbedder(options).router.embedding_dims()
 
 
 __all__ = [
@@ -76,6 +92,7 @@ __all__ = [
     "Mem0LLMRouter",
     "Mem0RoutedError",
     "MemoryLedger",
+    "MetricsScope",
     "PrometheusHook",
     "MissingExtra",
     "ModelNotFound",
@@ -94,6 +111,7 @@ __all__ = [
     "classify_query",
     "classify_text",
     "estimate_tokens",
+    "embedding_dims",
     "execute_query",
     "get_metrics",
     "get_router",

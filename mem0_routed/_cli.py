@@ -91,7 +91,7 @@ def _from_ledger(router: Any, read: Any) -> Any:
     except Exception as exc:  # noqa: BLE001 - any store error becomes one line, never a traceback
         if isinstance(exc, Mem0RoutedError):
             raise click.ClickException(str(exc)) from None
-        url = getattr(router._ledger, "url", None) or mask_url(str(router.config.ledger or "sqlite"))
+        url = getattr(router.runtime.opened_ledger(), "url", None) or mask_url(str(router.config.ledger or "sqlite"))
         detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200].rstrip(". ")
         if url.lower().startswith(("redis://", "rediss://")):
             fix = "start Redis or correct the URL (--ledger or MEM0_ROUTED_LEDGER)"
@@ -183,7 +183,7 @@ def health(ctx: click.Context, as_json: bool) -> None:
             routes = [QueryType.EMBEDDING.value]
         elif name == "llm":
             routes = [q.value for q in QueryType if q is not QueryType.EMBEDDING]
-        reports[name] = collect_health(router, routes=routes)
+        reports[name] = collect_health(router.runtime, routes=routes)
     ok = all(r["ok"] for r in reports.values())
     if as_json:
         single = reports.get("router")
@@ -224,7 +224,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     costs microseconds, a ledger write more), so this command cannot show it: read
     ``router.get_metrics()["embedding_cache"]`` in that process."""
     router = _router(ctx)
-    metrics = _from_ledger(router, lambda: router.get_metrics(source="ledger"))
+    metrics = _from_ledger(router, lambda: router.get_metrics(scope="ledger"))
     if as_json:
         click.echo(json.dumps(metrics, indent=2, default=str))
         return
@@ -259,7 +259,7 @@ def project(ctx: click.Context, queries: int, as_json: bool) -> None:
     from ._metrics import project_cost
 
     router = _router(ctx)
-    records = _from_ledger(router, lambda: router.ledger.records(since=router._share_since()))
+    records = _from_ledger(router, lambda: router.ledger.records(since=router.runtime.share_since()))
     result = project_cost(queries, records, external_model=router.config.fallback_model)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))

@@ -21,8 +21,20 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ._errors import BackendError, BackendTimeout, RateLimited
+from ._breaker import CircuitBreaker, Token
+from ._errors import (
+    AuthenticationError,
+    BackendError,
+    BackendTimeout,
+    BadRequest,
+    CircuitOpen,
+    ContextOverflow,
+    InvalidAnswer,
+    ModelNotFound,
+    RateLimited,
+)
 from ._logs import router_retries
+from ._types import Attempt, Candidate
 from .backends._base import Backend, ChatRequest, ChatResult
 
 T = TypeVar("T")
@@ -205,3 +217,24 @@ async def run_async(gen: Generator[Call, ChatResult, T]) -> T:
         # worker thread is still inside a step, the generator is closed when that step returns)
         with contextlib.suppress(ValueError):
             gen.close()
+
+
+def short_error(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:240]
+
+
+def note_failure(breaker: CircuitBreaker, exc: BackendError, attempts: list[Attempt], backend: Backend,
+                 cand: Candidate, *, token: Token = "probe") -> None:
+    """Tell the breaker and the attempts about a failure. ``token`` is what ``breaker.allow()`` gave
+    this caller: only the probe may clear the probe. It defaults to ``"probe"`` for callers that do
+    not pass theirs yet (a probe left set would lock the host out for good; see ``_embedding``)."""
+    if exc.trips_breaker:
+        breaker.failure(short_error(exc), fix=exc.fix)
+    else:
+        breaker.release(token)
+    kind = "timeout" if isinstance(exc, BackendTimeout) else "skipped" if isinstance(exc, CircuitOpen) else "error"
+    if isinstance(exc, (ModelNotFound, AuthenticationError, ContextOverflow, InvalidAnswer, BadRequest)):
+        kind = type(exc).__name__
+    attempts.append(Attempt(backend.name, cand.model, short_error(exc), fix=exc.fix, kind=kind, is_local=backend.is_local))
+    log.info("mem0-routed: %s %s failed: %s", backend.name, cand.model, short_error(exc))

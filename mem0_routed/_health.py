@@ -1,7 +1,7 @@
 """Health report: which hosts answer, whether every model the configuration routes to is there on
 every host, whether OpenAI is usable — and what to do about each problem.
 
-Used by ``Router.health_check`` and ``mem0-routed health``. It checks the router's own route table
+Used by ``Router.health`` and ``mem0-routed health``. It checks the router's own route table
 (your ``llm_model``/``models``/``embedder_model``, env vars included, over the seed defaults), so the
 report is about the models your calls will use, not a built-in list.
 
@@ -18,12 +18,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._config import DEFAULT_MODELS, GENERAL_ROUTES
+from ._runtime import Runtime
 from ._types import QueryType
 from .backends._kinds import kind_spec, local_kinds
 
 if TYPE_CHECKING:
     from ._config import RouterConfig
-    from ._router import Router
     from .backends._base import Backend
 
 __all__ = ["collect_health", "route_models"]
@@ -73,22 +73,22 @@ def _missing_fix(backend: Backend | None, kind: str, model: str, info: dict[str,
     return f"model missing: {model} (routes {routes}; {info['origin']}); {hint}"
 
 
-def collect_health(router: Router, *, routes: Iterable[str] | None = None) -> dict[str, Any]:
+def collect_health(rt: Runtime, *, routes: Iterable[str] | None = None) -> dict[str, Any]:
     """Ask every host of the local tier for its models and compare with the route table.
 
     ``routes`` limits the check to some route types (the CLI checks a mem0 embedder section for
     the embedding route only). Never raises: a failing host is part of the report.
     """
-    cfg = router.config
-    kind = router.local_kind()
-    policy = router.policy(kind)
+    cfg = rt.config
+    kind = rt.local_kind()
+    policy = rt.policy(kind)
     required = route_models(cfg, policy.config.models, routes)
     errors: list[str] = []
     warnings: list[str] = []
     hosts: list[dict[str, Any]] = []
     present_on: dict[str, list[str]] = {m: [] for m in required}
     up: list[str] = []
-    backends = router._backends_of(kind)
+    backends = rt.backends(kind)
     for backend in backends:
         h = backend.health(timeout_s=cfg.connect_timeout_s)
         names = {backend.model_key(m) for m in h.models}
@@ -112,12 +112,12 @@ def collect_health(router: Router, *, routes: Iterable[str] | None = None) -> di
             errors.append(f"server down: {backend.name} ({h.error}); {backend.fix('unreachable') or 'start it'}")
         hosts.append({"name": backend.name, "reachable": h.reachable, "error": h.error, "models": sorted(h.models),
                       "missing_models": missing_here, "context_windows": windows,
-                      "breaker": router.breaker(backend).state, "_backend": backend})
+                      "breaker": rt.breaker(backend).state, "_backend": backend})
     if cfg.local_backend == "auto":  # a tier auto tries first was asked for, and did not answer
         for other in local_kinds(auto=True):
             if other == kind:
                 break
-            for backend in router._backends_of(other):
+            for backend in rt.backends(other):
                 h = backend.health(timeout_s=cfg.connect_timeout_s)
                 if not h.reachable:
                     warnings.append(f"{other} down at {backend.name} ({h.error}); local calls use the {kind} backend "
@@ -140,7 +140,7 @@ def collect_health(router: Router, *, routes: Iterable[str] | None = None) -> di
         openai_error = "OpenAI not configured: set OPENAI_API_KEY"
         warnings.append(openai_error + " (only needed for the external fallback)")
     else:
-        for backend in router._backends_of("openai"):
+        for backend in rt.backends("openai"):
             h = backend.health(timeout_s=cfg.connect_timeout_s)
             openai_ok, openai_error = h.reachable, h.error
             if not h.reachable:

@@ -21,7 +21,7 @@ from ._errors import ConfigError
 from ._types import QueryMetrics
 from ._usage import EMBEDDING, FAILED_OUTCOMES, UNSERVED, UsageRecord
 
-__all__ = ["compute_metrics", "percentile", "project_cost"]
+__all__ = ["compute_metrics", "percentile", "project_cost", "query_metrics"]
 
 #: An answer was served but marked degraded (e.g. the valid items before a repetition loop).
 DEGRADED: str = "degraded"
@@ -52,6 +52,16 @@ def compute_metrics(
     local_threshold: float,
     embedding_cache: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``query_metrics(...).to_dict()``: the seed's metrics dict and the extra keys."""
+    return query_metrics(records, local_threshold=local_threshold, embedding_cache=embedding_cache).to_dict()
+
+
+def query_metrics(
+    records: Sequence[UsageRecord],
+    *,
+    local_threshold: float,
+    embedding_cache: Mapping[str, Any] | None = None,
+) -> QueryMetrics:
     """The seed's metrics (``QueryMetrics.to_dict`` keys) plus failures, latency, escalations, tokens.
 
     ``total_queries``/``local_queries``/``external_queries`` (and so the shares and ``on_target``)
@@ -112,7 +122,7 @@ def compute_metrics(
         total_cost=sum(r.cost_usd for r in records),
         local_threshold=local_threshold,
         extra=extra,
-    ).to_dict()
+    )
 
 
 def project_cost(

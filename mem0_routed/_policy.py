@@ -59,7 +59,7 @@ class Policy:
         """The route's model, then other distinct local models that can do the job."""
         kind = self.local_kind
         first = self.local_model(query_type)
-        chain = [Candidate(kind, first, True, f"{query_type} route")]
+        chain = [Candidate(kind, first, True)]
         if query_type is QueryType.EMBEDDING:
             return chain  # embeddings never switch model: another model's vectors poison the store
         seen = {first}
@@ -67,7 +67,7 @@ class Policy:
             model = self.local_model(other)
             if model not in seen:
                 seen.add(model)
-                chain.append(Candidate(kind, model, True, f"stand-in from the {other} route"))
+                chain.append(Candidate(kind, model, True))
         return chain
 
     def external_blocked_by(
@@ -130,7 +130,7 @@ class Policy:
             qt, force_local=force_local, keep_local_rule=keep_local_rule, spent_usd=spent_usd,
             ledger_error=ledger_error, prompt_tokens=cls.estimated_tokens, max_tokens=max_tokens,
         )
-        external = Candidate("openai", self.config.fallback_model, False, "external")
+        external = Candidate("openai", self.config.fallback_model, False)
         primary_external = False
         if qt is QueryType.COMPLEX:
             if blocked:

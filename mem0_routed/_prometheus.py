@@ -89,7 +89,8 @@ class _StateCollector:
 
     def collect(self) -> Iterator[Any]:
         from ._config import mask_url
-        from ._shared import BREAKERS, ROUTERS, cache_stats
+        from ._runtime import RUNTIMES, process_cache_stats
+        from ._shared import BREAKERS
         from ._usage import utc_month_start
 
         core, ns = self._core, self._ns
@@ -105,16 +106,17 @@ class _StateCollector:
                                         labels=["ledger"])  # fmt: skip
         rows: dict[str, dict[str, Any]] = {}
         ctx: dict[str, int] = {}
-        for router in list(ROUTERS):
-            cfg = router.config
+        for rt in list(RUNTIMES):
+            cfg = rt.config
             label = mask_url(cfg.ledger)
-            for model, value in router.planner.snapshot().items():
+            for model, value in rt.planner.snapshot().items():
                 ctx[model] = max(value, ctx.get(model, 0))
-            if router._ledger is None:
+            ledger = rt.opened_ledger()
+            if ledger is None:
                 continue  # not used yet: a scrape must not open (create) a ledger
             try:  # a broken ledger (Redis down) leaves these out; the scrape still succeeds
-                counts = router.ledger.counts(since=router._share_since())
-                spend = router.ledger.spent_usd(since=utc_month_start())
+                counts = ledger.counts(since=rt.share_since())
+                spend = ledger.spent_usd(since=utc_month_start())
             except Exception as exc:  # noqa: BLE001
                 logger.debug("mem0-routed: ledger %s unreadable for metrics: %s", label, exc)
                 continue
@@ -146,7 +148,7 @@ class _StateCollector:
         for model, value in sorted(ctx.items()):
             num_ctx.add_metric([model], value)
         yield num_ctx
-        stats = cache_stats()
+        stats = process_cache_stats()
         yield core.CounterMetricFamily(f"{ns}_embedding_cache_hits", "Embedding cache hits", value=stats["hits"])
         yield core.CounterMetricFamily(f"{ns}_embedding_cache_misses", "Embedding cache misses",
                                        value=stats["misses"])

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._classify import estimate_tokens
 from ._context import ContextPlanner, needed_tokens
-from ._errors import ContextOverflow
+from ._errors import BackendError, ContextOverflow
+from ._speed import SPEEDS
 from ._stream import StreamGuard
 from ._types import CallKind, Candidate
 from .backends._base import Backend, ChatRequest
 
 if TYPE_CHECKING:
     from ._config import RouterConfig
-    from ._execute import ChatJob
+    from ._job import ChatJob
 
 
 def message_text(messages: Sequence[Mapping[str, Any]], *, skip_system: bool) -> str:
@@ -53,8 +54,8 @@ def window_cap(config: RouterConfig, backend: Backend, model: str) -> tuple[int 
 def fit_messages(config: RouterConfig, job: ChatJob, cand: Candidate, backend: Backend,
                  *, prefer_compact: bool = False) -> tuple[list[dict[str, Any]], bool]:
     """The messages to send to ``backend``: as given, or mem0's compact extraction prompt when
-    the full one does not fit the local model's window, or when ``prefer_compact`` (the router's
-    per-model choice by predicted time, see ``Router.prompt_choice``). Raises ``ContextOverflow``
+    the full one does not fit the local model's window, or when ``prefer_compact`` (the runtime's
+    per-model choice by predicted time, see ``Runtime.prompt_choice``). Raises ``ContextOverflow``
     if nothing fits."""
     messages = job.messages
     extraction = job.cls.call_kind is CallKind.MEM0_EXTRACTION and backend.is_local
@@ -182,3 +183,25 @@ def build_request(config: RouterConfig, planner: ContextPlanner, job: ChatJob, c
         timeout_s=config.read_timeout_s if backend.is_local else config.external_timeout_s,
         stream_guard=guard_factory(job, schema) if backend.is_local and not job.tools else None,
         repeat_penalty=penalty)
+
+
+#: A typical mem0 user prompt (conversation and existing memories) and answer, in tokens.
+TYPICAL_USER_TOKENS = 400
+TYPICAL_ANSWER_TOKENS = 150
+
+
+def predict_prompt_choice(config: RouterConfig, backend: Backend, model: str) -> Literal["full", "compact"]:
+    """"full" when mem0's full extraction prompt fits ``model`` and its predicted time at the
+    measured speed is within ``extraction_latency_budget_s``; otherwise (or unmeasured) "compact"."""
+    speed = SPEEDS.get(backend.name, model)
+    from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT
+
+    predicted = speed.predict(estimate_tokens(ADDITIVE_EXTRACTION_PROMPT) + TYPICAL_USER_TOKENS,
+                              TYPICAL_ANSWER_TOKENS)
+    if predicted is None or predicted > config.extraction_latency_budget_s:
+        return "compact"
+    try:
+        _, cap = window_cap(config, backend, model)
+    except BackendError:
+        return "compact"
+    return "full" if cap is None or mem0_extraction_need() <= cap else "compact"

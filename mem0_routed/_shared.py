@@ -8,10 +8,9 @@ metrics" cover every call.
 from __future__ import annotations
 
 import threading
-import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._breaker import BreakerBoard
 from ._context import ContextPlanner
@@ -21,14 +20,12 @@ from .backends._kinds import close_shared, kind_spec
 
 if TYPE_CHECKING:
     from ._config import RouterConfig
-    from ._router import Router
 
 SHARED_LOCK = threading.RLock()
 BREAKERS = BreakerBoard()
 _PLANNERS: dict[str, ContextPlanner] = {}
 #: Every record of this process, whichever router made it.
 PROCESS_RECORDS: deque[UsageRecord] = deque(maxlen=100_000)
-ROUTERS: weakref.WeakSet[Router] = weakref.WeakSet()
 #: Instrumentation hooks every router runs after each usage record (e.g. ``PrometheusHook``), so
 #: the routers mem0 builds from its config are covered too.
 HOOKS: list[Callable[[UsageRecord], None]] = []
@@ -63,15 +60,6 @@ def planner_for(key: str, cfg: RouterConfig) -> ContextPlanner:
         if planner is None:
             planner = _PLANNERS[key] = ContextPlanner(minimum=cfg.num_ctx_min, maximum=cfg.num_ctx_max)
         return planner
-
-
-def cache_stats() -> dict[str, Any]:
-    """Embedding cache hits and misses summed over this process's routers (the metrics add the rate)."""
-    hits = misses = size = 0
-    for router in list(ROUTERS):
-        st = router.embeddings.cache_stats()
-        hits, misses, size = hits + st["hits"], misses + st["misses"], size + st["size"]
-    return {"hits": hits, "misses": misses, "size": size}
 
 
 def reset_shared() -> None:

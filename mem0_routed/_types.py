@@ -71,7 +71,6 @@ class Candidate:
     backend: BackendKind
     model: str
     is_local: bool
-    why: str = ""
 
 
 @dataclass(frozen=True, slots=True)

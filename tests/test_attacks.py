@@ -293,7 +293,7 @@ def test_a_half_masked_echo_of_a_key_of_any_shape_is_scrubbed(ollama_server, ope
     with pytest.raises(RoutingError) as err:
         router.chat([{"role": "user", "content": "hi"}])
     shown = str(err.value) + json.dumps([r.to_dict() for r in router.ledger.records()])
-    shown += json.dumps(router.health_check_sync(), default=str)
+    shown += json.dumps(router.health(), default=str)
     assert "401" in shown
     assert "ZQXJ" not in shown and "4821" not in shown
 
@@ -333,10 +333,10 @@ def test_a_reservation_outlives_the_longest_external_call(ollama_server, openai_
 
     router = attack_router(ollama_server, openai_server, openai_key, external_timeout_s=1200, deadline_s=1500,
                          monthly_budget_usd=0.004)
-    router._ledger = None  # the router opens its own ledger from the config, as it does for users
-    job = router._job([{"role": "user", "content": "hi"}], None, None, None, None, 4000, None, False, None)
-    assert router.worst_cost(job) < 0.004 < 2 * router.worst_cost(job)  # the budget holds one such call
-    first = router.reserve_external(job, primary=False)
+    router.close()  # the router opens its own ledger from the config, as it does for users
+    job = router.runtime.prepare([{"role": "user", "content": "hi"}], max_tokens=4000)
+    assert router.runtime.worst_cost(job) < 0.004 < 2 * router.runtime.worst_cost(job)  # the budget holds one such call
+    first = router.runtime.reserve_external(job, primary=False)
     assert first is not None and not hasattr(first, "reason")
 
     class Clock:  # 16 minutes later, the first call still running (its timeout is 20)
@@ -347,7 +347,7 @@ def test_a_reservation_outlives_the_longest_external_call(ollama_server, openai_
             return time.time() + 16 * 60
 
     monkeypatch.setattr(ledger_module, "time", Clock)
-    second = router.reserve_external(job, primary=False)
+    second = router.runtime.reserve_external(job, primary=False)
     assert getattr(second, "reason", None) == "budget"
 
 
@@ -659,7 +659,7 @@ def test_the_reservation_counts_tools_and_schema(extra, ollama_server, openai_se
             "description": json.dumps(big)}}}}
     messages = [{"role": "user", "content": "which tool fits? answer in json"}]
     probe = attack_router(ollama_server, openai_server, openai_key)
-    bare = probe.worst_cost(probe._job(messages, None, None, None, None, None, None, False, None))
+    bare = probe.runtime.worst_cost(probe.runtime.prepare(messages))
     ollama_server.set_fault("error500")
     router = attack_router(ollama_server, openai_server, openai_key, monthly_budget_usd=bare * 1.5)
     with pytest.raises(BudgetExceeded):
@@ -692,11 +692,11 @@ async def test_a_call_cancelled_in_flight_is_recorded_at_its_worst_case(ollama_s
             await task
     finally:
         openai_server.release()
-    job = router._job(messages, None, None, None, None, None, None, False, None)
+    job = router.runtime.prepare(messages)
     records = router.ledger.records()
     assert [r.outcome for r in records] == ["error"]
     assert "cancelled" in (records[0].error or "")
-    assert records[0].cost_usd == pytest.approx(router.worst_cost(job)) and records[0].cost_usd > 0
+    assert records[0].cost_usd == pytest.approx(router.runtime.worst_cost(job)) and records[0].cost_usd > 0
     assert router.ledger.counts().external == 0  # no claim left open: the record charged it
 
 
@@ -713,6 +713,6 @@ def test_a_timed_out_external_call_is_recorded_at_its_worst_case(ollama_server, 
     finally:
         openai_server.release()
     assert any(a.kind == "timeout" and a.backend.startswith("openai") for a in err.value.attempts)
-    job = router._job(messages, None, None, None, None, None, None, False, None)
+    job = router.runtime.prepare(messages)
     [rec] = router.ledger.records()
-    assert rec.cost_usd == pytest.approx(router.worst_cost(job)) and rec.cost_usd > 0
+    assert rec.cost_usd == pytest.approx(router.runtime.worst_cost(job)) and rec.cost_usd > 0

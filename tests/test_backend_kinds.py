@@ -109,7 +109,7 @@ def test_a_new_kind_is_one_table_entry(echo_kind: EchoBackend) -> None:
     assert out.backend == "echo" and out.is_local and out.text == "echo: hello there"
     assert echo_kind.calls[-1].model == "echo-1" and echo_kind.calls[-1].num_ctx is None  # plans_context=False
     assert router.embed(["abc"]) == [[3.0, 1.0]]
-    report = router.health_check_sync()
+    report = router.health()
     assert report["local_backend"] == "echo" and report["local"] and report["ok"], report["errors"]
     assert router.get_metrics()["local_queries"] >= 1
 

@@ -233,7 +233,7 @@ def test_greetings_only_extraction_is_answered_without_a_model(ollama_server) ->
     assert rec.backend == "router" and rec.outcome == "skipped" and not rec.fallback
     counts = router.ledger.counts()
     assert (counts.total, counts.local) == (0, 0)  # no model answered: not in the share
-    metrics = router.get_metrics(source="ledger")
+    metrics = router.get_metrics(scope="ledger")
     assert metrics["total_queries"] == 0 and metrics["skipped"] == 1 and metrics["failed_queries"] == 0
 
 

@@ -133,7 +133,7 @@ def test_a_board_times_its_breakers_with_its_clock_even_one_swapped_in_later() -
 
 def _breaker_test_router(ollama_server, clock, **cfg):
     router = make_router(ollama_server, max_retries=0, breaker_failures=1, breaker_cooldown_s=10, **cfg)
-    br = router.breaker(router._backends_of("ollama")[0])
+    br = router.runtime.breaker(router.runtime.backends("ollama")[0])
     return router, br, clock
 
 

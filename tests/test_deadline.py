@@ -200,9 +200,9 @@ def test_an_embedding_holds_deadline_s_across_hosts(ollama_server) -> None:
         assert "raise deadline_s" in str(err)
         assert second.requests_to("/api/embed") == []  # no time was left for the second host
         # our own deadline ran out: the hanging host is not blamed for it
-        first = next(b for b in router.backends_for(Candidate("ollama", "nomic-embed-text", True, "embedding"))
+        first = next(b for b in router.runtime.backends_for(Candidate("ollama", "nomic-embed-text", True))
                      if b.name.endswith(ollama_server.url))
-        assert router.breaker(first).state == "closed"
+        assert router.runtime.breaker(first).state == "closed"
 
 
 def test_a_retry_after_that_would_outlive_deadline_s_falls_back_instead(ollama_server, openai_server,

@@ -165,7 +165,7 @@ def bounded(fn: Callable[[], Any], bound: float = BOUND_S) -> Any:
 def ask(router: Router, text: str) -> dict[str, Any] | Exception:
     """One routed call under the watchdog; routing failures come back as values."""
     try:
-        return bounded(lambda: router.execute_query_sync(text))  # type: ignore[no-any-return]
+        return bounded(lambda: router.query(text))  # type: ignore[no-any-return]
     except RoutingError as exc:
         return exc
 

@@ -120,9 +120,9 @@ def test_testing_reset_puts_the_process_back_to_a_fresh_state(ollama_server, mon
     router = Router(RouterConfig.from_mapping(ollama_base_url=ollama_server.url, local_backend="auto",
                                               breaker_failures=1))
     router.chat([{"role": "user", "content": "hi"}])
-    backend = router._backends_of("ollama")[0]
+    backend = router.runtime.backends("ollama")[0]
     assert router.ledger is not None
-    router.breaker(backend).failure("down")
+    router.runtime.breaker(backend).failure("down")
     SPEEDS.set(ollama_server.url, "m", Speed(100.0, 10.0))
     assert seen and PROCESS_RECORDS and LOCAL_KINDS and router.get_metrics()["breakers"]
     assert backend._client is not None  # the sync HTTP client is open
@@ -135,6 +135,6 @@ def test_testing_reset_puts_the_process_back_to_a_fresh_state(ollama_server, mon
     assert mem0_routed.get_router() is not singleton
     fresh_router = Router(RouterConfig.from_mapping(ollama_base_url=ollama_server.url, local_backend="ollama"))
     assert fresh_router.get_metrics()["breakers"] == {} and fresh_router.get_metrics()["total_queries"] == 0
-    assert fresh_router._backends_of("ollama")[0] is not backend  # a new client
+    assert fresh_router.runtime.backends("ollama")[0] is not backend  # a new client
     fresh_router.chat([{"role": "user", "content": "hi"}])
     assert len(seen) == 1  # the hook is gone

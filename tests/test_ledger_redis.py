@@ -278,15 +278,15 @@ def test_flushed_redis_sends_nothing_out_but_local_calls_go_on(
     })  # fmt: skip
     hard = "prove step by step that there are infinitely many primes, then analyse the proof"
     try:
-        assert router.execute_query_sync(hard)["is_local"] is False
+        assert router.query(hard)["is_local"] is False
         sent = len(openai_server.requests_to("/v1/chat/completions"))
         flush(own_redis_url)
-        outs = [router.execute_query_sync(text) for text in (hard, "what's the capital of France?")]
+        outs = [router.query(text) for text in (hard, "what's the capital of France?")]
         assert all(o["is_local"] for o in outs)
         assert len(openai_server.requests_to("/v1/chat/completions")) == sent  # nothing went out
         assert len(router.ledger.records()) == 2  # both calls recorded in the flushed Redis
         router.ledger.acknowledge_reset()  # type: ignore[attr-defined]
-        assert router.execute_query_sync(hard)["is_local"] is False
+        assert router.query(hard)["is_local"] is False
     finally:
         router.ledger.clear()  # type: ignore[attr-defined]
         router.ledger.close()

@@ -204,8 +204,8 @@ def test_any_messages_to_the_router_never_trip_the_breaker_or_leak(_router_env, 
         _no_secret(exc)
     else:
         assert out.is_local  # the local model is up: nothing needed to go out
-    host = router._backends_of("ollama")[0]
-    assert router.breaker(host).state == "closed"
+    host = router.runtime.backends("ollama")[0]
+    assert router.runtime.breaker(host).state == "closed"
     for body in openai.requests_to("/v1/chat/completions"):
         assert SECRET not in str(body)
 

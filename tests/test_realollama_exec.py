@@ -74,7 +74,7 @@ def test_mem0_add_and_search_through_the_router(real_ollama_url: str, tmp_path: 
         assert all(r["keep_alive"] == "1h" for r in requests)
         router = memory.llm.router
         assert router.get_metrics()["num_ctx_changes"].get(MODEL, 0) == 0
-        assert router.planner.choices[MODEL] == "compact"  # the full prompt does not fit an 8k window
+        assert router.runtime.planner.choices[MODEL] == "compact"  # the full prompt does not fit an 8k window
         assert expires_in(loaded(real_ollama_url)[MODEL]) > timedelta(minutes=50)  # keep_alive 1h, not 5 min
     finally:
         memory.vector_store.client.close()

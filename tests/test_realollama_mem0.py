@@ -77,7 +77,7 @@ def test_memory_add_and_search_on_a_real_ollama(real_ollama_url: str, tmp_path: 
         assert hits and hits[0]["memory"] == "Alice's cat is called Miso."  # its own vector ranks first
         all_texts = {m["memory"] for m in memory.get_all(filters={"user_id": USER})["results"]}
         assert {m["memory"] for m in extracted["results"]} <= all_texts
-        metrics = memory.llm.router.get_metrics()
+        metrics = memory.llm.router.get_metrics(scope="process")  # the LLM's and the embedder's calls
         assert metrics["by_call_kind"]["mem0_extraction"] == 1 and metrics["failed_queries"] == 0
         assert metrics["local_queries"] == metrics["total_queries"] >= 1 and metrics["external_queries"] == 0
         assert metrics["by_model"] == {MODEL: metrics["calls"] + metrics["embeddings_total"]}

@@ -63,7 +63,7 @@ def test_an_unexpected_embedder_error_is_a_routing_error_and_the_host_recovers(
     ollama_server, mocker, breaker_clock
 ) -> None:
     router = make_router(ollama_server, breaker_failures=1, breaker_cooldown_s=30)
-    host = router._backends_of("ollama")[0]
+    host = router.runtime.backends("ollama")[0]
     mocker.patch.object(host, "embed", side_effect=OSError("disk on fire"))
     with pytest.raises(RoutingError, match="OSError"):
         router.embed(["hello"])
@@ -179,15 +179,15 @@ def test_a_router_with_other_breaker_settings_gets_its_own_breaker(ollama_server
     second = Router(RouterConfig.from_mapping(ollama_base_url=ollama_server.url, ledger="memory",
                                               local_backend="ollama", breaker_failures=7, num_ctx_min=8192))
     first.embed(["warm up"])
-    host = second._backends_of("ollama")[0]
-    assert second.breaker(host).failures == 7 and first.breaker(host).failures == 3
+    host = second.runtime.backends("ollama")[0]
+    assert second.runtime.breaker(host).failures == 7 and first.runtime.breaker(host).failures == 3
     second.chat([{"role": "user", "content": "hi"}], max_tokens=10)
     assert ollama_server.requests_to("/api/chat")[-1]["options"]["num_ctx"] == 8192
 
 
 def test_auto_local_backend_picks_ollama_when_it_answers(ollama_server) -> None:
     router = Router(RouterConfig.from_mapping(ollama_base_url=ollama_server.url, ledger="memory"))
-    assert router.local_kind() == "ollama"
+    assert router.runtime.local_kind() == "ollama"
     assert router.chat([{"role": "user", "content": "hi"}]).backend == "ollama"
 
 
@@ -200,7 +200,7 @@ def test_auto_local_backend_without_ollama_or_extra_stays_on_ollama_and_says_so(
     router = Router(RouterConfig.from_mapping(ollama_base_url=ollama_server.url, ledger="memory"))
     with pytest.raises(RoutingError, match="start Ollama"):
         router.chat([{"role": "user", "content": "hi"}])
-    assert router.local_kind() == "ollama"
+    assert router.runtime.local_kind() == "ollama"
 
 
 def test_small_window_model_with_no_compact_and_no_external_is_refused_not_truncated() -> None:
@@ -319,8 +319,8 @@ def test_bad_input_is_the_callers_error_and_never_trips_the_breaker(ollama_serve
     with pytest.raises(InvalidInput):
         asyncio.run(router.achat(bad))
     assert ollama_server.requests_to("/api/chat") == [] and openai_server.requests_to("/v1/chat/completions") == []
-    host = router._backends_of("ollama")[0]
-    assert router.breaker(host).state == "closed"
+    host = router.runtime.backends("ollama")[0]
+    assert router.runtime.breaker(host).state == "closed"
     out = router.chat([{"role": "user", "content": "hello there"}])
     assert out.is_local and out.backend == "ollama"
     assert router.get_metrics()["breakers"].get(host.name, "closed") == "closed"
@@ -389,8 +389,8 @@ def test_a_lone_surrogate_never_opens_a_real_ollama_breaker(real_ollama_url: str
         for _ in range(2):
             with pytest.raises(InvalidInput, match="surrogate"):
                 router.chat([{"role": "user", "content": "hello \ud800"}], max_tokens=8)
-        host = router._backends_of("ollama")[0]
-        assert router.breaker(host).state == "closed"
+        host = router.runtime.backends("ollama")[0]
+        assert router.runtime.breaker(host).state == "closed"
         out = router.chat([{"role": "user", "content": "Say hello."}], max_tokens=8)
         assert out.is_local and out.backend == "ollama" and out.model == "smollm2:135m"
     finally:

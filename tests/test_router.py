@@ -158,7 +158,7 @@ def test_bad_openai_key_is_not_retried_and_not_leaked(ollama_server, openai_serv
         router.chat([{"role": "user", "content": "hello"}])
     assert len(openai_server.requests_to("/v1/chat/completions")) == 1
     assert "valid key" in str(info.value) and bad not in str(info.value) and bad[3:-4] not in str(info.value)
-    assert router.breaker(router._backends_of("openai")[0]).state == "closed"
+    assert router.runtime.breaker(router.runtime.backends("openai")[0]).state == "closed"
 
 
 def test_force_local_never_calls_openai(ollama_server, openai_server, openai_key) -> None:
@@ -331,7 +331,7 @@ def test_health_tells_down_missing_and_unconfigured_apart(ollama_server) -> None
     assert any("ollama pull codellama:13b" in p for p in report["problems"])
     assert any("OpenAI not configured" in p for p in report["problems"])
     ollama_server.set_fault("refused")
-    down = make_router(ollama_server).health_check_sync()
+    down = make_router(ollama_server).health()
     assert down["ollama"] is False and any("server down" in p for p in down["problems"])
 
 

@@ -209,7 +209,7 @@ def test_the_router_avoids_a_slow_host_and_a_second_router_knows_it(fresh: objec
         assert hosts[slow.url] == 0 and hosts[a.url] >= 3 and hosts[b.url] >= 3, hosts
         second = router_for(urls)  # mem0's embedder or reranker router: the same hosts, the same view
         assert second.chat([{"role": "user", "content": "and you?"}]).host != slow.url
-        assert all(LOADS.in_flight(b.name) == 0 for b in first._backends_of("ollama"))
+        assert all(LOADS.in_flight(b.name) == 0 for b in first.runtime.backends("ollama"))
 
 
 def test_embeddings_avoid_a_slow_host(fresh: object) -> None:

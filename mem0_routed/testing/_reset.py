@@ -14,12 +14,13 @@ def reset() -> None:
     process's metrics. The "routed" registration with mem0 and price overrides are kept.
     """
     from .._router import reset_routers
-    from .._shared import HOOKS, ROUTERS, SHARED_LOCK
+    from .._runtime import RUNTIMES
+    from .._shared import HOOKS, SHARED_LOCK
 
     with SHARED_LOCK:
-        routers = list(ROUTERS)
-        ROUTERS.clear()
+        runtimes = list(RUNTIMES)
+        RUNTIMES.clear()
         HOOKS.clear()
-    for router in routers:
-        router.close()
+    for runtime in runtimes:
+        runtime.close_ledger()
     reset_routers()  # backends closed; breakers, plans, records, local kinds, speeds, cached routers
