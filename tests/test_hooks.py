@@ -130,7 +130,7 @@ def test_testing_reset_puts_the_process_back_to_a_fresh_state(ollama_server, mon
     reset()
 
     assert backend._client is None  # closed
-    assert router._ledger is None  # the router was closed (its ledger reopens on its next call)
+    assert router.runtime.opened_ledger() is None  # the router was closed (its ledger reopens on its next call)
     assert not PROCESS_RECORDS and not LOCAL_KINDS and SPEEDS.get(ollama_server.url, "m") == Speed()
     assert mem0_routed.get_router() is not singleton
     fresh_router = Router(RouterConfig.from_mapping(ollama_base_url=ollama_server.url, local_backend="ollama"))
