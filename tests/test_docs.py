@@ -1,0 +1,108 @@
+"""The documentation site: `mkdocs build --strict` passes and documents every public name and config key.
+
+The API reference is generated from ``__all__`` and the configuration table from ``RouterConfig`` at
+build time (docs/hooks/reference.py); these tests build the real site, as CI does, and read its HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings_handlers") is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("the docs extra is not installed: pip install -e '.[docs]' (scripts/setup.sh does)")
+    pytest.skip("the docs extra is not installed: pip install -e '.[docs]'", allow_module_level=True)
+
+
+def _build(config: Path, site: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(config.parent), os.environ.get("PYTHONPATH")) if p)}
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(site)],
+                          capture_output=True, text=True, timeout=600, env=env, check=False)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    built = _build(REPO / "mkdocs.yml", out)
+    assert built.returncode == 0, f"mkdocs build --strict failed:\n{built.stderr[-4000:]}"
+    return out
+
+
+def _anchors(page: Path) -> set[str]:
+    return set(re.findall(r'id="([\w.]+)"', page.read_text(encoding="utf-8")))
+
+
+@pytest.mark.parametrize("module", ["mem0_routed", "mem0_routed.testing"])
+def test_every_public_name_has_an_entry_in_the_api_reference(site: Path, module: str) -> None:
+    """A name added to ``__all__`` is in the next build, as a rendered object with its own anchor."""
+    mod = importlib.import_module(module)
+    pages = (["api", "exceptions"] if module == "mem0_routed" else ["testing"])
+    anchors = set().union(*(_anchors(site / "reference" / page / "index.html") for page in pages))
+    missing = [name for name in mod.__all__ if f"{module}.{name}" not in anchors]
+    assert not missing, f"{module}.__all__ names missing from the API reference: {missing}"
+
+
+def _config_rows(site: Path) -> dict[str, list[str]]:
+    """key -> env vars, read from the built configuration page's table."""
+    text = (site / "configuration" / "index.html").read_text(encoding="utf-8")
+    rows: dict[str, list[str]] = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", text, re.DOTALL):
+        cells = re.findall(r"<td>(.*?)</td>", row, re.DOTALL)
+        if len(cells) >= 4:
+            key = re.sub(r"<[^>]+>", "", cells[0]).strip()
+            rows[key] = [html.unescape(e) for e in re.findall(r"<code>([^<]+)</code>", cells[3])]
+    return rows
+
+
+def test_the_configuration_page_lists_every_key_and_each_env_var_it_names_is_read(
+        site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``RouterConfig`` key is on the page, and every env var the page names for a key really
+    sets that key: an unusable value in it either fails naming that key, or changes the key's value."""
+    from mem0_routed import ConfigError, RouterConfig
+
+    rows = _config_rows(site)
+    assert sorted(rows) == sorted(RouterConfig.model_fields)
+    assert "OLLAMA_URL" in rows["ollama_base_url"] and "OPENAI_API_KEY" in rows["openai_api_key"]
+    every_env = {e for names in rows.values() for e in names}
+    for name in every_env:
+        monkeypatch.delenv(name, raising=False)
+    baseline = RouterConfig.from_mapping()
+    for key, names in rows.items():
+        for env in names:
+            with monkeypatch.context() as m:
+                m.setenv(env, "not valid: \u2205")
+                try:
+                    value = getattr(RouterConfig.from_mapping(), key)
+                except ConfigError as exc:
+                    # today a key read through an alias is named by the alias (OLLAMA_URL): either names it
+                    named = (exc.key or "").lower()
+                    assert named in (key, env.lower()), f"{env} set an unusable value, but the error names {exc.key!r}"
+                else:
+                    assert value != getattr(baseline, key), f"the docs say {env} sets {key}, but it is not read"
+
+
+def test_a_broken_cross_reference_fails_the_strict_build(tmp_path: Path) -> None:
+    """``--strict`` is what keeps docstring references honest: a reference to a name that does not
+    exist stops the build (so it stops CI), naming the reference."""
+    shutil.copy(REPO / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    shutil.copytree(REPO / "docs", tmp_path / "docs", ignore=shutil.ignore_patterns("*.png", "__pycache__"))
+    (tmp_path / "mem0_routed").symlink_to(REPO / "mem0_routed", target_is_directory=True)
+    index = tmp_path / "docs" / "index.md"
+    index.write_text(index.read_text(encoding="utf-8") + "\nSee [the missing one][mem0_routed.Nope].\n",
+                     encoding="utf-8")
+    built = _build(tmp_path / "mkdocs.yml", tmp_path / "site")
+    assert built.returncode != 0
+    assert "mem0_routed.Nope" in built.stderr
