@@ -6,7 +6,6 @@ build time (docs/hooks/reference.py); these tests build the real site, as CI doe
 
 from __future__ import annotations
 
-import html
 import importlib
 import importlib.util
 import os
@@ -57,13 +56,14 @@ def test_every_public_name_has_an_entry_in_the_api_reference(site: Path, module:
 
 def _config_rows(site: Path) -> dict[str, list[str]]:
     """key -> env vars, read from the built configuration page's table."""
-    text = (site / "configuration" / "index.html").read_text(encoding="utf-8")
+    page = (site / "configuration" / "index.html").read_text(encoding="utf-8")
+    text = page.split('class="config-keys"', 1)[1].split("</table>", 1)[0]
     rows: dict[str, list[str]] = {}
     for row in re.findall(r"<tr>(.*?)</tr>", text, re.DOTALL):
-        cells = re.findall(r"<td>(.*?)</td>", row, re.DOTALL)
-        if len(cells) >= 4:
-            key = re.sub(r"<[^>]+>", "", cells[0]).strip()
-            rows[key] = [html.unescape(e) for e in re.findall(r"<code>([^<]+)</code>", cells[3])]
+        key = re.match(r"\s*<td><code>(\w+)</code>", row)
+        if key:
+            env = re.search(r'class="env-vars">(.*?)</span>', row, re.DOTALL)
+            rows[key.group(1)] = re.findall(r"<code>([^<]+)</code>", env.group(1)) if env else []
     return rows
 
 
@@ -99,10 +99,34 @@ def test_a_broken_cross_reference_fails_the_strict_build(tmp_path: Path) -> None
     exist stops the build (so it stops CI), naming the reference."""
     shutil.copy(REPO / "mkdocs.yml", tmp_path / "mkdocs.yml")
     shutil.copytree(REPO / "docs", tmp_path / "docs", ignore=shutil.ignore_patterns("*.png", "__pycache__"))
-    (tmp_path / "mem0_routed").symlink_to(REPO / "mem0_routed", target_is_directory=True)
+    for name in ("mem0_routed", "pyproject.toml", "README.md"):
+        (tmp_path / name).symlink_to(REPO / name)
     index = tmp_path / "docs" / "index.md"
     index.write_text(index.read_text(encoding="utf-8") + "\nSee [the missing one][mem0_routed.Nope].\n",
                      encoding="utf-8")
     built = _build(tmp_path / "mkdocs.yml", tmp_path / "site")
     assert built.returncode != 0
     assert "mem0_routed.Nope" in built.stderr
+
+
+def test_the_quick_start_on_the_home_page_runs(tmp_path: Path) -> None:
+    """The home page's Python quick start runs as written (only the Qdrant path moved to a temp dir),
+    with the real mem0 and the real ollama client against the fake Ollama server over HTTP."""
+    from mem0_routed.testing import FakeOllamaServer
+
+    text = (REPO / "docs" / "index.md").read_text(encoding="utf-8")
+    snippet = re.search(r"```python\n(.*?)```", text, re.DOTALL)
+    assert snippet is not None, "docs/index.md has no ```python quick start"
+    code = snippet.group(1).replace("/tmp/qdrant", str(tmp_path / "qdrant"))
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MEM0_", "OPENAI_", "OLLAMA_", "LLM_"))}
+    with FakeOllamaServer() as ollama:
+        env.update(OLLAMA_URL=ollama.url, MEM0_DIR=str(tmp_path / "mem0"), HOME=str(tmp_path),
+                   XDG_DATA_HOME=str(tmp_path / "data"), MEM0_TELEMETRY="False",
+                   PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+        ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                             env=env, cwd=tmp_path, check=False)
+        chats = list(ollama.num_ctx_log)
+    assert ran.returncode == 0, ran.stderr[-4000:]
+    assert chats, "the quick start never reached the (fake) Ollama server"
+    assert "Paris" in ran.stdout, f"the search did not find the memory the quick start added:\n{ran.stdout}"

@@ -7,6 +7,7 @@ A page marks each part with an HTML comment on a line of its own:
 * ``<!-- api:exceptions -->``: the exception classes of ``mem0_routed.__all__``, as a tree, then one
   block each, base classes first;
 * ``<!-- api:mem0_routed.testing -->``: every name of ``mem0_routed.testing.__all__``;
+* ``<!-- cli -->``: click's help of every console script in pyproject.toml (mkdocs-click);
 * ``<!-- config-keys -->``: every ``RouterConfig`` field with its type, default and the env vars
   that pydantic-settings reads for it (asked from pydantic-settings itself, not written by hand).
 
@@ -24,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-_MARKER = re.compile(r"^<!-- (api:[\w.]+|config-keys) -->$", re.MULTILINE)
+_MARKER = re.compile(r"^<!-- (api:[\w.]+|config-keys|cli) -->$", re.MULTILINE)
 _REPO: Path | None = None
 
 
@@ -45,11 +46,39 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 def _render(marker: str) -> str:
     if marker == "config-keys":
         return _config_table()
+    if marker == "cli":
+        return _cli()
     if marker == "api:exceptions":
         return _exceptions()
     module = importlib.import_module(marker.removeprefix("api:"))
-    names = [n for n in module.__all__ if not _is_exception(getattr(module, n))]
+    names = [n for n in _public(module) if not _is_exception(getattr(module, n))]
     return _grouped(module.__name__, module, names)
+
+
+def _public(module: Any) -> list[str]:
+    """``__all__``, or for a module without one its names that do not start with "_"."""
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [n for n, v in vars(module).items() if not n.startswith("_") and not inspect.ismodule(v)]
+    return list(names)
+
+
+def _cli() -> str:
+    """One mkdocs-click block per ``[project.scripts]`` entry, so a moved command moves the page too."""
+    text = ((_REPO or Path.cwd()) / "pyproject.toml").read_text(encoding="utf-8")
+    try:
+        import tomllib
+
+        scripts = tomllib.loads(text)["project"]["scripts"]
+    except ImportError:  # Python 3.10: the one table we need, read by hand
+        section = text.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
+        scripts = dict(re.findall(r'^([\w.-]+)\s*=\s*"([^"]+)"', section, re.MULTILINE))
+    blocks = []
+    for prog, target in scripts.items():
+        module, _, command = target.partition(":")
+        blocks.append(f"::: mkdocs-click\n    :module: {module}\n    :command: {command}\n"
+                      f"    :prog_name: {prog}\n    :depth: 1\n    :list_subcommands: true\n    :style: plain\n")
+    return "\n".join(blocks)
 
 
 def _is_exception(obj: Any) -> bool:
@@ -183,10 +212,24 @@ def _config_table() -> str:
 
     env = _env_names(RouterConfig)
     meanings = _readme_meanings()
-    rows = ["| key | type | default | env vars | meaning |", "|---|---|---|---|---|"]
+    rows = ["| key and type | default | meaning |", "|---|---|---|"]
     for name, field in RouterConfig.model_fields.items():
-        meaning = field.description or meanings.get(name, "")
-        env_cell = "<br>".join(f"`{e}`" for e in env[name]) or "—"
-        rows.append(f"| `{name}` | {_code(_type_name(field.annotation))} | {_default(field)} | "
-                    f"{env_cell} | {_cell(meaning)} |")
-    return "\n".join(rows) + "\n"
+        meaning = _cell(field.description or meanings.get(name, ""))
+        if env[name]:
+            codes = ", ".join(_code(e) for e in env[name])
+            meaning += f'{"<br>" if meaning else ""}<span class="env-vars">env: {codes}</span>'
+        rows.append(f"| `{name}`<br>{_code(_type_name(field.annotation))} | {_default(field)} | {meaning} |")
+    table = '<div class="config-keys" markdown>\n\n' + "\n".join(rows) + "\n\n</div>\n"
+    return table + _route_table()
+
+
+def _route_table() -> str:
+    """The default local model of each route (``models`` fills in from it), when the config has one."""
+    config_module = sys.modules[importlib.import_module("mem0_routed").RouterConfig.__module__]
+    routes = getattr(config_module, "DEFAULT_MODELS", None)
+    if not isinstance(routes, dict) or not routes:
+        return ""
+    rows = ["| route | default local model |", "|---|---|"]
+    rows += [f"| `{route}` | `{model}` |" for route, model in routes.items()]
+    return ("\n## Default routes\n\n`models` starts from this table; `llm_model` replaces the general "
+            "routes' model and `embedder_model` the embedding one.\n\n" + "\n".join(rows) + "\n")
