@@ -29,7 +29,7 @@ def _build(config: Path, site: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (str(config.parent), os.environ.get("PYTHONPATH")) if p)}
     return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(site)],
-                          capture_output=True, text=True, timeout=600, env=env, check=False)
+                          capture_output=True, text=True, timeout=600, env=env, cwd=config.parent, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -94,20 +94,39 @@ def test_the_configuration_page_lists_every_key_and_each_env_var_it_names_is_rea
                     assert value != getattr(baseline, key), f"the docs say {env} sets {key}, but it is not read"
 
 
-def test_a_broken_cross_reference_fails_the_strict_build(tmp_path: Path) -> None:
-    """``--strict`` is what keeps docstring references honest: a reference to a name that does not
-    exist stops the build (so it stops CI), naming the reference."""
+def test_broken_docstrings_fail_the_strict_build(tmp_path: Path) -> None:
+    """``--strict`` is what keeps the docstrings honest: a public function whose docstring refers to a
+    name that does not exist, or one that documents a parameter it does not have, stops the build (so
+    it stops CI), and the message names each problem. Built from a copy of the repo with two public
+    functions added (one build for both: strict mode reports every warning, then aborts)."""
     shutil.copy(REPO / "mkdocs.yml", tmp_path / "mkdocs.yml")
     shutil.copytree(REPO / "docs", tmp_path / "docs", ignore=shutil.ignore_patterns("*.png", "__pycache__"))
-    for name in ("mem0_routed", "pyproject.toml", "README.md"):
+    shutil.copytree(REPO / "mem0_routed", tmp_path / "mem0_routed", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
         (tmp_path / name).symlink_to(REPO / name)
-    index = tmp_path / "docs" / "index.md"
-    index.write_text(index.read_text(encoding="utf-8") + "\nSee [the missing one][mem0_routed.Nope].\n",
-                     encoding="utf-8")
+    init = tmp_path / "mem0_routed" / "__init__.py"
+    init.write_text(init.read_text(encoding="utf-8") + '''
+
+def docs_probe_ref(x: int) -> int:
+    """See [the missing one][mem0_routed.Nope]."""
+    return x
+
+
+def docs_probe_args(x: int) -> int:
+    """Probe.
+
+    Args:
+        y: not a parameter of this function.
+    """
+    return x
+
+
+__all__ = [*__all__, "docs_probe_ref", "docs_probe_args"]
+''', encoding="utf-8")
     built = _build(tmp_path / "mkdocs.yml", tmp_path / "site")
     assert built.returncode != 0
-    assert "mem0_routed.Nope" in built.stderr
-
+    for message in ("mem0_routed.Nope", "Parameter 'y' does not appear in the function signature"):
+        assert message in built.stderr, built.stderr[-4000:]
 
 def test_the_quick_start_on_the_home_page_runs(tmp_path: Path) -> None:
     """The home page's Python quick start runs as written (only the Qdrant path moved to a temp dir),

@@ -33,8 +33,9 @@ def on_config(config: Any) -> Any:
     """Document the checkout being built: put its root (where mkdocs.yml is) first on sys.path."""
     global _REPO
     _REPO = Path(config.config_file_path).resolve().parent
-    if str(_REPO) not in sys.path:
-        sys.path.insert(0, str(_REPO))
+    if str(_REPO) in sys.path:
+        sys.path.remove(str(_REPO))
+    sys.path.insert(0, str(_REPO))  # before the current directory and any installed copy
     os.environ.setdefault("MEM0_TELEMETRY", "False")  # mem0 reads it at import; no network from a docs build
     return config
 
