@@ -136,7 +136,9 @@ def _exceptions() -> str:
 # --- configuration ----------------------------------------------------------------------------------
 
 def _env_names(cls: Any) -> dict[str, list[str]]:
-    """The env var names pydantic-settings reads per field, from the model's own sources."""
+    """The env var names the model reads per field, asked from its own env sources: each name that
+    pydantic-settings could use is offered alone to the source's ``get_field_value``, and kept only if
+    the source takes it (a source that reads only some names, as a subclass may, is described right)."""
     from pydantic_settings import (
         DotEnvSettingsSource,
         EnvSettingsSource,
@@ -151,17 +153,28 @@ def _env_names(cls: Any) -> dict[str, list[str]]:
         dotenv_settings=DotEnvSettingsSource(cls),
         file_secret_settings=SecretsSettingsSource(cls),
     )
-    env_sources = [s for s in sources if isinstance(s, EnvSettingsSource)]
+    env_sources = [s for s in sources if isinstance(s, EnvSettingsSource)
+                   and not isinstance(s, DotEnvSettingsSource)]  # a .env file is not the environment
     out: dict[str, list[str]] = {}
     for name, field in cls.model_fields.items():
         names: list[str] = []
         for source in env_sources:
             for _key, env_name, _complex in source._extract_field_info(field, name):
                 shown = env_name if source.case_sensitive else env_name.upper()
-                if shown not in names:
+                if shown not in names and _reads(source, field, name, env_name):
                     names.append(shown)
         out[name] = names
     return out
+
+
+def _reads(source: Any, field: Any, name: str, env_name: str) -> bool:
+    saved = source.env_vars
+    try:
+        source.env_vars = {env_name: "probe"}
+        value = source.get_field_value(field, name)[0]
+    finally:
+        source.env_vars = saved
+    return value is not None
 
 
 def _type_name(annotation: Any) -> str:
@@ -216,9 +229,8 @@ def _config_table() -> str:
     rows = ["| key and type | default | meaning |", "|---|---|---|"]
     for name, field in RouterConfig.model_fields.items():
         meaning = _cell(field.description or meanings.get(name, ""))
-        if env[name]:
-            codes = ", ".join(_code(e) for e in env[name])
-            meaning += f'{"<br>" if meaning else ""}<span class="env-vars">env: {codes}</span>'
+        codes = ", ".join(_code(e) for e in env[name]) or "none (set it in the config)"
+        meaning += f'{"<br>" if meaning else ""}<span class="env-vars">env: {codes}</span>'
         rows.append(f"| `{name}`<br>{_code(_type_name(field.annotation))} | {_default(field)} | {meaning} |")
     table = '<div class="config-keys" markdown>\n\n' + "\n".join(rows) + "\n\n</div>\n"
     return table + _route_table()
