@@ -86,9 +86,16 @@ def _is_exception(obj: Any) -> bool:
     return inspect.isclass(obj) and issubclass(obj, BaseException)
 
 
-def _block(path: str) -> str:
+def _block(path: str, inherited: bool = False) -> str:
     """One object, a level below the page's group headings."""
-    return f"::: {path}\n    options:\n      heading_level: 3\n"
+    extra = "      inherited_members: true\n" if inherited else ""
+    return f"::: {path}\n    options:\n      heading_level: 3\n{extra}"
+
+
+def _private_base(obj: Any, public: list[str]) -> bool:
+    """A class whose members come partly from a base the reader cannot look up (not exported)."""
+    return inspect.isclass(obj) and any(
+        base.__module__.startswith("mem0_routed") and base.__name__ not in public for base in obj.__mro__[1:])
 
 
 def _grouped(modname: str, module: Any, names: list[str]) -> str:
@@ -105,7 +112,8 @@ def _grouped(modname: str, module: Any, names: list[str]) -> str:
     for title, members in groups.items():
         if members:
             out.append(f"## {title}\n")
-            out.extend(_block(f"{modname}.{name}") for name in sorted(members, key=str.lower))
+            out.extend(_block(f"{modname}.{name}", _private_base(getattr(module, name), _public(module)))
+                       for name in sorted(members, key=str.lower))
     return "\n".join(out)
 
 
