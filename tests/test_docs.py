@@ -6,14 +6,17 @@ build time (docs/hooks/reference.py); these tests build the real site, as CI doe
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
+import inspect
 import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,6 +55,25 @@ def test_every_public_name_has_an_entry_in_the_api_reference(site: Path, module:
     anchors = set().union(*(_anchors(site / "reference" / page / "index.html") for page in pages))
     missing = [name for name in mod.__all__ if f"{module}.{name}" not in anchors]
     assert not missing, f"{module}.__all__ names missing from the API reference: {missing}"
+
+
+def _own_docstring(obj: Any) -> str:
+    """The object's own docstring: not a base class's, nor the signature a dataclass makes up."""
+    if inspect.isclass(obj):
+        doc = obj.__dict__.get("__doc__") or ""
+        return "" if dataclasses.is_dataclass(obj) and doc.startswith(f"{obj.__name__}(") else doc
+    return obj.__doc__ or ""
+
+
+@pytest.mark.parametrize("module", ["mem0_routed", "mem0_routed.testing"])
+def test_every_public_class_and_function_has_a_docstring(module: str) -> None:
+    """The reference shows what the docstring says: a public class or function without one would be
+    a bare signature there."""
+    mod = importlib.import_module(module)
+    objects = {name: getattr(mod, name) for name in mod.__all__}
+    bare = [name for name, obj in objects.items()
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and not _own_docstring(obj).strip()]
+    assert not bare, f"public names of {module} without a docstring: {bare}"
 
 
 def _config_rows(site: Path) -> dict[str, list[str]]:
