@@ -9,7 +9,7 @@ A page marks each part with an HTML comment on a line of its own:
 * ``<!-- api:mem0_routed.testing -->``: every name of ``mem0_routed.testing.__all__``;
 * ``<!-- cli -->``: click's help of every console script in pyproject.toml (mkdocs-click);
 * ``<!-- config-keys -->``: every ``RouterConfig`` field with its type, default and the env vars
-  that pydantic-settings reads for it (asked from pydantic-settings itself, not written by hand).
+  it reads (asked from the model's own env source, not written by hand), then the default routes.
 
 A new public name or config key is in the next build with no edit here.
 """
@@ -120,7 +120,7 @@ def _grouped(modname: str, module: Any, names: list[str]) -> str:
 def _exceptions() -> str:
     import mem0_routed
 
-    classes = {getattr(mem0_routed, n): n for n in mem0_routed.__all__ if _is_exception(getattr(mem0_routed, n))}
+    classes = {getattr(mem0_routed, n): n for n in _public(mem0_routed) if _is_exception(getattr(mem0_routed, n))}
     children: dict[Any, list[Any]] = {None: []}
     for cls in classes:
         parent = next((base for base in cls.__mro__[1:] if base in classes), None)
