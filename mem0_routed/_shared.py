@@ -42,6 +42,7 @@ def add_hook(hook: Callable[[UsageRecord], None]) -> None:
 
 
 def remove_hook(hook: Callable[[UsageRecord], None]) -> None:
+    """Stop calling a hook given to ``add_hook``; one never added is ignored."""
     with SHARED_LOCK:
         if hook in HOOKS:
             HOOKS.remove(hook)
