@@ -41,9 +41,9 @@ from mem0.memory.utils import parse_messages
 
 from benchmarks.extraction_score import Conversation, load_set, memory_texts, score_conversation, summarize
 from mem0_routed._compact_prompt import MEM0_EXTRACTION_SCHEMA, compact_extraction_messages, small_talk_only
-from mem0_routed._context import needed_tokens
 from mem0_routed._errors import ContextOverflow, RoutingError
-from mem0_routed._requests import estimate_messages
+from mem0_routed._num_ctx import needed_tokens
+from mem0_routed._request_shape import estimate_messages
 from mem0_routed.backends._base import Backend, ChatRequest
 
 OBSERVATION_DATE = "2025-06-02"

@@ -170,7 +170,7 @@ def workload(memory: Any) -> dict[str, Any]:
 
 
 def extraction_latencies() -> list[float]:
-    from mem0_routed._shared import PROCESS_RECORDS
+    from mem0_routed._process import PROCESS_RECORDS
 
     return [r.latency_s for r in PROCESS_RECORDS if r.call_kind == "mem0_extraction" and r.outcome != "error"]
 

@@ -85,8 +85,7 @@ def _use_policy(router: Any, policy: str) -> None:
 def _run(urls: list[str], slow_url: str | None, policy: str, threads: int,
          calls: int) -> tuple[list[float], float]:
     """Latencies (s) of ``threads`` x ``calls`` calls, and the share that went to ``slow_url``."""
-    from mem0_routed import Router, RouterConfig
-    from mem0_routed import MemoryLedger
+    from mem0_routed import MemoryLedger, Router, RouterConfig
     from mem0_routed.testing import reset
 
     reset()

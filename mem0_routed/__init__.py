@@ -32,12 +32,12 @@ from ._errors import (
 from ._job import ChatOutcome
 from ._ledger import Ledger, MemoryLedger, open_ledger
 from ._mem0 import RoutedEmbeddingError, RoutedLLMError
+from ._process import add_hook, remove_hook
 from ._prometheus import PrometheusHook
+from ._records import UsageRecord
 from ._registration import is_registered, register
 from ._router import Mem0LLMRouter, MetricsScope, Router, get_router, router_for
-from ._shared import add_hook, remove_hook
 from ._types import CallKind, Classification, QueryMetrics, QueryType, RoutingDecision
-from ._usage import UsageRecord
 
 
 def route_query(text: str, query_type: QueryType | str | None = None, *, force_local: bool = False) -> RoutingDecision:

@@ -281,8 +281,8 @@ def report(ctx: click.Context, html_path: str, days: float, budget: float | None
     from pathlib import Path
 
     from ._config import mask_url
+    from ._records import utc_month_start
     from ._report import render_html
-    from ._usage import utc_month_start
 
     router = _router(ctx)
     now = time.time()

@@ -19,9 +19,9 @@ from ._errors import (
     ModelNotFound,
     RoutingError,
 )
+from ._records import UsageRecord
 from ._runtime import Runtime
 from ._types import Attempt, Candidate, QueryType
-from ._usage import UsageRecord
 from .backends._base import Backend
 from .backends._kinds import kind_spec
 

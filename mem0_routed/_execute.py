@@ -26,12 +26,12 @@ from ._compact_prompt import small_talk_only
 from ._drivers import Call, note_failure, short_error
 from ._errors import BackendError, BackendTimeout, BudgetExceeded, ModelNotFound, RoutingError
 from ._job import ChatJob, ChatOutcome, rejected_external_answers
-from ._requests import build_request, estimate_messages, fit_messages
+from ._records import Refusal, Reservation
+from ._request_shape import build_request, estimate_messages, fit_messages
 from ._runtime import Runtime
 from ._speed import SPEEDS, call_deadline_s, describe
 from ._stream import salvage_extraction
 from ._types import Attempt, CallKind, Candidate
-from ._usage import Refusal, Reservation
 from ._validate import ContractViolation, check_answer, check_extraction
 from .backends._base import Backend, ChatRequest, ChatResult
 from .backends._kinds import kind_spec

@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._records import UsageRecord
 from ._types import Attempt, Classification, RoutingDecision
-from ._usage import UsageRecord
 
 __all__ = ["BILLED_KINDS", "ChatJob", "ChatOutcome", "chat_record", "failure_record", "rejected_external_answers"]
 

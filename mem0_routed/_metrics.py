@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._errors import ConfigError
+from ._records import EMBEDDING, FAILED_OUTCOMES, UNSERVED, UsageRecord
 from ._types import QueryMetrics
-from ._usage import EMBEDDING, FAILED_OUTCOMES, UNSERVED, UsageRecord
 
 __all__ = ["compute_metrics", "percentile", "project_cost", "query_metrics"]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ._config import RouterConfig
-from ._context import needed_tokens
+from ._num_ctx import needed_tokens
+from ._records import ShareCounts
 from ._types import BackendKind, CallKind, Candidate, Classification, QueryType, RoutingDecision
-from ._usage import ShareCounts
 
 #: Which other local routes can stand in when a route's model fails (order = preference).
 _STAND_INS: dict[QueryType, tuple[QueryType, ...]] = {

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError, MissingExtra
-from ._usage import UsageRecord
+from ._records import UsageRecord
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -89,9 +89,9 @@ class _StateCollector:
 
     def collect(self) -> Iterator[Any]:
         from ._config import mask_url
+        from ._process import BREAKERS
+        from ._records import utc_month_start
         from ._runtime import RUNTIMES, process_cache_stats
-        from ._shared import BREAKERS
-        from ._usage import utc_month_start
 
         core, ns = self._core, self._ns
         share = core.GaugeMetricFamily(f"{ns}_local_share_ratio",
@@ -204,7 +204,7 @@ def start_exporter(port: int, addr: str = "0.0.0.0") -> PrometheusHook:
     Idempotent per process: a second call returns a hook without starting a second server.
     """
     global _exporter
-    from ._shared import add_hook
+    from ._process import add_hook
 
     hook = PrometheusHook()
     add_hook(hook)

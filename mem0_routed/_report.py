@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from ._metrics import compute_metrics, percentile
-from ._usage import UNSERVED, UsageRecord, counts_in_share, utc_month_start
+from ._records import UNSERVED, UsageRecord, counts_in_share, utc_month_start
 
 __all__ = ["render_html"]
 

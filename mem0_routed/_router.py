@@ -30,12 +30,12 @@ from ._health import collect_health
 from ._job import ChatOutcome
 from ._ledger import Ledger
 from ._metrics import query_metrics
+from ._process import BREAKERS, PROCESS_RECORDS, SHARED_LOCK, reset_shared
+from ._records import UsageRecord
 from ._runtime import Runtime, process_cache_stats
-from ._shared import BREAKERS, PROCESS_RECORDS, SHARED_LOCK, reset_shared
 from ._speed import SPEEDS
 from ._spread import LOADS
 from ._types import QueryMetrics, QueryType, RoutingDecision
-from ._usage import UsageRecord
 from ._warmup import warmup
 from .backends._base import Backend
 

@@ -27,13 +27,13 @@ from ._inputs import check_images, check_response_format, check_tools
 from ._job import ChatJob, ChatOutcome, chat_record, failure_record, rejected_external_answers
 from ._ledger import Ledger, check_ledger
 from ._policy import Policy
-from ._requests import compact_extraction_need, mem0_extraction_need, message_text, predict_prompt_choice
+from ._process import BREAKERS, HOOKS, LOCAL_KINDS, PROCESS_RECORDS, SHARED_LOCK, make_backends, planner_for
+from ._records import Refusal, Reservation, ShareCounts, UsageRecord, utc_month_start
+from ._request_shape import compact_extraction_need, mem0_extraction_need, message_text, predict_prompt_choice
 from ._scan import scan_text
-from ._shared import BREAKERS, HOOKS, LOCAL_KINDS, PROCESS_RECORDS, SHARED_LOCK, make_backends, planner_for
 from ._speed import SPEEDS, describe
 from ._spread import LOADS, LoadTicket
 from ._types import Attempt, BackendKind, Candidate, Classification, QueryType, RoutingDecision
-from ._usage import Refusal, Reservation, ShareCounts, UsageRecord, utc_month_start
 from .backends._base import Backend
 from .backends._kinds import kind_spec, local_kinds, of_kind
 
@@ -321,7 +321,7 @@ class Runtime:
         long as ``max_tokens`` allows (reserving a typical answer let 16 threads spend 13x a budget).
         The prompt counts what the provider reads besides the messages: tool definitions, the JSON
         schema, and each image at the most it can be billed (``_billing.prompt_tokens_max``)."""
-        from ._context import ESTIMATE_MARGIN
+        from ._num_ctx import ESTIMATE_MARGIN
         from ._prices import external_cost
         from .backends._billing import prompt_tokens_max
 

@@ -13,10 +13,10 @@ import time
 import uuid
 from typing import Any
 
-from ._context import needed_tokens
 from ._embedding import embed
 from ._errors import BackendError, ContextOverflow
-from ._requests import estimate_messages, window_cap
+from ._num_ctx import needed_tokens
+from ._request_shape import estimate_messages, window_cap
 from ._runtime import Runtime
 from ._speed import SPEEDS, describe
 from ._types import QueryType

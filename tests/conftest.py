@@ -66,7 +66,7 @@ class FakeClock:
 @pytest.fixture
 def breaker_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """The clock of every circuit breaker in the process, stepped by the test instead of sleeping."""
-    from mem0_routed._shared import BREAKERS
+    from mem0_routed._process import BREAKERS
 
     clock = FakeClock()
     monkeypatch.setattr(BREAKERS, "clock", clock)

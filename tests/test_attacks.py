@@ -161,7 +161,7 @@ def _spend(ollama, budget: float, *, threads: int, calls: int, reply_model: str 
     """Run ``threads`` x ``calls`` chats that all fall back out; (spent this month, calls sent)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from mem0_routed._usage import utc_month_start
+    from mem0_routed._records import utc_month_start
 
     server = LongWindedServer(reply_model)
     try:
@@ -446,7 +446,7 @@ def test_an_image_that_is_not_base64_never_opens_the_breaker(ollama_server, open
 @pytest.mark.realollama
 def test_a_bad_image_against_a_real_ollama_is_the_callers_error(real_ollama_url) -> None:
     from mem0_routed import InvalidInput
-    from mem0_routed._shared import BREAKERS
+    from mem0_routed._process import BREAKERS
 
     model = "smollm2:135m"
     router = Router(RouterConfig.from_mapping({
@@ -470,7 +470,7 @@ def test_a_message_of_the_wrong_shape_is_the_callers_error(message, ollama_serve
     """``tool_calls="oops"`` broke the ollama client: two calls opened the breaker for everyone.
     Images without a URL went past Ollama's refusal to OpenAI."""
     from mem0_routed import InvalidInput
-    from mem0_routed._shared import BREAKERS
+    from mem0_routed._process import BREAKERS
 
     router = attack_router(ollama_server, openai_server, openai_key, breaker_failures=2)
     for _ in range(2):
@@ -485,7 +485,7 @@ def test_external_answers_that_are_rejected_are_still_charged(ollama_server) -> 
     provider but recorded at $0 and its reservation released: 30 calls went out, ~$0.009 of
     output, against a $0.003 budget, and the ledger said $0 spent."""
     from mem0_routed._prices import external_cost
-    from mem0_routed._usage import utc_month_start
+    from mem0_routed._records import utc_month_start
 
     server = LongWindedServer()  # " word word ...": never valid JSON
     try:

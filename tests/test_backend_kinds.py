@@ -15,7 +15,15 @@ import pytest
 import mem0_routed
 import mem0_routed.testing
 from mem0_routed import Router, RouterConfig
-from mem0_routed.backends import KINDS, Backend, BackendKindSpec, ChatRequest, ChatResult, Health, register_kind
+from mem0_routed.backends import (
+    KINDS,
+    Backend,
+    BackendKindSpec,
+    ChatRequest,
+    ChatResult,
+    Health,
+    register_kind,
+)
 from mem0_routed.backends._kinds import kind_spec, local_kinds
 from mem0_routed.testing import FakeOllamaServer
 

@@ -10,7 +10,7 @@ from conftest import FakeClock, make_router
 
 from mem0_routed import CallKind
 from mem0_routed._breaker import CircuitBreaker
-from mem0_routed._context import ContextPlanner, looks_truncated, needed_tokens
+from mem0_routed._num_ctx import ContextPlanner, looks_truncated, needed_tokens
 from mem0_routed._validate import ContractViolation, check_answer, check_extraction
 
 # --- context planning -------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from mem0.memory.utils import parse_messages
 from mem0_routed import BackendTimeout, ContextOverflow, ModelNotFound, _models
 from mem0_routed._compact_prompt import MEM0_EXTRACTION_SCHEMA, compact_extraction_messages
 from mem0_routed._errors import BadRequest
-from mem0_routed._models import (
+from mem0_routed._packaged_models import (
     PACKAGED_MODELS,
     ModelChecksumError,
     packaged_model_path,

@@ -109,7 +109,7 @@ def test_scrape_time_gauges(ollama_server) -> None:
 
 
 def test_testing_reset_puts_the_process_back_to_a_fresh_state(ollama_server, monkeypatch) -> None:
-    from mem0_routed._shared import LOCAL_KINDS, PROCESS_RECORDS
+    from mem0_routed._process import LOCAL_KINDS, PROCESS_RECORDS
     from mem0_routed._speed import SPEEDS, Speed
     from mem0_routed.testing import reset
 

@@ -17,7 +17,7 @@ import pytest
 from mem0_routed import ConfigError, Ledger, MemoryLedger, UsageRecord, open_ledger
 from mem0_routed._ledger import SQLiteLedger, default_ledger_path
 from mem0_routed._ledger._sqlite import POOL_IDLE
-from mem0_routed._usage import Refusal, Reservation, utc_month_start
+from mem0_routed._records import Refusal, Reservation, utc_month_start
 
 MakeLedger = Callable[..., Ledger]
 JOIN_S = 120.0

@@ -15,7 +15,7 @@ from mem0_routed import ConfigError, Ledger, MemoryLedger, Router, RouterConfig,
 from mem0_routed._ledger import SQLiteLedger
 from mem0_routed._ledger._redis import RedisLedger
 from mem0_routed._ledger._url import parse_ledger_url
-from mem0_routed._usage import Refusal, Reservation, ShareCounts, UsageRecord
+from mem0_routed._records import Refusal, Reservation, ShareCounts, UsageRecord
 
 # --- public names -----------------------------------------------------------------------------------
 

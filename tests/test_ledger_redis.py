@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from mem0_routed import Ledger
-from mem0_routed._usage import Refusal, Reservation
+from mem0_routed._records import Refusal, Reservation
 
 try:
     from tests import test_ledger as contract

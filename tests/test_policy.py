@@ -6,7 +6,7 @@ import pytest
 
 from mem0_routed import CallKind, Classification, QueryType, RouterConfig
 from mem0_routed._policy import Policy
-from mem0_routed._usage import ShareCounts
+from mem0_routed._records import ShareCounts
 
 KEY = "sk-test-policy-0000000000"
 

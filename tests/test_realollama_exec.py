@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from mem0_routed import Router, RouterConfig, RoutingError
-from mem0_routed._context import ContextPlanner
-from mem0_routed._requests import compact_extraction_need
+from mem0_routed._num_ctx import ContextPlanner
+from mem0_routed._request_shape import compact_extraction_need
 from mem0_routed._stream import StreamGuard
 from mem0_routed.backends._base import ChatRequest
 from mem0_routed.backends._ollama import OllamaBackend

@@ -27,7 +27,7 @@ def test_all_minilm_on_a_real_ollama_matches_sentence_transformers(real_ollama_u
     embeddings from it are the sentence-transformers vectors (same model, not merely "some 384-d model")."""
     np = pytest.importorskip("numpy")
     st = pytest.importorskip("sentence_transformers")
-    from mem0_routed._models import packaged_model_path
+    from mem0_routed._packaged_models import packaged_model_path
 
     texts = ["I love hiking in the Alps", "My dog is called Rex",
              "Der Zug nach Berlin fährt um 8 Uhr.", "def f(x): return x ** 2"]

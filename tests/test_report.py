@@ -21,8 +21,8 @@ from click.testing import CliRunner
 from mem0_routed import UsageRecord
 from mem0_routed._cli import main
 from mem0_routed._ledger import SQLiteLedger
+from mem0_routed._records import utc_month_start
 from mem0_routed._report import render_html
-from mem0_routed._usage import utc_month_start
 
 SECRET = "sk-report-never-shown-123456"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",

@@ -12,8 +12,8 @@ from conftest import make_router
 from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
 
 from mem0_routed import BudgetExceeded, RoutingError
-from mem0_routed._context import ContextPlanner
-from mem0_routed._requests import compact_extraction_need
+from mem0_routed._num_ctx import ContextPlanner
+from mem0_routed._request_shape import compact_extraction_need
 from mem0_routed._speed import SPEEDS, Speed
 from mem0_routed.testing import FakeOllamaServer, ModelSpec
 

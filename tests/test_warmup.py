@@ -12,9 +12,9 @@ from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_e
 from mem0_routed import Router, RouterConfig
 from mem0_routed._cli import main
 from mem0_routed._compact_prompt import COMPACT_EXTRACTION_PROMPT
-from mem0_routed._context import ContextPlanner
 from mem0_routed._ledger import MemoryLedger
-from mem0_routed._requests import compact_extraction_need
+from mem0_routed._num_ctx import ContextPlanner
+from mem0_routed._request_shape import compact_extraction_need
 from mem0_routed._speed import SPEEDS, Speed
 
 #: The window mem0's compact extraction prompt is given (4,096 while the prompt stays under ~1.6k tokens).

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
+from .._records import Refusal, Reservation, ShareCounts, UsageRecord
 from .._urls import mask_url
-from .._usage import Refusal, Reservation, ShareCounts, UsageRecord
 
 __all__ = [
     "MAX_UNWRITTEN",

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .._usage import Refusal, Reservation, ShareCounts, UsageRecord, counts_in_share, validate_record
+from .._records import Refusal, Reservation, ShareCounts, UsageRecord, counts_in_share, validate_record
 from ._base import RESERVATION_TTL_S, check_reservation, new_reservation_id, validate_amount
 
 __all__ = ["MemoryLedger"]

@@ -31,9 +31,9 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .._urls import mask_url
 from .._errors import MissingExtra
-from .._usage import Refusal, Reservation, ShareCounts, UsageRecord, counts_in_share, validate_record
+from .._records import Refusal, Reservation, ShareCounts, UsageRecord, counts_in_share, validate_record
+from .._urls import mask_url
 from ._base import RESERVATION_TTL_S, Backlog, check_reservation, new_reservation_id, validate_amount
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .._errors import ConfigError
-from .._usage import EMBEDDING, UNSERVED, Refusal, Reservation, ShareCounts, UsageRecord, validate_record
+from .._records import EMBEDDING, UNSERVED, Refusal, Reservation, ShareCounts, UsageRecord, validate_record
 from ._base import RESERVATION_TTL_S, Backlog, check_reservation, new_reservation_id, validate_amount
 from ._sqlite_file import FileId, file_id, recover_file
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .._urls import mask_url
 from .._errors import ConfigError
+from .._urls import mask_url
 from ._base import Ledger
 from ._memory import MemoryLedger
 from ._sqlite import SQLiteLedger

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._classify import estimate_tokens
-from .._requests import estimate_messages
+from .._request_shape import estimate_messages
 from ._base import ChatRequest
 
 __all__ = ["IMAGE_TOKENS_MAX", "MAX_TOKENS", "billable_tokens", "prompt_tokens_max"]

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._errors import BackendError, BackendTimeout, BadRequest, ContextOverflow, ModelNotFound
-from .._models import EMBEDDED_INSTALL, PACKAGED_MODELS, packaged_model_path, packaged_weights, verify_sha256
+from .._packaged_models import (
+    EMBEDDED_INSTALL,
+    PACKAGED_MODELS,
+    packaged_model_path,
+    packaged_weights,
+    verify_sha256,
+)
 from .._types import BackendKind
 from . import _embedded_llama as engine
 from ._base import ChatRequest, ChatResult, Health, Problem

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from .._errors import BadRequest, ModelNotFound
-from .._models import EMBEDDED_INSTALL
+from .._packaged_models import EMBEDDED_INSTALL
 
 # Tokens added by a chat template around each message when the template cannot be rendered here.
 _PER_MESSAGE_OVERHEAD = 8

@@ -16,12 +16,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .._config import mask_url
-from .._context import looks_truncated
 from .._errors import (
     BackendError,
     BackendTimeout,
     ServerError,
 )
+from .._num_ctx import looks_truncated
 from .._types import BackendKind
 from ._base import ChatRequest, ChatResult, Health, Problem, normalize_model_name
 from ._deadline import deadline_scope, deadline_transport

@@ -13,9 +13,9 @@ def reset() -> None:
     Routers built before stay usable (they reopen what they need) but no longer count in the
     process's metrics. The "routed" registration with mem0 and price overrides are kept.
     """
+    from .._process import HOOKS, SHARED_LOCK
     from .._router import reset_routers
     from .._runtime import RUNTIMES
-    from .._shared import HOOKS, SHARED_LOCK
 
     with SHARED_LOCK:
         runtimes = list(RUNTIMES)

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._classify import estimate_tokens
-from ._context import ContextPlanner, needed_tokens
 from ._errors import BackendError, ContextOverflow
+from ._num_ctx import ContextPlanner, needed_tokens
 from ._speed import SPEEDS
 from ._stream import StreamGuard
 from ._types import CallKind, Candidate

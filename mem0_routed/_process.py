@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._breaker import BreakerBoard
-from ._context import ContextPlanner
-from ._usage import UsageRecord
+from ._num_ctx import ContextPlanner
+from ._records import UsageRecord
 from .backends._base import Backend
 from .backends._kinds import close_shared, kind_spec
 
