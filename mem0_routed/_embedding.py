@@ -131,13 +131,14 @@ class EmbeddingService:
             if not token:
                 attempts.append(Attempt(backend.name, model, "circuit open", fix=breaker.last_fix, kind="skipped"))
                 continue
-            router.begin(backend)
+            ticket = router.begin(backend, model)
             try:
                 if backend.has_model(model) is False:
                     raise ModelNotFound(f"model {model!r} not found on {backend.name}", backend=backend.name,
                                         model=model, fix=backend.fix("model_missing", model))
                 vectors = call_with_retries(partial(self._embed_once, backend, model, texts, deadline),
                                             router.config.max_retries, deadline=deadline)
+                ticket.ok = True
             except Exception as exc:  # noqa: BLE001 - a client bug must not escape as a traceback nor stick a probe
                 err = exc if isinstance(exc, BackendError) else BackendError(
                     f"unexpected {type(exc).__name__}: {exc}", backend=backend.name, model=model)
@@ -152,7 +153,7 @@ class EmbeddingService:
                 breaker.release(token)
                 raise
             finally:
-                router.end(backend)
+                router.end(backend, ticket)
             breaker.success()
             router.record(UsageRecord(ts=time.time(), call_kind="embedding", query_type="embedding", model=model,
                                       backend=backend.kind, is_local=True, latency_s=time.perf_counter() - started,

@@ -316,10 +316,11 @@ def _tries(
             note_failure(breaker, exc, attempts, backend, cand, token=adm.settle())
             return None
         budget = _budget(router, job, cand, backend, prompt_tokens)
-        router.begin(backend)
+        ticket = router.begin(backend, cand.model)
         t0 = time.monotonic()
         try:
             result = yield Call(backend, request, router.config.max_retries, budget_s=budget, deadline=job.deadline)
+            ticket.ok = True
         except GeneratorExit:
             if not backend.is_local:  # sent, and likely billed: execute_chat records it
                 attempts.append(Attempt(backend.name, cand.model, "cancelled by the caller while the request "
@@ -344,7 +345,7 @@ def _tries(
             note_failure(breaker, err, attempts, backend, cand, token=adm.settle())
             return None
         finally:
-            router.end(backend)
+            router.end(backend, ticket)
         adm.settle()
         breaker.success()
         if backend.is_local:

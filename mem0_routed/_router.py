@@ -40,6 +40,7 @@ from ._shared import (
     reset_shared,
 )
 from ._speed import SPEEDS, describe
+from ._spread import LOADS, LoadTicket
 from ._types import Attempt, BackendKind, Candidate, Classification, QueryType, RoutingDecision
 from ._usage import Ledger, Refusal, Reservation, ShareCounts, UsageRecord, utc_month_start
 from ._warmup import predict_prompt_choice, warmup
@@ -68,7 +69,6 @@ class Router:
         self._lock = threading.Lock()
         self._local_kind: BackendKind | None = None
         self._policies: dict[str, Policy] = {}
-        self._inflight: dict[str, int] = {}
         self._rr = itertools.count()
         self._rules: Any = None
         self._backend_lists: dict[str, list[Backend]] = {}
@@ -98,28 +98,20 @@ class Router:
         return found
 
     def backends_for(self, cand: Candidate) -> list[Backend]:
-        """Backends that may serve ``cand``: healthy hosts first, then the least busy, rotating."""
+        """Backends that may serve ``cand``: healthy hosts first, then the least expected wait
+        (calls in flight x measured latency, shared by the process's routers; see ``_spread``)."""
         found = self._backends_of(cand.backend)
         if len(found) < 2:
             return found
-        turn = next(self._rr)
-        with self._lock:
-            inflight = dict(self._inflight)
+        return LOADS.order(found, name=lambda b: b.name, model=cand.model, turn=next(self._rr),
+                           healthy=lambda b: self.breaker(b).state == "closed")
 
-        def order(item: tuple[int, Backend]) -> tuple[int, int, int]:
-            i, b = item
-            closed = self.breaker(b).state == "closed"
-            return (0 if closed else 1, inflight.get(b.name, 0), (i - turn) % len(found))
+    def begin(self, backend: Backend, model: str | None = None) -> LoadTicket:
+        """A call goes to ``backend``: set ``ticket.ok`` when it answered, then :meth:`end` it."""
+        return LOADS.begin(backend.name, model)
 
-        return [b for _, b in sorted(enumerate(found), key=order)]
-
-    def begin(self, backend: Backend) -> None:
-        with self._lock:
-            self._inflight[backend.name] = self._inflight.get(backend.name, 0) + 1
-
-    def end(self, backend: Backend) -> None:
-        with self._lock:
-            self._inflight[backend.name] -= 1
+    def end(self, backend: Backend, ticket: LoadTicket) -> None:
+        LOADS.end(ticket)
 
     def breaker(self, backend: Backend) -> CircuitBreaker:
         return BREAKERS.get(backend.name, failures=self.config.breaker_failures,
@@ -555,6 +547,7 @@ def reset_routers() -> None:
         _DEFAULT = None
     reset_shared()
     SPEEDS.clear()
+    LOADS.clear()
 
 
 __all__ = ["Mem0LLMRouter", "Router", "get_router", "router_for", "reset_routers", "Mem0RoutedError"]
