@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._errors import ConfigError
 from ._types import CallKind, QueryType
@@ -145,10 +145,17 @@ class RouterConfig(BaseSettings):
     num_ctx_max: int | None = None
     compact_extraction: Literal["auto", "always", "never"] = "auto"
     skip_small_talk: bool = True  # mem0 extraction of greetings only: answer {"memory": []} without a model
-    local_backend: Literal["auto", "ollama", "embedded"] = Field(
+    local_backend: str = Field(  # "auto" or a local kind of backends.KINDS
         default="auto", validation_alias=AliasChoices("MEM0_ROUTED_LOCAL_BACKEND")
     )
     embedded_models: dict[str, str] = Field(default_factory=dict)
+    # --- OpenAI-compatible local servers: vLLM, SGLang, llama-server, LM Studio (backends/_openai_compat.py) ---
+    openai_compatible_urls: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias=AliasChoices(
+        "openai_compatible_urls", "OPENAI_COMPATIBLE_URLS", "vllm_base_url", "lmstudio_base_url"))
+    openai_compatible_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
+        "openai_compatible_api_key", "OPENAI_COMPATIBLE_API_KEY"))
+    openai_compatible_context_window: int | None = None  # tokens, for servers that do not report one
+    openai_compatible_structured_output: Literal["auto", "json_schema", "json_object", "guided_json", "none"] = "auto"
     # --- deadlines, speed, warm models (see _speed.py) ----------------------------------------------
     deadline_s: float = 180.0  # one deadline per call: every retry and fallback included
     call_deadline_margin: float = 3.0  # a local call may take this many times its predicted time
@@ -215,6 +222,29 @@ class RouterConfig(BaseSettings):
                     f"{mask_url(url)!r} is not an http(s) URL; write it with a scheme, e.g. 'http://{mask_url(url)}'")
         return [u.rstrip("/") for u in v] if isinstance(v, list) else v.rstrip("/")
 
+    @field_validator("openai_compatible_urls", mode="before")
+    @classmethod
+    def _check_compat_urls(cls, v: Any) -> Any:
+        urls = [u.strip() for u in v.split(",") if u.strip()] if isinstance(v, str) else v
+        if isinstance(urls, list):
+            for url in urls:
+                if isinstance(url, str):
+                    _no_credentials(url)
+                    if not _URL_RE.match(url):
+                        raise ValueError(f"{mask_url(url)!r} is not an http(s) URL; e.g. 'http://localhost:8000/v1' "
+                                         "(vLLM), 'http://localhost:8080/v1' (llama-server)")
+        return urls
+
+    @field_validator("local_backend")
+    @classmethod
+    def _check_local_backend(cls, v: str) -> str:
+        from .backends._kinds import local_kinds
+
+        allowed = ["auto", *local_kinds()]
+        if v not in allowed:
+            raise ValueError(f"{v!r} is not a local backend; allowed: {', '.join(map(repr, allowed))}")
+        return v
+
     @field_validator("openai_base_url")
     @classmethod
     def _check_openai_url(cls, v: str | None) -> str | None:
@@ -245,7 +275,7 @@ class RouterConfig(BaseSettings):
         "local_threshold", "monthly_budget_usd", "share_window_days", "connect_timeout_s", "read_timeout_s",
         "external_timeout_s", "breaker_cooldown_s", "max_retries", "breaker_failures", "default_max_tokens",
         "num_ctx_min", "num_ctx_max", "fallback_context_window", "embedding_dims", "embedding_cache_size",
-        mode="before",
+        "openai_compatible_context_window", mode="before",
     )
     @classmethod
     def _not_a_bool(cls, v: Any) -> Any:
@@ -255,7 +285,7 @@ class RouterConfig(BaseSettings):
             raise ValueError(f"{v} is a yes/no value, not a number; give a number (or leave the key out)")
         return v
 
-    @field_validator("openai_api_key")
+    @field_validator("openai_api_key", "openai_compatible_api_key")
     @classmethod
     def _check_key(cls, v: SecretStr | None) -> SecretStr | None:
         """A blank key is no key; a key with a space, line break, control or non-ASCII character
@@ -321,7 +351,8 @@ class RouterConfig(BaseSettings):
             raise ValueError(f"{v} must be 0 or more")
         return v
 
-    @field_validator("default_max_tokens", "embedding_dims", "fallback_context_window")
+    @field_validator("default_max_tokens", "embedding_dims", "fallback_context_window",
+                     "openai_compatible_context_window")
     @classmethod
     def _check_size(cls, v: int | None) -> int | None:
         if v is not None and v < 1:
@@ -383,6 +414,7 @@ class RouterConfig(BaseSettings):
         """A dict for display: the key reported as set or not, never its value; URLs without passwords."""
         data = self.model_dump()
         data["openai_api_key"] = "set" if self.openai_api_key else None
+        data["openai_compatible_api_key"] = "set" if self.openai_compatible_api_key else None
         return {key: _masked(value) for key, value in data.items()}
 
     def __repr_args__(self) -> Any:
@@ -428,8 +460,10 @@ _ENV_NAMES = {
     "monthly_budget_usd": "MEM0_ROUTED_MONTHLY_BUDGET_USD",
     "ledger": "MEM0_ROUTED_LEDGER",
     "local_backend": "MEM0_ROUTED_LOCAL_BACKEND",
+    "openai_compatible_urls": "OPENAI_COMPATIBLE_URLS",
+    "openai_compatible_api_key": "OPENAI_COMPATIBLE_API_KEY",
 }
-_SECRET_KEYS = {"openai_api_key", "OPENAI_API_KEY"}
+_SECRET_KEYS = {"openai_api_key", "OPENAI_API_KEY", "openai_compatible_api_key", "OPENAI_COMPATIBLE_API_KEY"}
 
 
 def _friendly(exc: ValidationError) -> ConfigError:
