@@ -354,8 +354,9 @@ def _tries(
         if backend.truncated(request, result, prompt_tokens):
             escalations.append(f"truncated prompt on {cand.model} (num_ctx {request.num_ctx})")
             attempts.append(Attempt(backend.name, cand.model, f"prompt truncated at num_ctx {request.num_ctx}",
-                                    kind="truncated", is_local=backend.is_local))
-            if router.planner.grow(cand.model, _window_of(backend, cand.model)) is None:
+                                    kind="truncated", is_local=backend.is_local,
+                                    fix=backend.fix("context_overflow", cand.model)))
+            if not backend.plans_context or router.planner.grow(cand.model, _window_of(backend, cand.model)) is None:
                 return None
             continue
         degenerate = "repetition loop" if result.stopped == "loop" else (

@@ -11,6 +11,7 @@ server speaks; it names the server in every fix.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -112,6 +113,11 @@ class OpenAICompatibleBackend(OpenAIBackend):
 
     def _translate(self, exc: Exception, model: str, what: str) -> BackendError:
         err = super()._translate(exc, model, what)
+        body = getattr(exc, "body", None)
+        if isinstance(err, BadRequest) and isinstance(body, dict) and "detail" in body:
+            # FastAPI's validation error (vLLM, llama-cpp-python) says which field it refused
+            err = BadRequest(f"{err}: {self._scrub(json.dumps(body['detail'])[:400])}", backend=self.name,
+                             model=model)
         text = str(err)
         if isinstance(err, BadRequest) and _TOO_LONG_RE.search(text):
             return ContextOverflow(text, backend=self.name, model=model, fix=self._overflow_fix(model))
@@ -190,6 +196,16 @@ class OpenAICompatibleBackend(OpenAIBackend):
             return False
         self.structured_output = "json_object"
         return True
+
+    def _usage(self, resp: Any, request: ChatRequest, text: str, calls: list[dict[str, Any]] | None
+               ) -> tuple[int, int]:
+        """The server's own counts when sane: nothing is billed here, and a ``prompt_tokens`` far
+        below our estimate is the sign of a cut prompt (see ``truncated``), not a count to correct."""
+        usage = getattr(resp, "usage", None)
+        counts = (getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
+        if all(isinstance(n, int) and 0 < n < 10**9 for n in counts):
+            return counts  # type: ignore[return-value]
+        return super()._usage(resp, request, text, calls)
 
     def truncated(self, request: ChatRequest, result: ChatResult, estimated_tokens: int) -> bool:
         """A server that keeps only the end of a long prompt (vLLM ``truncate_prompt_tokens``,

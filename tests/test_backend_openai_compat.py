@@ -1,0 +1,297 @@
+"""The OpenAI-compatible local tier over real HTTP: the real ``openai`` client and the router against
+fake servers that answer the way vLLM (``max_model_len`` in ``/v1/models``), llama.cpp's
+llama-server (``GET /props``) and llama-cpp-python (``json_object`` + schema only) do."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import stamina
+from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
+
+from mem0_routed import ConfigError, Router, RouterConfig, RoutingError
+from mem0_routed._router import reset_routers
+from mem0_routed.backends import KINDS, OpenAICompatibleBackend
+from mem0_routed.backends._openai_compat import normalize_base_url
+from mem0_routed.testing import FakeOpenAIServer
+from mem0_routed.testing._base import Fault, Reply
+
+MODELS = {"qwen": (4096, None), "emb": (512, 64)}
+ROUTES = {"code": "qwen", "medium": "qwen", "complex": "qwen"}
+SECRET = "vllm-SECRETkey-0123456789abcdef"
+
+
+class CompatServer(FakeOpenAIServer):
+    """A fake OpenAI-compatible server. ``flavour``: ``vllm`` lists ``max_model_len``; ``llama-server``
+    answers ``/props``; ``llama-cpp-python`` refuses ``json_schema`` (422) and reads ``json_object``
+    + schema; ``plain`` reports no window. ``keeps`` > 0: the server cuts prompts to that many tokens
+    and says so only in ``usage.prompt_tokens``."""
+
+    def __init__(self, flavour: str = "vllm", *, api_key: str | None = None, keeps: int = 0) -> None:
+        super().__init__(api_key=api_key, models=MODELS)
+        self.flavour = flavour
+        self.keeps = keeps
+
+    def _route(self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None) -> Reply:
+        if method == "GET" and path == "/props":
+            if self.flavour != "llama-server":
+                return Reply(404, {"detail": "Not Found"})
+            return Reply(200, {"default_generation_settings": {"n_ctx": 1024}, "total_slots": 1})
+        if method == "POST" and isinstance(body, dict) and path == "/v1/chat/completions":
+            body = dict(body)
+            rf = body.get("response_format") or {}
+            if rf.get("type") == "json_schema" and self.flavour == "llama-cpp-python":
+                return Reply(422, {"detail": [{"type": "literal_error", "loc": ["body", "response_format", "type"],
+                                               "msg": "Input should be 'text' or 'json_object'"}]})
+            schema = rf.get("schema") if rf.get("type") == "json_object" else body.get("guided_json")
+            if schema is not None:  # answer to the schema, as the real servers' grammars do
+                body["response_format"] = {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}
+        reply = super()._route(method, path, body, headers, fault)
+        if method == "GET" and path == "/v1/models" and self.flavour == "vllm" and reply.status == 200:
+            for entry in reply.payload["data"]:
+                entry["max_model_len"] = self.models[entry["id"]][0]
+        if self.keeps and reply.status == 200 and path == "/v1/chat/completions":
+            reply.payload["usage"]["prompt_tokens"] = min(self.keeps, reply.payload["usage"]["prompt_tokens"])
+        return reply
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("OLLAMA_URL", "OPENAI_API_KEY", "OPENAI_COMPATIBLE_URLS", "OPENAI_COMPATIBLE_API_KEY",
+                 "VLLM_BASE_URL", "LMSTUDIO_BASE_URL", "MEM0_LLM_MODEL", "MEM0_EMBEDDER_MODEL",
+                 "MEM0_ROUTED_LOCAL_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    reset_routers()
+    with stamina.set_testing(True, attempts=3, cap=True):
+        yield
+    reset_routers()
+
+
+@pytest.fixture(scope="module")
+def vllm() -> Iterator[CompatServer]:
+    with CompatServer("vllm") as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _reset_vllm(request: pytest.FixtureRequest) -> None:
+    if "vllm" in request.fixturenames:
+        server = request.getfixturevalue("vllm")
+        server.reset()
+        server.start()
+
+
+def compat_router(*servers: CompatServer, **cfg: Any) -> Router:
+    values: dict[str, Any] = {
+        "openai_compatible_urls": [s.base_url for s in servers], "local_backend": "openai_compatible",
+        "llm_model": "qwen", "embedder_model": "emb", "models": ROUTES, "ledger": "memory",
+        "ollama_base_url": "http://127.0.0.1:9", **cfg}
+    return Router(RouterConfig.from_mapping(values))
+
+
+def extraction_messages(text: str = "My name is Alice. I live in Paris and I love hiking.") -> list[dict[str, Any]]:
+    user = generate_additive_extraction_prompt(existing_memories=[], new_messages=[{"role": "user", "content": text}])
+    return [{"role": "system", "content": ADDITIVE_EXTRACTION_PROMPT}, {"role": "user", "content": user}]
+
+
+def chats(server: CompatServer) -> list[dict[str, Any]]:
+    return server.requests_to("/v1/chat/completions")
+
+
+# --- config ------------------------------------------------------------------------------------------
+
+
+def test_keys_as_mem0_and_the_servers_name_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_COMPATIBLE_URLS", "http://gpu-a:8000/v1, http://gpu-b:8000/v1")
+    monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", SECRET)
+    cfg = RouterConfig.from_mapping({"local_backend": "openai_compatible"})
+    assert cfg.openai_compatible_urls == ["http://gpu-a:8000/v1", "http://gpu-b:8000/v1"]
+    assert SECRET not in repr(cfg) and SECRET not in json.dumps(cfg.safe_dict())
+    assert cfg.safe_dict()["openai_compatible_api_key"] == "set"
+    monkeypatch.delenv("OPENAI_COMPATIBLE_URLS")
+    monkeypatch.setenv("VLLM_BASE_URL", "http://vllm:8000/v1")  # mem0's vllm provider reads it too
+    assert RouterConfig.from_mapping({}).openai_compatible_urls == ["http://vllm:8000/v1"]
+    assert RouterConfig.from_mapping({"lmstudio_base_url": "http://localhost:1234/v1"}).openai_compatible_urls \
+        == ["http://localhost:1234/v1"]
+
+
+def test_bad_values_name_the_key_and_the_fix() -> None:
+    with pytest.raises(ConfigError, match=r"openai_compatible_urls.*'gpu-a:8000' is not an http\(s\) URL.*vLLM"):
+        RouterConfig.from_mapping({"openai_compatible_urls": "gpu-a:8000"})
+    with pytest.raises(ConfigError, match=r"'vllm' is not a local backend; allowed: .*'openai_compatible'"):
+        RouterConfig.from_mapping({"local_backend": "vllm"})
+    with pytest.raises(ConfigError, match="credentials"):
+        RouterConfig.from_mapping({"openai_compatible_urls": ["http://user:pw@gpu:8000/v1"]})
+
+
+def test_the_kind_is_a_local_table_entry_after_ollama() -> None:
+    spec = KINDS["openai_compatible"]
+    assert spec.is_local and spec.auto_rank is not None and spec.auto_rank > KINDS["ollama"].auto_rank  # type: ignore[operator]
+    assert spec.create(RouterConfig.from_mapping({})) == []  # no URLs: auto never picks it
+    assert normalize_base_url("http://h:8000") == "http://h:8000/v1" == normalize_base_url("http://h:8000/v1/")
+
+
+# --- calls -------------------------------------------------------------------------------------------
+
+
+def test_chat_and_embeddings_are_local_and_free(vllm: CompatServer, openai_server: FakeOpenAIServer,
+                                                openai_key: str) -> None:
+    """With OpenAI configured too, the compatible server is the local tier: $0, counted local."""
+    router = compat_router(vllm, openai_base_url=openai_server.base_url, openai_api_key=openai_key)
+    out = router.chat([{"role": "user", "content": "hi there, how are you?"}])
+    assert (out.backend, out.is_local, out.model, out.cost_usd) == ("openai_compatible", True, "qwen", 0.0)
+    assert out.host == vllm.base_url and out.text
+    assert asyncio.run(router.achat([{"role": "user", "content": "and async?"}])).is_local
+    vectors = router.embed(["alpha", "beta"])
+    assert len(vectors) == 2 and len(vectors[0]) == 64 and vllm.requests_to("/v1/embeddings")[0]["model"] == "emb"
+    assert openai_server.requests_to("/v1/chat/completions") == []
+    metrics = router.get_metrics()
+    assert metrics["local_queries"] >= 2 and metrics["external_queries"] == 0 and metrics["total_cost"] == 0 and metrics["embeddings_local"] == 1
+
+
+def test_a_secret_stays_on_the_compatible_server(vllm: CompatServer, openai_server: FakeOpenAIServer,
+                                                 openai_key: str) -> None:
+    """Keep-local rules treat it as local: a prompt with a key in it may go there, never to OpenAI."""
+    router = compat_router(vllm, openai_base_url=openai_server.base_url, openai_api_key=openai_key,
+                           local_threshold=0)
+    out = router.chat([{"role": "user", "content": "my AWS key is AKIAIOSFODNN7EXAMPLE, keep it " + "x " * 600}])
+    assert out.is_local and out.backend == "openai_compatible"
+    assert openai_server.requests_to("/v1/chat/completions") == []
+
+
+def test_the_window_comes_from_vllm_and_a_prompt_too_long_is_never_sent(vllm: CompatServer) -> None:
+    router = compat_router(vllm)
+    backend = OpenAICompatibleBackend(vllm.url)
+    assert backend.context_window("qwen") == 4096 and backend.has_model("qwen") and not backend.has_model("nope")
+    with pytest.raises(RoutingError) as info:
+        router.chat([{"role": "user", "content": "word " * 6000}])
+    assert chats(vllm) == []  # refused before sending
+    assert info.value.attempts[0].kind == "ContextOverflow"
+    assert any("--max-model-len" in fix and "4096-token window" in fix for fix in info.value.fixes), info.value.fixes
+
+
+def test_llama_server_props_and_a_configured_window() -> None:
+    with CompatServer("llama-server") as server:
+        assert OpenAICompatibleBackend(server.base_url).context_window("qwen") == 1024
+    with CompatServer("plain") as server:
+        assert OpenAICompatibleBackend(server.base_url).context_window("qwen") is None
+        assert OpenAICompatibleBackend(server.base_url, context_window=2048).context_window("qwen") == 2048
+        router = compat_router(server, openai_compatible_context_window=2048)
+        with pytest.raises(RoutingError, match="2048-token window"):
+            router.chat([{"role": "user", "content": "word " * 3000}])
+        assert chats(server) == []
+
+
+def test_the_server_refusing_a_long_prompt_is_a_context_overflow(vllm: CompatServer) -> None:
+    """A window the router could not learn: the server's own 400 becomes ContextOverflow, not a retry."""
+    with CompatServer("plain") as server:
+        router = compat_router(server)
+        with pytest.raises(RoutingError) as info:
+            router.chat([{"role": "user", "content": "word " * 6000}])
+        assert [a.kind for a in info.value.attempts] == ["ContextOverflow"] and len(chats(server)) == 1
+
+
+def test_mem0_extraction_asks_for_its_schema(vllm: CompatServer) -> None:
+    out = compat_router(vllm).chat(extraction_messages())
+    sent = chats(vllm)[-1]["response_format"]
+    assert sent["type"] == "json_schema" and "memory" in sent["json_schema"]["schema"]["properties"]
+    assert isinstance(json.loads(out.text)["memory"], list)
+
+
+def test_guided_json_when_configured(vllm: CompatServer) -> None:
+    compat_router(vllm, openai_compatible_structured_output="guided_json").chat(extraction_messages())
+    body = chats(vllm)[-1]
+    assert "response_format" not in body and "memory" in body["guided_json"]["properties"]
+
+
+def test_auto_falls_back_to_json_object_for_llama_cpp_python() -> None:
+    """llama-cpp-python refuses ``json_schema`` (422): asked once more with ``json_object`` + schema,
+    and with that from then on."""
+    with CompatServer("llama-cpp-python") as server:
+        router = compat_router(server)
+        for _ in range(2):
+            assert json.loads(router.chat(extraction_messages()).text)["memory"] is not None
+        kinds = [c["response_format"]["type"] for c in chats(server)]
+        assert kinds == ["json_schema", "json_object", "json_object"]
+        assert "memory" in chats(server)[-1]["response_format"]["schema"]["properties"]
+
+
+def test_a_silently_cut_prompt_is_detected_from_usage() -> None:
+    with CompatServer("plain", keeps=100) as server:
+        with pytest.raises(RoutingError) as info:
+            compat_router(server).chat([{"role": "user", "content": "please summarise: " + "word " * 1500}])
+        assert [a.kind for a in info.value.attempts] == ["truncated"]  # once: a fixed window cannot grow
+        assert any("--max-model-len" in f for f in info.value.fixes)
+
+
+# --- health, errors, failover -----------------------------------------------------------------------
+
+
+def test_health_names_a_missing_model_and_the_server(vllm: CompatServer) -> None:
+    report = compat_router(vllm, llm_model="llama-3-8b").health_check_sync()
+    assert report["local_backend"] == "openai_compatible" and report["local"]
+    assert report["hosts"][0]["context_windows"]["qwen"] == 4096
+    missing = [e for e in report["errors"] if "llama-3-8b" in e]
+    assert missing and "vllm serve llama-3-8b" in missing[0], report["errors"]
+    vllm.set_fault("refused")
+    report = compat_router(vllm).health_check_sync()
+    assert not report["ok"] and "start the OpenAI-compatible server" in " ".join(report["errors"])
+
+
+def test_a_wrong_key_is_never_echoed_and_names_the_key_to_set() -> None:
+    with CompatServer("vllm", api_key=SECRET) as server:
+        wrong = "vllm-WRONGkey-9876543210fedcba"
+        with pytest.raises(RoutingError) as info:
+            compat_router(server, openai_compatible_api_key=wrong).chat([{"role": "user", "content": "hi"}])
+        said = f"{info.value}\n{info.value.fixes}\n{info.value.attempts}"
+        assert wrong not in said and wrong[-8:] not in said
+        assert any("openai_compatible_api_key" in f for f in info.value.fixes)
+        assert compat_router(server, openai_compatible_api_key=SECRET).chat([{"role": "user", "content": "hi"}]).text
+
+
+def test_two_servers_one_killed_mid_call_no_call_lost() -> None:
+    """A server dies while it holds a call: that call and every later one are answered by the other,
+    and the dead server's breaker opens."""
+    with CompatServer("vllm") as a, CompatServer("vllm") as b:
+        router = compat_router(a, b, breaker_failures=2)
+        a.set_fault("hang", paths=["/v1/chat/completions"])
+        results: list[Any] = []
+
+        def call(i: int) -> None:
+            try:
+                results.append(router.chat([{"role": "user", "content": f"question {i}?"}]))
+            except Exception as exc:  # noqa: BLE001 - a lost call is what the test looks for
+                results.append(exc)
+
+        threads = []
+        for i in range(8):  # one call after the other, until the doomed server holds one
+            threads.append(threading.Thread(target=call, args=(i,)))
+            threads[-1].start()
+            while threads[-1].is_alive() and not chats(a):
+                threads[-1].join(0.01)
+            if chats(a):
+                break
+        assert chats(a), "server a never got a call"
+        a.stop()  # killed with a call in flight
+        for t in threads:
+            t.join(timeout=30)
+        for i in range(6):
+            call(100 + i)
+        lost = [r for r in results if isinstance(r, Exception)]
+        assert not lost, lost
+        assert all(r.host == b.base_url for r in results)
+        hosts = {h["name"]: h for h in router.health_check_sync()["hosts"]}
+        assert hosts[f"openai_compatible@{a.base_url}"]["breaker"] == "open"
+        assert hosts[f"openai_compatible@{b.base_url}"]["breaker"] == "closed"
+
+
+def test_unreachable_server_fix_names_it() -> None:
+    backend = OpenAICompatibleBackend("http://127.0.0.1:9/v1", connect_timeout_s=0.5)
+    health = backend.health(timeout_s=1.0)
+    assert not health.reachable and "start the OpenAI-compatible server at http://127.0.0.1:9/v1" in (health.error or "")
+    assert backend.has_model("qwen") is None
