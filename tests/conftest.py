@@ -18,6 +18,7 @@ import pytest
 os.environ.setdefault("MEM0_TELEMETRY", "False")
 
 from mem0_routed.testing import DEFAULT_TEST_KEY, FakeOllamaServer, FakeOpenAIServer
+from llama_server import real_llama_embedding_server, real_llama_server  # noqa: E402,F401 - session fixtures
 
 # Tests keep their usage records in memory, not in the user's SQLite ledger.
 os.environ["MEM0_ROUTED_LEDGER"] = "memory"

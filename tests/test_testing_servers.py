@@ -13,7 +13,14 @@ import pytest
 from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
 from mem0.memory.utils import parse_messages
 
-from mem0_routed.testing import FakeOllamaServer, FakeOpenAIServer, ModelSpec, embed_text, mask_key
+from mem0_routed.testing import (
+    DEFAULT_TEST_KEY,
+    FakeOllamaServer,
+    FakeOpenAIServer,
+    ModelSpec,
+    embed_text,
+    mask_key,
+)
 from mem0_routed.testing._fakemodel import extract_facts, truncate_prompt
 
 TIMEOUT = httpx.Timeout(10.0)
@@ -451,3 +458,130 @@ def test_openai_error_faults(
 def test_openai_server_repr_hides_key(openai_key: str) -> None:
     server = FakeOpenAIServer(api_key=openai_key)
     assert openai_key not in repr(server)
+
+
+# --- OpenAI-compatible local servers: vLLM and llama.cpp's llama-server ---------------------------------
+
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
+          "required": ["city"]}
+LOCAL_MODELS = {"qwen2.5:7b": (4096, None), "bge-m3": (8192, 1024)}
+
+
+def local(flavor: str, **kw: object) -> FakeOpenAIServer:
+    return FakeOpenAIServer(api_key=None, flavor=flavor, models=dict(LOCAL_MODELS), **kw)  # type: ignore[arg-type]
+
+
+def ask(server: FakeOpenAIServer, content: str, **kw: object) -> httpx.Response:
+    body = {"model": "qwen2.5:7b", "messages": [{"role": "user", "content": content}], **kw}
+    return httpx.post(server.base_url + "/chat/completions", json=body, timeout=TIMEOUT)
+
+
+def test_vllm_lists_max_model_len_and_needs_no_key() -> None:
+    import openai
+
+    with local("vllm") as server:
+        models = openai.OpenAI(base_url=server.base_url, api_key="EMPTY").models.list()
+        entry = next(m for m in models.data if m.id == "qwen2.5:7b")
+        assert entry.owned_by == "vllm" and entry.model_extra is not None
+        assert entry.model_extra["max_model_len"] == 4096
+        assert httpx.get(server.base_url + "/models", timeout=TIMEOUT).status_code == 200  # no key at all
+        assert httpx.get(server.url + "/props", timeout=TIMEOUT).status_code == 404
+        missing = ask(server, "hi", model="llama3:70b")
+        assert missing.status_code == 404 and missing.json()["error"]["type"] == "NotFoundError"
+
+
+def test_vllm_guided_decoding_by_response_format_and_guided_json() -> None:
+    with local("vllm") as server, local("llamacpp") as other:
+        rf = {"type": "json_schema", "json_schema": {"name": "c", "schema": SCHEMA}}
+        for reply in (ask(server, "Where?", response_format=rf), ask(server, "Where?", guided_json=SCHEMA),
+                      ask(server, "Where?", guided_json=json.dumps(SCHEMA))):
+            assert json.loads(reply.json()["choices"][0]["message"]["content"]) == {"city": "Paris"}
+        ignored = ask(other, "Where?", guided_json=SCHEMA).json()["choices"][0]["message"]["content"]
+        assert "city" not in ignored  # llama-server does not read vLLM's field
+
+
+def test_vllm_refuses_a_prompt_or_an_answer_that_does_not_fit() -> None:
+    import openai
+
+    with local("vllm") as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="EMPTY", max_retries=0)
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(model="qwen2.5:7b", messages=[{"role": "user", "content": "x" * 20000}])
+        assert err.value.body == {  # type: ignore[comparison-overlap]
+            "message": "This model's maximum context length is 4096 tokens. However, your request has 5000 input "
+                       "tokens. Please reduce the length of the input messages.",
+            "type": "BadRequestError", "param": None, "code": 400}
+        too_much = ask(server, "x" * 16000, max_tokens=200)  # 4000 + 200 > 4096
+        assert too_much.status_code == 400 and too_much.json()["error"]["message"].startswith(
+            "'max_tokens' or 'max_completion_tokens' is too large: 200. This model's maximum context length is "
+            "4096 tokens and your request has 4000 input tokens (200 > 4096 - 4000).")
+        fits = ask(server, "x" * 16000, max_tokens=50).json()
+        assert fits["usage"]["prompt_tokens"] == 4000
+
+
+def test_llama_server_props_window_and_any_model_name() -> None:
+    with local("llamacpp", n_ctx=2048) as server:
+        props = httpx.get(server.url + "/props", timeout=TIMEOUT).json()
+        assert props["default_generation_settings"]["n_ctx"] == 2048  # the server's window ...
+        entry = httpx.get(server.base_url + "/models", timeout=TIMEOUT).json()["data"][0]
+        assert entry["owned_by"] == "llamacpp" and entry["meta"]["n_ctx_train"] == 4096  # ... not the model's
+        reply = ask(server, "hi", model="anything-at-all")
+        assert reply.status_code == 200 and reply.json()["model"] == "anything-at-all"
+
+
+def test_llama_server_refuses_a_prompt_over_n_ctx_and_cuts_a_long_answer() -> None:
+    with local("llamacpp", n_ctx=256) as server:
+        refused = ask(server, "x" * 1024)  # 256 tokens: llama-server needs one free cell to decode
+        assert refused.status_code == 400
+        assert refused.json()["error"] == {
+            "code": 400, "message": "request (256 tokens) exceeds the available context size (256 tokens), try "
+                                    "increasing it",
+            "type": "exceed_context_size_error", "n_prompt_tokens": 256, "n_ctx": 256}
+        cut = ask(server, "Reply in json. " + "x" * 900, max_tokens=500).json()
+        assert cut["choices"][0]["finish_reason"] == "length"
+        assert cut["usage"]["prompt_tokens"] + cut["usage"]["completion_tokens"] <= 256
+
+
+def test_llama_server_structured_output_forms() -> None:
+    with local("llamacpp") as server:
+        for kw in ({"response_format": {"type": "json_schema", "json_schema": {"schema": SCHEMA}}},
+                   {"response_format": {"type": "json_object", "schema": SCHEMA}}, {"json_schema": SCHEMA}):
+            content = ask(server, "Where?", **kw).json()["choices"][0]["message"]["content"]
+            assert json.loads(content) == {"city": "Paris"}, kw
+        plain = ask(server, "Where?", response_format={"type": "json_object"}).json()  # no "json" word needed
+        assert isinstance(json.loads(plain["choices"][0]["message"]["content"]), dict)
+
+
+@pytest.mark.parametrize("flavor", ["openai", "vllm", "llamacpp"])
+def test_truncating_servers_report_the_kept_prompt_in_usage(flavor: str) -> None:
+    kw = {"n_ctx": 512} if flavor == "llamacpp" else {}
+    models = {"qwen2.5:7b": (512, None)}
+    with FakeOpenAIServer(api_key=None if flavor != "openai" else DEFAULT_TEST_KEY, flavor=flavor,  # type: ignore[arg-type]
+                          models=models, overflow="truncate", **kw) as server:
+        reply = httpx.post(server.base_url + "/chat/completions", headers={"Authorization": f"Bearer {DEFAULT_TEST_KEY}"},
+                           json={"model": "qwen2.5:7b", "max_tokens": 12,
+                                 "messages": [{"role": "user", "content": "x" * 8000}]}, timeout=TIMEOUT)
+        assert reply.status_code == 200
+        assert reply.json()["usage"]["prompt_tokens"] == 500  # 2000 sent, the last 512 - 12 kept
+
+
+@pytest.mark.parametrize(("flavor", "body"), [("vllm", {"error": "Unauthorized"}),
+                                              ("llamacpp", {"error": {"code": 401, "message": "Invalid API Key",
+                                                                      "type": "authentication_error"}})])
+def test_local_servers_started_with_a_key_refuse_others(flavor: str, body: dict) -> None:
+    with FakeOpenAIServer(api_key="sk-local-1", flavor=flavor, models=dict(LOCAL_MODELS)) as server:  # type: ignore[arg-type]
+        for headers in ({}, {"Authorization": "Bearer sk-other"}):
+            reply = httpx.get(server.base_url + "/models", headers=headers, timeout=TIMEOUT)
+            assert reply.status_code == 401 and reply.json() == body
+        ok = httpx.get(server.base_url + "/models", headers={"Authorization": "Bearer sk-local-1"}, timeout=TIMEOUT)
+        assert ok.status_code == 200
+
+
+def test_bad_flavor_settings_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="flavor must be one of"):
+        FakeOpenAIServer(flavor="sglang")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="n_ctx"):
+        FakeOpenAIServer(flavor="vllm", n_ctx=2048)
+    with pytest.raises(ValueError, match="overflow"):
+        FakeOpenAIServer(overflow="drop")  # type: ignore[arg-type]
