@@ -26,38 +26,27 @@ ROUTES = {"code": "qwen", "medium": "qwen", "complex": "qwen"}
 SECRET = "vllm-SECRETkey-0123456789abcdef"
 
 
-class CompatServer(FakeOpenAIServer):
-    """A fake OpenAI-compatible server. ``flavour``: ``vllm`` lists ``max_model_len``; ``llama-server``
-    answers ``/props``; ``llama-cpp-python`` refuses ``json_schema`` (422) and reads ``json_object``
-    + schema; ``plain`` reports no window. ``keeps`` > 0: the server cuts prompts to that many tokens
-    and says so only in ``usage.prompt_tokens``."""
+def compat_server(flavor: str = "vllm", **kw: Any) -> FakeOpenAIServer:
+    """``vllm``: ``max_model_len`` in ``/v1/models``; ``llamacpp``: llama-server's ``/props``;
+    ``openai``: a server that reports no window (LM Studio, LocalAI)."""
+    kw.setdefault("models", MODELS)
+    return FakeOpenAIServer(flavor=flavor, api_key=kw.pop("api_key", None), **kw)  # type: ignore[arg-type]
 
-    def __init__(self, flavour: str = "vllm", *, api_key: str | None = None, keeps: int = 0) -> None:
-        super().__init__(api_key=api_key, models=MODELS)
-        self.flavour = flavour
-        self.keeps = keeps
+
+class LlamaCppPythonServer(FakeOpenAIServer):
+    """llama-cpp-python 0.3 as ``tests/test_llama_server.py`` records it: OpenAI's ``json_schema``
+    form is a 500 ("Input should be 'text' or 'json_object'"); ``json_object`` + ``schema`` works."""
+
+    def __init__(self) -> None:
+        super().__init__(flavor="llamacpp", api_key=None, models=MODELS)
 
     def _route(self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None) -> Reply:
-        if method == "GET" and path == "/props":
-            if self.flavour != "llama-server":
-                return Reply(404, {"detail": "Not Found"})
-            return Reply(200, {"default_generation_settings": {"n_ctx": 1024}, "total_slots": 1})
-        if method == "POST" and isinstance(body, dict) and path == "/v1/chat/completions":
-            body = dict(body)
-            rf = body.get("response_format") or {}
-            if rf.get("type") == "json_schema" and self.flavour == "llama-cpp-python":
-                return Reply(422, {"detail": [{"type": "literal_error", "loc": ["body", "response_format", "type"],
-                                               "msg": "Input should be 'text' or 'json_object'"}]})
-            schema = rf.get("schema") if rf.get("type") == "json_object" else body.get("guided_json")
-            if schema is not None:  # answer to the schema, as the real servers' grammars do
-                body["response_format"] = {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}
-        reply = super()._route(method, path, body, headers, fault)
-        if method == "GET" and path == "/v1/models" and self.flavour == "vllm" and reply.status == 200:
-            for entry in reply.payload["data"]:
-                entry["max_model_len"] = self.models[entry["id"]][0]
-        if self.keeps and reply.status == 200 and path == "/v1/chat/completions":
-            reply.payload["usage"]["prompt_tokens"] = min(self.keeps, reply.payload["usage"]["prompt_tokens"])
-        return reply
+        rf = body.get("response_format") if isinstance(body, dict) else None
+        if isinstance(rf, dict) and rf.get("type") == "json_schema":
+            return Reply(500, {"error": {"message": "1 validation error for CreateChatCompletionRequest\n"
+                                                    "response_format.type\n  Input should be 'text' or 'json_object'",
+                                         "type": "internal_server_error", "param": None, "code": None}})
+        return super()._route(method, path, body, headers, fault)
 
 
 @pytest.fixture(autouse=True)
@@ -73,8 +62,8 @@ def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def vllm() -> Iterator[CompatServer]:
-    with CompatServer("vllm") as server:
+def vllm() -> Iterator[FakeOpenAIServer]:
+    with compat_server("vllm") as server:
         yield server
 
 
@@ -86,7 +75,7 @@ def _reset_vllm(request: pytest.FixtureRequest) -> None:
         server.start()
 
 
-def compat_router(*servers: CompatServer, **cfg: Any) -> Router:
+def compat_router(*servers: FakeOpenAIServer, **cfg: Any) -> Router:
     values: dict[str, Any] = {
         "openai_compatible_urls": [s.base_url for s in servers], "local_backend": "openai_compatible",
         "llm_model": "qwen", "embedder_model": "emb", "models": ROUTES, "ledger": "memory",
@@ -99,7 +88,7 @@ def extraction_messages(text: str = "My name is Alice. I live in Paris and I lov
     return [{"role": "system", "content": ADDITIVE_EXTRACTION_PROMPT}, {"role": "user", "content": user}]
 
 
-def chats(server: CompatServer) -> list[dict[str, Any]]:
+def chats(server: FakeOpenAIServer) -> list[dict[str, Any]]:
     return server.requests_to("/v1/chat/completions")
 
 
@@ -139,7 +128,7 @@ def test_the_kind_is_a_local_table_entry_after_ollama() -> None:
 # --- calls -------------------------------------------------------------------------------------------
 
 
-def test_chat_and_embeddings_are_local_and_free(vllm: CompatServer, openai_server: FakeOpenAIServer,
+def test_chat_and_embeddings_are_local_and_free(vllm: FakeOpenAIServer, openai_server: FakeOpenAIServer,
                                                 openai_key: str) -> None:
     """With OpenAI configured too, the compatible server is the local tier: $0, counted local."""
     router = compat_router(vllm, openai_base_url=openai_server.base_url, openai_api_key=openai_key)
@@ -154,7 +143,7 @@ def test_chat_and_embeddings_are_local_and_free(vllm: CompatServer, openai_serve
     assert metrics["local_queries"] >= 2 and metrics["external_queries"] == 0 and metrics["total_cost"] == 0 and metrics["embeddings_local"] == 1
 
 
-def test_a_secret_stays_on_the_compatible_server(vllm: CompatServer, openai_server: FakeOpenAIServer,
+def test_a_secret_stays_on_the_compatible_server(vllm: FakeOpenAIServer, openai_server: FakeOpenAIServer,
                                                  openai_key: str) -> None:
     """Keep-local rules treat it as local: a prompt with a key in it may go there, never to OpenAI."""
     router = compat_router(vllm, openai_base_url=openai_server.base_url, openai_api_key=openai_key,
@@ -164,7 +153,7 @@ def test_a_secret_stays_on_the_compatible_server(vllm: CompatServer, openai_serv
     assert openai_server.requests_to("/v1/chat/completions") == []
 
 
-def test_the_window_comes_from_vllm_and_a_prompt_too_long_is_never_sent(vllm: CompatServer) -> None:
+def test_the_window_comes_from_vllm_and_a_prompt_too_long_is_never_sent(vllm: FakeOpenAIServer) -> None:
     router = compat_router(vllm)
     backend = OpenAICompatibleBackend(vllm.url)
     assert backend.context_window("qwen") == 4096 and backend.has_model("qwen") and not backend.has_model("nope")
@@ -176,9 +165,9 @@ def test_the_window_comes_from_vllm_and_a_prompt_too_long_is_never_sent(vllm: Co
 
 
 def test_llama_server_props_and_a_configured_window() -> None:
-    with CompatServer("llama-server") as server:
+    with compat_server("llamacpp", n_ctx=1024) as server:
         assert OpenAICompatibleBackend(server.base_url).context_window("qwen") == 1024
-    with CompatServer("plain") as server:
+    with compat_server("openai") as server:
         assert OpenAICompatibleBackend(server.base_url).context_window("qwen") is None
         assert OpenAICompatibleBackend(server.base_url, context_window=2048).context_window("qwen") == 2048
         router = compat_router(server, openai_compatible_context_window=2048)
@@ -187,32 +176,32 @@ def test_llama_server_props_and_a_configured_window() -> None:
         assert chats(server) == []
 
 
-def test_the_server_refusing_a_long_prompt_is_a_context_overflow(vllm: CompatServer) -> None:
+def test_the_server_refusing_a_long_prompt_is_a_context_overflow(vllm: FakeOpenAIServer) -> None:
     """A window the router could not learn: the server's own 400 becomes ContextOverflow, not a retry."""
-    with CompatServer("plain") as server:
+    with compat_server("openai") as server:
         router = compat_router(server)
         with pytest.raises(RoutingError) as info:
             router.chat([{"role": "user", "content": "word " * 6000}])
         assert [a.kind for a in info.value.attempts] == ["ContextOverflow"] and len(chats(server)) == 1
 
 
-def test_mem0_extraction_asks_for_its_schema(vllm: CompatServer) -> None:
+def test_mem0_extraction_asks_for_its_schema(vllm: FakeOpenAIServer) -> None:
     out = compat_router(vllm).chat(extraction_messages())
     sent = chats(vllm)[-1]["response_format"]
     assert sent["type"] == "json_schema" and "memory" in sent["json_schema"]["schema"]["properties"]
     assert isinstance(json.loads(out.text)["memory"], list)
 
 
-def test_guided_json_when_configured(vllm: CompatServer) -> None:
+def test_guided_json_when_configured(vllm: FakeOpenAIServer) -> None:
     compat_router(vllm, openai_compatible_structured_output="guided_json").chat(extraction_messages())
     body = chats(vllm)[-1]
     assert "response_format" not in body and "memory" in body["guided_json"]["properties"]
 
 
 def test_auto_falls_back_to_json_object_for_llama_cpp_python() -> None:
-    """llama-cpp-python refuses ``json_schema`` (422): asked once more with ``json_object`` + schema,
+    """llama-cpp-python refuses ``json_schema``: asked once more with ``json_object`` + schema,
     and with that from then on."""
-    with CompatServer("llama-cpp-python") as server:
+    with LlamaCppPythonServer() as server:
         router = compat_router(server)
         for _ in range(2):
             assert json.loads(router.chat(extraction_messages()).text)["memory"] is not None
@@ -222,7 +211,7 @@ def test_auto_falls_back_to_json_object_for_llama_cpp_python() -> None:
 
 
 def test_a_silently_cut_prompt_is_detected_from_usage() -> None:
-    with CompatServer("plain", keeps=100) as server:
+    with compat_server("openai", overflow="truncate", models={**MODELS, "qwen": (512, None)}) as server:
         with pytest.raises(RoutingError) as info:
             compat_router(server).chat([{"role": "user", "content": "please summarise: " + "word " * 1500}])
         assert [a.kind for a in info.value.attempts] == ["truncated"]  # once: a fixed window cannot grow
@@ -232,7 +221,7 @@ def test_a_silently_cut_prompt_is_detected_from_usage() -> None:
 # --- health, errors, failover -----------------------------------------------------------------------
 
 
-def test_health_names_a_missing_model_and_the_server(vllm: CompatServer) -> None:
+def test_health_names_a_missing_model_and_the_server(vllm: FakeOpenAIServer) -> None:
     report = compat_router(vllm, llm_model="llama-3-8b").health_check_sync()
     assert report["local_backend"] == "openai_compatible" and report["local"]
     assert report["hosts"][0]["context_windows"]["qwen"] == 4096
@@ -244,7 +233,7 @@ def test_health_names_a_missing_model_and_the_server(vllm: CompatServer) -> None
 
 
 def test_a_wrong_key_is_never_echoed_and_names_the_key_to_set() -> None:
-    with CompatServer("vllm", api_key=SECRET) as server:
+    with compat_server("vllm", api_key=SECRET) as server:
         wrong = "vllm-WRONGkey-9876543210fedcba"
         with pytest.raises(RoutingError) as info:
             compat_router(server, openai_compatible_api_key=wrong).chat([{"role": "user", "content": "hi"}])
@@ -257,7 +246,7 @@ def test_a_wrong_key_is_never_echoed_and_names_the_key_to_set() -> None:
 def test_two_servers_one_killed_mid_call_no_call_lost() -> None:
     """A server dies while it holds a call: that call and every later one are answered by the other,
     and the dead server's breaker opens."""
-    with CompatServer("vllm") as a, CompatServer("vllm") as b:
+    with compat_server("vllm") as a, compat_server("vllm") as b:
         router = compat_router(a, b, breaker_failures=2)
         a.set_fault("hang", paths=["/v1/chat/completions"])
         results: list[Any] = []

@@ -12,6 +12,7 @@ server speaks; it names the server in every fix.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -28,6 +29,7 @@ from .._errors import (
     BadRequest,
     ContextOverflow,
     ModelNotFound,
+    ServerError,
 )
 from .._types import BackendKind
 from ._base import ChatRequest, ChatResult, Health, Problem
@@ -51,6 +53,7 @@ _TOO_LONG_RE = re.compile(r"maximum context length|exceeds? (the )?(available )?
                           r".{0,40}exceed|prompt is too long|too many tokens", re.IGNORECASE)
 _KEY_FIX = ("set openai_compatible_api_key (env OPENAI_COMPATIBLE_API_KEY) to the key the server was started "
             "with (vLLM --api-key, llama-server --api-key)")
+log = logging.getLogger("mem0_routed")
 _NO_KEY = "no-key"  # the openai client needs some key; most local servers accept any
 
 
@@ -100,6 +103,7 @@ class OpenAICompatibleBackend(OpenAIBackend):
         self._models: tuple[float, dict[str, dict[str, Any]]] | None = None
         self._props: dict[str, Any] | None = None
         self._meta_lock = threading.Lock()
+        self._pooled = False
 
     def __repr__(self) -> str:
         return f"OpenAICompatibleBackend(base_url={self.shown_url!r}, key={'set' if self._real_key else 'none'})"
@@ -175,7 +179,7 @@ class OpenAICompatibleBackend(OpenAIBackend):
     def chat(self, request: ChatRequest) -> ChatResult:
         try:
             return super().chat(request)
-        except BadRequest as exc:
+        except (BadRequest, ServerError) as exc:
             if not self._fall_back_to_json_object(request, exc):
                 raise
         return super().chat(request)
@@ -183,19 +187,35 @@ class OpenAICompatibleBackend(OpenAIBackend):
     async def achat(self, request: ChatRequest) -> ChatResult:
         try:
             return await super().achat(request)
-        except BadRequest as exc:
+        except (BadRequest, ServerError) as exc:
             if not self._fall_back_to_json_object(request, exc):
                 raise
         return await super().achat(request)
 
-    def _fall_back_to_json_object(self, request: ChatRequest, exc: BadRequest) -> bool:
-        """``auto``: a server that refuses ``json_schema`` (llama-cpp-python answers 422) is asked
+    def _fall_back_to_json_object(self, request: ChatRequest, exc: BackendError) -> bool:
+        """``auto``: a server that refuses ``json_schema`` (llama-cpp-python 0.3 answers 500 "Input
+        should be 'text' or 'json_object'"; a stricter FastAPI server 422) is asked
         with ``json_object`` + schema from then on; True when the call should be sent again."""
         if request.json_schema is None or self.structured_output != "auto" \
-                or not re.search(r"response_format|json_schema", str(exc)):
+                or not re.search(r"response_format|json_schema|'json_object'", str(exc)):
             return False
         self.structured_output = "json_object"
         return True
+
+    def _vectors(self, resp: Any, model: str, texts: list[str]) -> list[list[float]]:
+        """One vector per text. A server that returns one vector per *token* (llama-cpp-python
+        with a model that has no pooling, e.g. SmolLM2) gets them mean-pooled: the same text
+        always gives the same vector, so the store stays consistent."""
+        for item in resp.data:
+            tokens = item.embedding
+            if tokens and isinstance(tokens[0], list):
+                if not self._pooled:
+                    self._pooled = True
+                    log.warning("mem0-routed: %s returns one embedding per token for %s; mean-pooling them "
+                                "(a model with pooling, e.g. an embedding model, gives better vectors)",
+                                self.name, model)
+                item.embedding = [sum(col) / len(tokens) for col in zip(*tokens)]
+        return super()._vectors(resp, model, texts)
 
     def _usage(self, resp: Any, request: ChatRequest, text: str, calls: list[dict[str, Any]] | None
                ) -> tuple[int, int]:
