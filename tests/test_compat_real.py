@@ -76,7 +76,8 @@ def test_memory_add_and_search_with_the_compatible_server_as_the_only_local_tier
         servers: tuple[LlamaServer, LlamaServer], tmp_path: Path) -> None:
     a, _ = servers
     config = {
-        "llm": {"provider": "routed", "config": {**common(a), "model": MODEL, "temperature": 0.0}},
+        "llm": {"provider": "routed", "config": {**common(a), "model": MODEL, "temperature": 0.0,
+                                                 "max_tokens": 256}},
         "embedder": {"provider": "routed", "config": {**common(a), "model": MODEL, "embedding_dims": DIMS}},
         "vector_store": {"provider": "qdrant", "config": {"path": str(tmp_path / "qdrant"),
                                                           "embedding_model_dims": DIMS, "collection_name": "compat"}},
