@@ -1,8 +1,9 @@
 """Figure 14: what the OpenAI-compatible backend adds per call, next to the bare ``openai`` client.
 
 Both send the same chat request to the same fake vLLM-like server (``FakeOpenAIServer(flavor="vllm")``)
-on 127.0.0.1. The variants alternate batch by batch (the machine is shared and noisy), and the figure is
-the median over rounds of (median backend call - median bare call). The backend's cost is its request
+on 127.0.0.1. The variants are interleaved call by call in rotating order (the machine is shared and
+noisy: drift hits all alike), and the figure is the median of the paired differences (backend call -
+the bare call next to it). The backend's cost is its request
 shaping, error translation, deadline transport and result/usage reading; the network and the server
 are the same for both, so they cancel out. The whole router path (classify, policy, ledger, breaker,
 spread) through this backend is shown too, for scale.
@@ -27,15 +28,6 @@ MODEL = "qwen"
 MESSAGES = [{"role": "user", "content": "What is the capital of Portugal?"}]
 
 
-def _per_call_ms(fn: Any, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        fn()
-        out.append((time.perf_counter_ns() - t0) / 1e6)
-    return out
-
-
 def measure(quick: bool = False) -> dict[str, Any]:
     import openai
 
@@ -44,7 +36,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
     from mem0_routed.backends import ChatRequest, OpenAICompatibleBackend
     from mem0_routed.testing import FakeOpenAIServer
 
-    rounds, calls = (5, 40) if quick else (15, 100)
+    calls = 300 if quick else 3000
     with FakeOpenAIServer(flavor="vllm", api_key=None, models={MODEL: (8192, None)}) as server:
         bare = openai.OpenAI(base_url=server.base_url, api_key="no-key", max_retries=0, timeout=30)
         backend = OpenAICompatibleBackend(server.base_url)
@@ -67,26 +59,28 @@ def measure(quick: bool = False) -> dict[str, Any]:
         for fn in variants.values():  # warm up: clients, pools, model list, imports
             for _ in range(20):
                 fn()
-        per_round: dict[str, list[float]] = {k: [] for k in variants}
-        for r in range(rounds):
-            order = list(variants) if r % 2 == 0 else list(reversed(variants))
-            for name in order:
-                per_round[name].append(statistics.median(_per_call_ms(variants[name], calls)))
+        times: dict[str, list[float]] = {k: [] for k in variants}
+        names = list(variants)
+        for i in range(calls):  # one call of each, in rotating order: drift hits every variant alike
+            for name in names[i % 3:] + names[:i % 3]:
+                t0 = time.perf_counter_ns()
+                variants[name]()
+                times[name].append((time.perf_counter_ns() - t0) / 1e6)
         backend.close()
         bare.close()
         reset_routers()
-    diffs = {k: [v - b for v, b in zip(per_round[k], per_round["bare"], strict=True)] for k in ("backend", "router")}
-    return {"rounds": rounds, "calls_per_round": calls,
-            "bare_ms": statistics.median(per_round["bare"]),
-            "backend_ms": statistics.median(per_round["backend"]),
-            "router_ms": statistics.median(per_round["router"]),
-            "backend_overhead_ms": statistics.median(diffs["backend"]),
-            "router_overhead_ms": statistics.median(diffs["router"])}
+    paired = {k: [v - b for v, b in zip(times[k], times["bare"], strict=True)] for k in ("backend", "router")}
+    return {"calls": calls,
+            "bare_ms": statistics.median(times["bare"]),
+            "backend_ms": statistics.median(times["backend"]),
+            "router_ms": statistics.median(times["router"]),
+            "backend_overhead_ms": statistics.median(paired["backend"]),
+            "router_overhead_ms": statistics.median(paired["router"])}
 
 
 def rows_of(data: dict[str, Any]) -> list[dict[str, Any]]:
-    setup = (f"fake vLLM on 127.0.0.1; {data['rounds']} rounds x {data['calls_per_round']} calls per variant, "
-             f"alternating; bare call {data['bare_ms']:.2f} ms")
+    setup = (f"fake vLLM on 127.0.0.1; {data['calls']} calls per variant, interleaved, median of paired "
+             f"differences; bare call {data['bare_ms']:.2f} ms")
     over = data["backend_overhead_ms"]
     return [
         row("OpenAI-compatible backend overhead per call vs bare openai client (median)", round(over, 3), "ms",

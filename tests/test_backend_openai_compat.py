@@ -22,7 +22,6 @@ from mem0_routed.testing import FakeOpenAIServer
 from mem0_routed.testing._base import Fault, Reply
 
 MODELS = {"qwen": (4096, None), "emb": (512, 64)}
-ROUTES = {"code": "qwen", "medium": "qwen", "complex": "qwen"}
 SECRET = "vllm-SECRETkey-0123456789abcdef"
 
 
@@ -78,7 +77,7 @@ def _reset_vllm(request: pytest.FixtureRequest) -> None:
 def compat_router(*servers: FakeOpenAIServer, **cfg: Any) -> Router:
     values: dict[str, Any] = {
         "openai_compatible_urls": [s.base_url for s in servers], "local_backend": "openai_compatible",
-        "llm_model": "qwen", "embedder_model": "emb", "models": ROUTES, "ledger": "memory",
+        "llm_model": "qwen", "embedder_model": "emb", "ledger": "memory",
         "ollama_base_url": "http://127.0.0.1:9", **cfg}
     return Router(RouterConfig.from_mapping(values))
 
@@ -284,3 +283,29 @@ def test_unreachable_server_fix_names_it() -> None:
     health = backend.health(timeout_s=1.0)
     assert not health.reachable and "start the OpenAI-compatible server at http://127.0.0.1:9/v1" in (health.error or "")
     assert backend.has_model("qwen") is None
+
+
+def test_routes_left_at_ollama_defaults_go_to_llm_model(vllm: FakeOpenAIServer) -> None:
+    """A vLLM deployment has no ``codellama:13b``: the routes nobody set use ``llm_model``; set ones stay."""
+    router = compat_router(vllm, models={"code": "emb"})
+    out = router.chat([{"role": "user", "content": "Compare and analyse, step by step, the trade-offs of "
+                                                   "three database designs for a large multi-tenant system."}])
+    assert out.model == "qwen" and out.decision.query_type.value in ("medium", "complex")
+    report = router.health_check_sync()
+    assert report["ok"] and report["missing_models"] == [], report["errors"]
+    assert sorted(report["required_models"]) == ["emb", "qwen"] and "code" in report["models"]["emb"]["routes"]
+
+
+def test_chat_and_embedding_models_on_separate_servers() -> None:
+    """vLLM serves one model per process: the chat model on one URL, the embedder on another."""
+    with compat_server("vllm", models={"qwen": (4096, None)}) as chat, \
+            compat_server("vllm", models={"emb": (512, 64)}) as embed:
+        router = compat_router(chat, embed)
+        for i in range(4):
+            out = router.chat([{"role": "user", "content": f"question {i}?"}])
+            assert out.host == chat.base_url and out.is_local
+        assert len(router.embed([f"text {i}" for i in range(3)])[0]) == 64
+        assert embed.requests_to("/v1/chat/completions") == [] and chat.requests_to("/v1/embeddings") == []
+        report = router.health_check_sync()
+        assert report["ok"], report["errors"]
+        assert all(h["breaker"] == "closed" for h in report["hosts"])

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .._config import RouterConfig
     from ._base import Backend
 
-__all__ = ["StructuredOutput", "OpenAICompatibleBackend", "from_config", "normalize_base_url"]
+__all__ = ["OpenAICompatibleBackend", "StructuredOutput", "from_config", "normalize_base_url", "routes"]
 
 #: How a server is asked for JSON that follows a schema. ``json_schema``: OpenAI's
 #: ``response_format`` (vLLM, SGLang, llama-server, LM Studio); ``json_object``: ``{"type":
@@ -312,6 +312,20 @@ class OpenAICompatibleBackend(OpenAIBackend):
 
 def _positive(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def routes(config: RouterConfig) -> dict[str, str]:
+    """The route table on this tier: a route left at the seed's Ollama default (``codellama:13b``...)
+    goes to ``llm_model`` instead, because a vLLM or llama-server deployment serves the models it was
+    started with, not Ollama's names. Routes you set stay as they are."""
+    from .._config import DEFAULT_MODELS
+
+    table = dict(config.models)
+    if config.llm_model:
+        for route, model in table.items():
+            if route != "embedding" and model == DEFAULT_MODELS.get(route):
+                table[route] = config.llm_model
+    return table
 
 
 def from_config(config: RouterConfig) -> list[Backend]:
