@@ -19,8 +19,8 @@ equally good and take turns (two equal hosts both get calls, whatever the jitter
 follow, least wait first. A host never measured, or whose last measurement is older than ``stale_s``
 with nothing in flight, is taken at the best latency of the others (optimistic): it gets a call and
 is measured (again), and that fresh measurement replaces the stale one instead of being blended into
-it. A call still in flight counts as a measurement of at least its age, so a host that stalls (or
-was never measured and is slow) loses its turn before its first answer arrives. So a host slow once (a model load, a busy moment) is re-tried within ``stale_s`` and is back to its
+it. A call still in flight counts as a measurement of at least its age (same model), so a host that
+stalls (or was never measured and is slow) loses its turn before its first answer arrives. So a host slow once (a model load, a busy moment) is re-tried within ``stale_s`` and is back to its
 full share after one good call, while a slow host costs at most about one call per ``stale_s`` when
 the others have room. A failed call never makes a host look faster (its breaker handles failures).
 """
@@ -63,7 +63,7 @@ class LoadTicket:
 @dataclass(slots=True)
 class _Host:
     in_flight: int = 0
-    started: dict[int, float] = field(default_factory=dict)  # ticket number -> clock at begin
+    started: dict[int, tuple[str | None, float]] = field(default_factory=dict)  # ticket -> (model, begin)
     latency: dict[str, float] = field(default_factory=dict)  # model -> EWMA seconds per call
     seen: dict[str, float] = field(default_factory=dict)  # model -> clock of the last measurement
 
@@ -90,7 +90,7 @@ class LoadTracker:
         with self._lock:
             state = self._hosts.setdefault(host, _Host())
             state.in_flight += 1
-            state.started[ticket.number] = ticket.started
+            state.started[ticket.number] = (model, ticket.started)
         return ticket
 
     def end(self, ticket: LoadTicket) -> None:
@@ -138,11 +138,11 @@ class LoadTracker:
                 est = state.latency.get(model) if model is not None else None
                 fresh = est is not None and (now - state.seen.get(model or "", now) <= self._stale_s
                                              or state.in_flight > 0)
-                oldest = now - min(state.started.values()) if state.started else 0.0
+                oldest = max((now - t for m, t in state.started.values() if m == model), default=0.0)
                 loads.append((state.in_flight, est if fresh else None, oldest))
         known = [est for _, est, _ in loads if est is not None]
         optimistic = min(known) if known else 0.0
-        # a call in flight for 1 s says the host takes at least 1 s, before any answer arrives
+        # a call of this model in flight for 1 s says the host takes at least 1 s, before it answers
         waits = [(n + 1) * max(optimistic if est is None else est, oldest) for n, est, oldest in loads]
         groups = [0 if healthy(item) else 1 for item in items]
         best = {g: min(w for w, gg in zip(waits, groups, strict=True) if gg == g) for g in set(groups)}

@@ -103,6 +103,16 @@ def test_a_call_in_flight_counts_as_at_least_its_age(tracker: LoadTracker, clock
     assert pick(tracker, ["stalled", "a", "new"]) == ["new", "a", "stalled"]  # waits 0.2, 0.4, 2.0 s
 
 
+def test_only_calls_of_the_same_model_count_by_their_age(tracker: LoadTracker, clock: Clock) -> None:
+    call(tracker, clock, "a", 0.1)
+    call(tracker, clock, "b", 0.1)
+    tracker.begin("a", "embedder")  # a long embedding batch says nothing of a's chat speed
+    clock.now += 5.0
+    tracker.begin("b", M)
+    tracker.begin("b", M)
+    assert pick(tracker, ["b", "a"])[0] == "a"  # waits: a (1+1) x 0.1 s, b (2+1) x 0.1 s
+
+
 def test_an_open_breaker_goes_last_however_fast(tracker: LoadTracker, clock: Clock) -> None:
     call(tracker, clock, "fast", 0.01)
     call(tracker, clock, "slow", 1.0)

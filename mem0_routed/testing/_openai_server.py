@@ -142,7 +142,7 @@ class FakeOpenAIServer(FakeServerBase):
             return self._no_model(str(model))
         if path == "/v1/embeddings":
             return self._embeddings(served, body)
-        return self._chat(served, body, fault, echo=str(model or served))
+        return self._chat(served, body, fault, str(model)) if model != served else self._chat(served, body, fault)
 
     def _check_key(self, headers: dict[str, str], fault: Fault | None) -> Reply | None:
         """OpenAI wants a key always; a local server only when started with one (each with its own 401)."""
@@ -234,7 +234,9 @@ class FakeOpenAIServer(FakeServerBase):
             },
         )
 
-    def _chat(self, model: str, body: dict[str, Any], fault: Fault | None, *, echo: str) -> Reply:
+    def _chat(self, model: str, body: dict[str, Any], fault: Fault | None, echo: str | None = None) -> Reply:
+        """``model`` answers; ``echo`` is the name the answer carries (llama-server echoes what was asked)."""
+        echo = echo or model
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
             return _error(
