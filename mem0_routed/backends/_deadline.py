@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import heapq
 import itertools
+import logging
 import os
 import threading
 import time
@@ -89,8 +90,8 @@ class _Watchdog:
                     self._cv.wait(left)
             try:
                 fire()
-            except Exception:  # noqa: BLE001 - a failed shutdown must not stop the other deadlines
-                pass
+            except Exception:  # a failed shutdown must not stop the other deadlines
+                logging.getLogger("mem0_routed").debug("mem0-routed: a deadline's shutdown failed", exc_info=True)
 
 
 _WATCHDOG = _Watchdog()
