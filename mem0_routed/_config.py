@@ -39,8 +39,8 @@ _ROUTE_NAMES = tuple(q.value for q in QueryType)
 _CALL_KINDS = tuple(c.value for c in CallKind)
 _URL_RE = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[^\s/:@\[\]]+)(:\d{1,5})?(/[^\s]*)?$")  # [::1] too
 # Names that are OpenAI's, not a local model's: mem0's llm_reranker injects model="gpt-5-mini".
-# gpt-oss is an open-weight model that Ollama serves, so it is local.
-_EXTERNAL_MODEL_RE = re.compile(r"^(gpt-(?!oss)|o\d|chatgpt-|text-|davinci|openai/)", re.IGNORECASE)
+# gpt-oss is an open-weight model that Ollama serves, so it is local (vLLM names it openai/gpt-oss-20b).
+_EXTERNAL_MODEL_RE = re.compile(r"^(gpt-(?!oss)|o\d|chatgpt-|text-|davinci|openai/(?!gpt-oss))", re.IGNORECASE)
 
 
 def _mask_token(token: str) -> str:

@@ -309,3 +309,14 @@ def test_chat_and_embedding_models_on_separate_servers() -> None:
         report = router.health_check_sync()
         assert report["ok"], report["errors"]
         assert all(h["breaker"] == "closed" for h in report["hosts"])
+
+
+def test_vllm_s_name_of_an_open_weight_model_is_a_local_model() -> None:
+    """vLLM serves gpt-oss as ``openai/gpt-oss-20b``: a local model, not OpenAI's (mem0's ``model`` too)."""
+    from mem0_routed._mem0 import _llm_router_options
+
+    cfg = RouterConfig.from_mapping({"local_backend": "openai_compatible", "llm_model": "openai/gpt-oss-20b"})
+    assert cfg.models["extraction"] == "openai/gpt-oss-20b"
+    assert _llm_router_options("openai/gpt-oss-20b", None, {})["llm_model"] == "openai/gpt-oss-20b"
+    with pytest.raises(ConfigError, match="is an OpenAI model"):
+        RouterConfig.from_mapping({"models": {"simple": "openai/gpt-4o"}})
