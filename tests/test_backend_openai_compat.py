@@ -320,3 +320,13 @@ def test_vllm_s_name_of_an_open_weight_model_is_a_local_model() -> None:
     assert _llm_router_options("openai/gpt-oss-20b", None, {})["llm_model"] == "openai/gpt-oss-20b"
     with pytest.raises(ConfigError, match="is an OpenAI model"):
         RouterConfig.from_mapping({"models": {"simple": "openai/gpt-4o"}})
+
+
+def test_auto_takes_the_compatible_servers_when_ollama_does_not_answer(vllm: FakeOpenAIServer) -> None:
+    """``local_backend: auto`` tries Ollama first (its rank), then the configured compatible servers."""
+    router = compat_router(vllm, local_backend="auto", ollama_base_url="http://127.0.0.1:7")
+    out = router.chat([{"role": "user", "content": "hi there"}])
+    assert out.backend == "openai_compatible" and out.is_local
+    report = router.health_check_sync()
+    assert report["local_backend"] == "openai_compatible"
+    assert any("ollama down" in w and "openai_compatible" in w for w in report["warnings"]), report["warnings"]
