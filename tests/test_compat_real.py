@@ -133,9 +133,9 @@ def test_one_of_two_servers_killed_mid_run(servers: tuple[LlamaServer, LlamaServ
     results: list[Any] = []
     lock = threading.Lock()
 
-    def call(i: int) -> None:
+    def call(i: int, max_tokens: int = 8) -> None:
         try:
-            out = r.chat([{"role": "user", "content": f"Say the number {i}."}], max_tokens=8)
+            out = r.chat([{"role": "user", "content": f"Say the number {i}."}], max_tokens=max_tokens)
         except Exception as exc:  # noqa: BLE001 - a lost call is what the test looks for
             out = exc
         with lock:
@@ -144,7 +144,7 @@ def test_one_of_two_servers_killed_mid_run(servers: tuple[LlamaServer, LlamaServ
     for i in range(4):
         call(i)
     assert {o.host for o in results if not isinstance(o, Exception)} == {a.base_url, b.base_url}  # both served
-    threads = [threading.Thread(target=call, args=(10 + i,)) for i in range(4)]
+    threads = [threading.Thread(target=call, args=(10 + i, 64)) for i in range(4)]  # long: in flight at the kill
     for t in threads:
         t.start()
     os.killpg(a.pid, signal.SIGKILL)  # killed while calls are in flight
