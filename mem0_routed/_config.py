@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from ._config_env import DocumentedEnvSource, env_names
 from ._config_errors import friendly_error, settings_error
 from ._ledger._url import parse_ledger_url
 from ._types import CallKind, QueryType
-from ._urls import URL_RE, check_no_credentials, has_credentials, mask_url, mask_urls, masked
+from ._urls import URL_RE, check_no_credentials, check_url_list, has_credentials, mask_url, mask_urls, masked
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL", "DEFAULT_FALLBACK_MODEL", "DEFAULT_MODELS", "DEFAULT_OLLAMA_URL", "GENERAL_ROUTES",
@@ -46,8 +52,8 @@ GENERAL_ROUTES = (QueryType.SIMPLE.value, QueryType.SUMMARIZATION.value, QueryTy
 _ROUTE_NAMES = tuple(q.value for q in QueryType)
 _CALL_KINDS = tuple(c.value for c in CallKind)
 # Names that are OpenAI's, not a local model's: mem0's llm_reranker injects model="gpt-5-mini".
-# gpt-oss is an open-weight model that Ollama serves, so it is local.
-_EXTERNAL_MODEL_RE = re.compile(r"^(gpt-(?!oss)|o\d|chatgpt-|text-|davinci|openai/)", re.IGNORECASE)
+# gpt-oss is an open-weight model that Ollama serves, so it is local (vLLM names it openai/gpt-oss-20b).
+_EXTERNAL_MODEL_RE = re.compile(r"^(gpt-(?!oss)|o\d|chatgpt-|text-|davinci|openai/(?!gpt-oss))", re.IGNORECASE)
 _MIN_CTX = 256  # tokens: no useful prompt fits in less
 
 
@@ -107,10 +113,17 @@ class RouterConfig(BaseSettings):
     num_ctx_max: int | None = None
     compact_extraction: Literal["auto", "always", "never"] = "auto"
     skip_small_talk: bool = True  # mem0 extraction of greetings only: answer {"memory": []} without a model
-    local_backend: Literal["auto", "ollama", "embedded"] = Field(
+    local_backend: str = Field(  # "auto" or a local kind of backends.KINDS
         default="auto", validation_alias=AliasChoices("MEM0_ROUTED_LOCAL_BACKEND")
     )
     embedded_models: dict[str, str] = Field(default_factory=dict)
+    # --- OpenAI-compatible local servers: vLLM, SGLang, llama-server, LM Studio (backends/_openai_compat.py) ---
+    openai_compatible_urls: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias=AliasChoices(
+        "OPENAI_COMPATIBLE_URLS", "openai_compatible_urls", "vllm_base_url", "lmstudio_base_url"))
+    openai_compatible_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices(
+        "OPENAI_COMPATIBLE_API_KEY", "openai_compatible_api_key"))
+    openai_compatible_context_window: int | None = None  # tokens, for servers that do not report one
+    openai_compatible_structured_output: Literal["auto", "json_schema", "json_object", "guided_json", "none"] = "auto"
     # --- deadlines, speed, warm models (see _speed.py) ----------------------------------------------
     deadline_s: float = 180.0  # one deadline per call: every retry and fallback included
     call_deadline_margin: float = 3.0  # a local call may take this many times its predicted time
@@ -179,6 +192,21 @@ class RouterConfig(BaseSettings):
                     f"{mask_url(url)!r} is not an http(s) URL; write it with a scheme, e.g. 'http://{mask_url(url)}'")
         return [u.rstrip("/") for u in v] if isinstance(v, list) else v.rstrip("/")
 
+    @field_validator("openai_compatible_urls", mode="before")
+    @classmethod
+    def _check_compat_urls(cls, v: Any) -> Any:
+        return check_url_list(v, "e.g. 'http://localhost:8000/v1' (vLLM), 'http://localhost:8080/v1' (llama-server)")
+
+    @field_validator("local_backend")
+    @classmethod
+    def _check_local_backend(cls, v: str) -> str:
+        from .backends._kinds import local_kinds
+
+        allowed = ["auto", *local_kinds()]
+        if v not in allowed:
+            raise ValueError(f"{v!r} is not a local backend; allowed: {', '.join(map(repr, allowed))}")
+        return v
+
     @field_validator("openai_base_url")
     @classmethod
     def _check_openai_url(cls, v: str | None) -> str | None:
@@ -209,6 +237,7 @@ class RouterConfig(BaseSettings):
         "local_threshold", "monthly_budget_usd", "share_window_days", "connect_timeout_s", "read_timeout_s",
         "external_timeout_s", "breaker_cooldown_s", "max_retries", "breaker_failures", "default_max_tokens",
         "num_ctx_min", "num_ctx_max", "fallback_context_window", "embedding_dims", "embedding_cache_size",
+        "openai_compatible_context_window",
         mode="before",
     )
     @classmethod
@@ -219,7 +248,7 @@ class RouterConfig(BaseSettings):
             raise ValueError(f"{v} is a yes/no value, not a number; give a number (or leave the key out)")
         return v
 
-    @field_validator("openai_api_key")
+    @field_validator("openai_api_key", "openai_compatible_api_key")
     @classmethod
     def _check_key(cls, v: SecretStr | None) -> SecretStr | None:
         """A blank key is no key; a key with a space, line break, control or non-ASCII character
@@ -293,7 +322,8 @@ class RouterConfig(BaseSettings):
             raise ValueError(f"{v} must be 0 or more")
         return v
 
-    @field_validator("default_max_tokens", "embedding_dims", "fallback_context_window")
+    @field_validator("default_max_tokens", "embedding_dims", "fallback_context_window",
+                     "openai_compatible_context_window")
     @classmethod
     def _check_size(cls, v: int | None) -> int | None:
         if v is not None and v < 1:
@@ -355,6 +385,7 @@ class RouterConfig(BaseSettings):
         """A dict for display: the key reported as set or not, never its value; URLs without passwords."""
         data = self.model_dump()
         data["openai_api_key"] = "set" if self.openai_api_key else None
+        data["openai_compatible_api_key"] = "set" if self.openai_compatible_api_key else None
         return {key: masked(value) for key, value in data.items()}
 
     def __repr_args__(self) -> Any:

@@ -14,7 +14,7 @@ from ._urls import mask_url, masked
 
 __all__ = ["friendly_error", "settings_error"]
 
-_SECRET_KEYS = {"openai_api_key", "OPENAI_API_KEY"}
+_SECRET_KEYS = {"openai_api_key", "OPENAI_API_KEY", "openai_compatible_api_key", "OPENAI_COMPATIBLE_API_KEY"}
 
 
 def friendly_error(exc: ValidationError, known: Collection[str], env: Mapping[str, str]) -> ConfigError:

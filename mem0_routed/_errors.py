@@ -150,6 +150,8 @@ def _hint(a: Attempt) -> str | None:
     """What to do about one failed attempt; None when the attempt needs no action of its own."""
     if a.kind in _ANSWERED:
         what = _ANSWERED[a.kind]
+        if a.kind in ("truncated", "ContextOverflow") and a.fix:  # the backend's own (e.g. the server's window flag)
+            return f"{a.model}: {what} ({a.error}); {a.fix}"
         if a.kind in ("truncated", "ContextOverflow"):
             return (f"{a.model}: {what} ({a.error}); raise num_ctx_max, set compact_extraction: always, "
                     "or use a model with a larger window")

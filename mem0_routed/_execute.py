@@ -286,8 +286,11 @@ class _Tries:
         if backend.truncated(request, result, self.prompt_tokens):
             self.escalations.append(f"truncated prompt on {cand.model} (num_ctx {request.num_ctx})")
             self.attempts.append(Attempt(backend.name, cand.model, f"prompt truncated at num_ctx {request.num_ctx}",
-                                         kind="truncated", is_local=backend.is_local))
-            return None if self.rt.planner.grow(cand.model, _window_of(backend, cand.model)) is None else "retry"
+                                         kind="truncated", is_local=backend.is_local,
+                                         fix=backend.fix("context_overflow", cand.model)))
+            if not backend.plans_context or self.rt.planner.grow(cand.model, _window_of(backend, cand.model)) is None:
+                return None
+            return "retry"
         degenerate = "repetition loop" if result.stopped == "loop" else (
             "answer cut at max_tokens" if result.done_reason == "length" else None)
         degraded: str | None = None

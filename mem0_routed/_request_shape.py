@@ -79,7 +79,9 @@ def fit_messages(config: RouterConfig, job: ChatJob, cand: Candidate, backend: B
     raise ContextOverflow(
         f"prompt needs ~{need} tokens but {cand.model} has a {cap}-token window",
         backend=backend.name, model=cand.model,
-        fix=f"route this call type to a model with a larger window than {cand.model}")
+        fix=backend.fix("context_overflow", cand.model)
+        or f"route this call type to a model with a larger window than {cand.model}"
+        + (" or raise num_ctx_max" if cap == config.num_ctx_max else ""))
 
 
 def mem0_extraction_need() -> int:

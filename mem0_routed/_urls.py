@@ -70,3 +70,16 @@ def masked(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: masked(v) for k, v in value.items()}
     return value
+
+
+def check_url_list(value: Any, example: str) -> Any:
+    """A comma-separated string or a list of http(s) URLs without credentials, as a list;
+    anything else is left for pydantic to refuse with its own message."""
+    urls = [u.strip() for u in value.split(",") if u.strip()] if isinstance(value, str) else value
+    if isinstance(urls, list):
+        for url in urls:
+            if isinstance(url, str):
+                check_no_credentials(url)
+                if not URL_RE.match(url):
+                    raise ValueError(f"{mask_url(url)!r} is not an http(s) URL; {example}")
+    return urls

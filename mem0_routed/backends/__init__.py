@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ._embedded import EmbeddedBackend
     from ._ollama import OllamaBackend
     from ._openai import OpenAIBackend
+    from ._openai_compat import OpenAICompatibleBackend
 
 __all__ = [
     "KINDS",
@@ -29,12 +30,14 @@ __all__ = [
     "Health",
     "OllamaBackend",
     "OpenAIBackend",
+    "OpenAICompatibleBackend",
     "Problem",
     "normalize_model_name",
     "register_kind",
 ]
 
-_LAZY = {"OllamaBackend": "._ollama", "OpenAIBackend": "._openai", "EmbeddedBackend": "._embedded"}
+_LAZY = {"OllamaBackend": "._ollama", "OpenAIBackend": "._openai", "EmbeddedBackend": "._embedded",
+         "OpenAICompatibleBackend": "._openai_compat"}
 
 
 def __getattr__(name: str) -> Any:

@@ -91,7 +91,7 @@ class Health:
 
 
 #: What can go wrong that a backend knows the fix for (see ``Backend.fix``).
-Problem = Literal["unreachable", "model_missing", "not_configured"]
+Problem = Literal["unreachable", "model_missing", "not_configured", "context_overflow"]
 
 
 @runtime_checkable

@@ -10,6 +10,11 @@ every response body and raises ``httpx.ReadTimeout`` once the deadline of the ca
 from __future__ import annotations
 
 import contextvars
+import heapq
+import itertools
+import logging
+import os
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -34,6 +39,64 @@ def current_deadline() -> float | None:
     return _DEADLINE.get()
 
 
+class _Watchdog:
+    """One thread that fires every sync body's deadline, instead of a ``threading.Timer`` (a new
+    thread) per call: starting a thread cost ~0.1-0.16 ms a call on a busy 2-core machine, most of
+    what a backend added to a bare client's call (``benchmarks/bench_compat_overhead.py``)."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._heap: list[list[Any]] = []  # [when, seq, fire or None when cancelled]
+        self._seq = itertools.count()
+        self._cancelled = 0
+        self._pid: int | None = None
+
+    def add(self, when: float, fire: Any) -> list[Any]:
+        entry = [when, next(self._seq), fire]
+        with self._cv:
+            if self._pid != os.getpid():  # first use, or a forked child: the thread did not come along
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="mem0-routed-deadlines", daemon=True).start()
+            heapq.heappush(self._heap, entry)
+            if self._heap[0] is entry:
+                self._cv.notify()
+        return entry
+
+    def cancel(self, entry: list[Any]) -> None:
+        with self._cv:
+            if entry[2] is None:
+                return
+            entry[2] = None
+            self._cancelled += 1
+            if self._cancelled > 1024 and self._cancelled * 2 > len(self._heap):  # keep the heap small
+                self._heap = [e for e in self._heap if e[2] is not None]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while True:
+                    while self._heap and self._heap[0][2] is None:
+                        heapq.heappop(self._heap)
+                        self._cancelled = max(0, self._cancelled - 1)
+                    if not self._heap:
+                        self._cv.wait()
+                        continue
+                    left = self._heap[0][0] - time.monotonic()
+                    if left <= 0:
+                        fire = heapq.heappop(self._heap)[2]
+                        break
+                    self._cv.wait(left)
+            try:
+                fire()
+            except Exception:  # a failed shutdown must not stop the other deadlines
+                logging.getLogger("mem0_routed").debug("mem0-routed: a deadline's shutdown failed", exc_info=True)
+
+
+_WATCHDOG = _Watchdog()
+
+
 def deadline_transport(is_async: bool, lib: str = "httpx", verify: Any = None) -> Any:
     """httpx's own transport, with every response body bounded by the current call's deadline.
     ``lib`` names the httpx package the client is built on (openai 3.x ships its own, ``httpx2``):
@@ -43,11 +106,11 @@ def deadline_transport(is_async: bool, lib: str = "httpx", verify: Any = None) -
     The cut is made *at* the deadline, not when the next chunk arrives: a server that sends a chunk
     just before the deadline and then falls silent would otherwise keep the call for one more full
     read timeout (measured: 5.5 s for a 3 s deadline). Async bodies wait for each chunk with the time
-    left; sync bodies have a timer shut the socket down at the deadline, which wakes a blocked read."""
+    left; sync bodies have the process's one deadline thread (``_Watchdog``) shut the socket down at
+    the deadline, which wakes a blocked read."""
     import asyncio
     import importlib
     import socket
-    import threading
 
     httpx: Any = importlib.import_module(lib)
 
@@ -72,9 +135,7 @@ def deadline_transport(is_async: bool, lib: str = "httpx", verify: Any = None) -
             left = self.deadline - time.monotonic()
             if left <= 0:
                 raise _late()
-            timer = threading.Timer(left, self._expire)
-            timer.daemon = True
-            timer.start()
+            timer = _WATCHDOG.add(self.deadline, self._expire)
             try:
                 for chunk in self.inner:
                     if self.expired.is_set() or time.monotonic() > self.deadline:
@@ -89,7 +150,7 @@ def deadline_transport(is_async: bool, lib: str = "httpx", verify: Any = None) -
                     raise _late() from exc
                 raise
             finally:
-                timer.cancel()
+                _WATCHDOG.cancel(timer)
 
         def close(self) -> None:
             self.inner.close()

@@ -371,6 +371,8 @@ class EmbeddedBackend:
     def fix(self, problem: Problem, model: str | None = None) -> str | None:
         if problem == "model_missing":
             return f"give the GGUF path of {model!r} in embedded_models"
+        if problem == "context_overflow":
+            return None
         return _EXTRA_HINT
 
     def close(self) -> None:

@@ -129,6 +129,12 @@ def close_shared() -> None:
 
 register_kind(BackendKindSpec("ollama", is_local=True, factory="._ollama:from_config", auto_rank=0,
                               missing="start Ollama (`ollama serve`) or set OLLAMA_URL"))
+# after Ollama: it has no backends (so auto skips it) unless openai_compatible_urls are set, and a user
+# who sets them and runs Ollama too says which one with local_backend
+register_kind(BackendKindSpec("openai_compatible", is_local=True, factory="._openai_compat:from_config", auto_rank=5,
+                              routes="._openai_compat:routes",
+                              missing="set openai_compatible_urls (env OPENAI_COMPATIBLE_URLS) to the server's "
+                                      "URL, e.g. http://localhost:8000/v1 for vLLM"))
 register_kind(BackendKindSpec("embedded", is_local=True, factory="._embedded:from_config", auto_rank=10,
                               missing="pip install 'mem0-routed[embedded]'", routes="._embedded:routes"))
 register_kind(BackendKindSpec("openai", is_local=False, factory="._openai:from_config",
