@@ -102,8 +102,10 @@ def test_keys_as_mem0_and_the_servers_name_them(monkeypatch: pytest.MonkeyPatch)
     assert SECRET not in repr(cfg) and SECRET not in json.dumps(cfg.safe_dict())
     assert cfg.safe_dict()["openai_compatible_api_key"] == "set"
     monkeypatch.delenv("OPENAI_COMPATIBLE_URLS")
-    monkeypatch.setenv("VLLM_BASE_URL", "http://vllm:8000/v1")  # mem0's vllm provider reads it too
-    assert RouterConfig.from_mapping({}).openai_compatible_urls == ["http://vllm:8000/v1"]
+    monkeypatch.setenv("VLLM_BASE_URL", "http://vllm:8000/v1")  # only the documented env var is read
+    assert RouterConfig.from_mapping({}).openai_compatible_urls == []
+    assert RouterConfig.from_mapping({"vllm_base_url": "http://vllm:8000/v1"}).openai_compatible_urls \
+        == ["http://vllm:8000/v1"]
     assert RouterConfig.from_mapping({"lmstudio_base_url": "http://localhost:1234/v1"}).openai_compatible_urls \
         == ["http://localhost:1234/v1"]
 

@@ -90,7 +90,7 @@ def test_memory_add_and_search_with_the_compatible_server_as_the_only_local_tier
         assert stored["results"] and stored["results"][0]["memory"] == "Alice's cat is called Miso."
         hits = memory.search("Alice's cat is called Miso.", filters={"user_id": USER}, top_k=3)["results"]
         assert hits and hits[0]["memory"] == "Alice's cat is called Miso."  # its own vector ranks first
-        metrics = memory.llm.router.get_metrics()
+        metrics = memory.llm.router.get_metrics(scope="process")  # the embedder's router counts its own
         assert metrics["by_call_kind"]["mem0_extraction"] == 1 and metrics["failed_queries"] == 0
         assert metrics["local_queries"] == metrics["total_queries"] >= 1 and metrics["total_cost"] == 0
         assert memory.llm.router.health()["local_backend"] == "openai_compatible"
