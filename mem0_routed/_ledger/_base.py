@@ -10,7 +10,7 @@ Embedding calls (``call_kind == "embedding"``) are left out of the share counts:
 target is about LLM calls, and counting the many always-local embeddings would let the share look
 better than it is. Their cost still counts towards the budget.
 
-The record types themselves (``UsageRecord``, ``Reservation``, ...) live in ``_usage``: the router,
+The record types themselves (``UsageRecord``, ``Reservation``, ...) live in ``_records``: the router,
 policy and metrics read records without loading any store.
 """
 
