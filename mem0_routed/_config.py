@@ -24,7 +24,9 @@ from ._config_env import DocumentedEnvSource, env_names
 from ._config_errors import friendly_error, settings_error
 from ._ledger._url import parse_ledger_url
 from ._types import CallKind, QueryType
-from ._urls import URL_RE, check_no_credentials, check_url_list, has_credentials, mask_url, mask_urls, masked
+from ._urls import (
+    URL_RE, check_no_credentials, check_url_list, has_credentials, is_private_host, mask_url, mask_urls, masked,
+)
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL", "DEFAULT_FALLBACK_MODEL", "DEFAULT_MODELS", "DEFAULT_OLLAMA_URL", "GENERAL_ROUTES",
@@ -124,6 +126,7 @@ class RouterConfig(BaseSettings):
         "OPENAI_COMPATIBLE_API_KEY", "openai_compatible_api_key"))
     openai_compatible_context_window: int | None = None  # tokens, for servers that do not report one
     openai_compatible_structured_output: Literal["auto", "json_schema", "json_object", "guided_json", "none"] = "auto"
+    openai_compatible_allow_public_hosts: bool = False  # a server outside private networks may be this tier
     # --- deadlines, speed, warm models (see _speed.py) ----------------------------------------------
     deadline_s: float = 180.0  # one deadline per call: every retry and fallback included
     call_deadline_margin: float = 3.0  # a local call may take this many times its predicted time
@@ -353,6 +356,20 @@ class RouterConfig(BaseSettings):
                 raise ValueError(f"models[{route!r}] = {model!r} is an OpenAI model, but routes name local "
                                  "(Ollama) models (MEM0_LLM_MODEL/llm_model fill the general routes); give e.g. "
                                  "'mistral:7b' and set fallback_model for OpenAI")
+        return self
+
+    @model_validator(mode="after")
+    def _check_private_tier(self) -> RouterConfig:
+        """This tier counts as local: keep-local calls (secrets, personal data) may go there and its
+        calls cost $0 in the share and the budget. A hosted API on the internet must not pass for it."""
+        public = [u for u in self.openai_compatible_urls if not is_private_host(u)]
+        if public and not self.openai_compatible_allow_public_hosts:
+            raise ValueError(
+                f"openai_compatible_urls: {mask_url(public[0])!r} is not on a private network (loopback, 10/8, "
+                "172.16/12, 192.168/16, fc00::/7, or a name like 'gpu-0', '*.internal', '*.local', '*.lan', '*.svc'), "
+                "but this tier counts as local: calls the keep-local rules hold back (secrets, personal data) would "
+                "go there, at $0 in the share and the budget. If the server is yours, set "
+                "openai_compatible_allow_public_hosts: true; a hosted API belongs in openai_base_url (external)")
         return self
 
     @model_validator(mode="after")

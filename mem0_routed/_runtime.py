@@ -22,7 +22,7 @@ from ._breaker import CircuitBreaker
 from ._classify import check_encodable, check_params, classify_messages
 from ._config import RouterConfig, mask_url, mask_urls
 from ._embedding_cache import EmbeddingCache
-from ._errors import InvalidInput
+from ._errors import ConfigError, InvalidInput
 from ._inputs import check_images, check_response_format, check_tools
 from ._job import ChatJob, ChatOutcome, chat_record, failure_record, rejected_external_answers
 from ._ledger import Ledger, check_ledger
@@ -116,6 +116,10 @@ class Runtime:
             return self._local_kind
         setting = self.config.local_backend
         if setting != "auto":
+            if self._explicit is None and not self.backends(setting):
+                # every local call would find no backend and fall back to OpenAI, silently
+                raise ConfigError(f"local_backend is {setting!r} but no {setting} backend is configured, so every "
+                                  f"call would go external; {kind_spec(setting).missing}, or set local_backend: auto")
             self._local_kind = setting
             return setting
         key = self._hosts_key

@@ -6,11 +6,13 @@ reprs, metrics labels, the CLI) goes through :func:`mask_url` so the password ne
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["URL_RE", "check_no_credentials", "has_credentials", "mask_url", "mask_urls", "masked"]
+__all__ = ["URL_RE", "check_no_credentials", "has_credentials", "is_private_host", "mask_url", "mask_urls", "masked"]
 
 URL_RE = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[^\s/:@\[\]]+)(:\d{1,5})?(/[^\s]*)?$")  # [::1] too
 
@@ -54,11 +56,40 @@ def has_credentials(value: Any) -> bool:
 
 
 def check_no_credentials(url: str) -> None:
-    """Refuse a URL with ``user:password@``: it would show in logs and errors."""
+    """Refuse a URL with ``user:password@``: it would show in logs and errors. A query string or
+    fragment too (``?api_key=…``): a base URL takes none, and it would sit in every backend name,
+    breaker, metrics label and error; the message never shows what follows the ``?``."""
+    if "?" in url or "#" in url:
+        shown = mask_url(re.split(r"[?#]", url, maxsplit=1)[0])
+        raise ValueError(f"{shown!r} has a query string or fragment ('?…' or '#…', not shown), which would show "
+                         "in logs, errors and metrics; a base URL takes none: remove it, and pass a key as "
+                         "openai_compatible_api_key / openai_api_key")
     if has_credentials(url) or ("://" not in url and "@" in url):
         raise ValueError(f"{mask_url(url)!r} has credentials in it (user:password@), which would show in "
                          "logs and errors; remove them (a proxy in front of Ollama can add them) and pass the "
                          "OpenAI key as openai_api_key or OPENAI_API_KEY")
+
+
+#: Host names that only resolve inside a network: single labels (``gpu-0``) and these suffixes.
+_PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".intranet", ".corp", ".private",
+                     ".svc", ".cluster.local")
+
+
+def is_private_host(url: str) -> bool:
+    """Whether ``url``'s host is on this machine or a private network: loopback, RFC 1918,
+    link-local, IPv6 ULA, ``localhost``, a single-label name (``gpu-0``, a Docker/Kubernetes
+    service) or an internal suffix (``.internal``, ``.local``, ``.lan``, ``.svc``...). No DNS look-up:
+    a public name is public whatever it resolves to today."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if not host:
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost" or "." not in host or host.endswith(_PRIVATE_SUFFIXES)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global  # loopback, RFC 1918, link-local, ULA, 100.64/10 (Tailscale, carrier NAT)
 
 
 def masked(value: Any) -> Any:

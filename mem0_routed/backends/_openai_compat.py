@@ -91,6 +91,9 @@ class OpenAICompatibleBackend(OpenAIBackend):
     ) -> None:
         if not isinstance(base_url, str) or not base_url.strip().startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL such as 'http://localhost:8000/v1', got {base_url!r}")
+        from .._urls import check_no_credentials
+
+        check_no_credentials(base_url.strip())  # no user:password@ or ?key=: the URL names the backend everywhere
         real_key = api_key.strip() if api_key and api_key.strip() else None
         super().__init__(real_key or _NO_KEY, base_url=normalize_base_url(base_url),
                          connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s)

@@ -1,0 +1,117 @@
+"""Hostile tests of the tiers merged together: the OpenAI-compatible local tier, the backend table,
+load spreading, the Router facade over its runtime, the ledger package, the documented env vars.
+
+Each test is an attack on one promise (README "Guarantees"); the fake servers are real HTTP servers
+spoken to by the real ``openai`` client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mem0_routed import ConfigError, Router, RouterConfig, RoutingError
+from mem0_routed import _urls
+from mem0_routed.backends import OpenAICompatibleBackend
+from mem0_routed.testing import FakeOpenAIServer
+
+MODELS = {"qwen": (4096, None), "emb": (512, 64)}
+QSECRET = "QSECRETkey0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _fresh(fresh: None, no_backoff: None) -> None:
+    """Every test: no router env var from the shell, a fresh process state, no retry waits."""
+
+
+@pytest.fixture(scope="module")
+def _vllm_module() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(flavor="vllm", api_key=None, models=MODELS) as server:  # type: ignore[arg-type]
+        yield server
+
+
+@pytest.fixture
+def vllm(_vllm_module: FakeOpenAIServer) -> Iterator[FakeOpenAIServer]:
+    _vllm_module.reset()
+    _vllm_module.start()
+    yield _vllm_module
+    _vllm_module.reset()
+
+
+def compat_router(*urls: str, **cfg: Any) -> Router:
+    values: dict[str, Any] = {"openai_compatible_urls": list(urls), "local_backend": "openai_compatible",
+                              "llm_model": "qwen", "embedder_model": "emb", "ledger": "memory",
+                              "ollama_base_url": "http://127.0.0.1:9", **cfg}
+    return Router(RouterConfig.from_mapping(values))
+
+
+def sent_out(server: FakeOpenAIServer) -> int:
+    return len(server.requests_to("/v1/chat/completions"))
+
+
+# --- keep-local and secrets -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["openai_compatible_urls", "ollama_base_url", "openai_base_url"])
+@pytest.mark.parametrize("tail", [f"?api_key={QSECRET}", f"#{QSECRET}"])
+def test_a_key_in_a_url_query_is_refused_and_never_shown(key: str, tail: str) -> None:
+    """Attack: ``http://gpu:8000/v1?api_key=…`` (how some proxies take keys). Before: accepted, and
+    the key sat in the backend's name, so in every error, health entry, breaker and metrics label."""
+    url = "http://127.0.0.1:8000/v1" + tail
+    with pytest.raises(ConfigError, match="query string or fragment") as info:
+        RouterConfig.from_mapping({key: [url] if key == "openai_compatible_urls" else url})
+    assert QSECRET not in str(info.value)
+    with pytest.raises(ValueError, match="query string") as direct:
+        OpenAICompatibleBackend(url)
+    assert QSECRET not in str(direct.value)
+
+
+@pytest.mark.parametrize("url", ["https://api.together.xyz/v1", "http://8.8.8.8:8000/v1",
+                                 "http://[2001:4860:4860::8888]:8000/v1", "http://vllm.example.com:8000"])
+def test_a_public_host_is_not_a_local_tier_unless_the_user_says_so(url: str) -> None:
+    """Attack: a hosted OpenAI-compatible API (Together, Groq, a public IP) as the "local" tier.
+    Before: accepted, so secrets and personal data the keep-local rules hold back were sent to it,
+    and its calls counted local at $0 in the share and the budget."""
+    with pytest.raises(ConfigError, match="not on a private network.*openai_compatible_allow_public_hosts"):
+        RouterConfig.from_mapping({"openai_compatible_urls": [url]})
+    cfg = RouterConfig.from_mapping({"openai_compatible_urls": [url], "openai_compatible_allow_public_hosts": True})
+    assert cfg.openai_compatible_urls == [url]
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://localhost:8000/v1", "http://[::1]:8000",
+                                 "http://10.0.0.7:8000", "http://192.168.1.20:8000", "http://172.20.0.3:8000",
+                                 "http://100.101.1.2:8000", "http://gpu-0:8000/v1", "http://vllm.internal:8000",
+                                 "http://vllm.default.svc.cluster.local:8000", "http://box.local:1234"])
+def test_private_hosts_stay_a_local_tier(url: str) -> None:
+    assert _urls.is_private_host(url)
+    assert RouterConfig.from_mapping({"openai_compatible_urls": [url]}).openai_compatible_urls == [url]
+
+
+def test_the_compat_tier_down_a_secret_never_goes_to_openai(openai_server: FakeOpenAIServer, openai_key: str) -> None:
+    """Attack: the compatible server refuses connections, OpenAI is configured and the share is wide
+    open: the external fallback must not take a prompt with a secret in it."""
+    router = compat_router("http://127.0.0.1:9/v1", openai_base_url=openai_server.base_url,
+                           openai_api_key=openai_key, local_threshold=0)
+    with pytest.raises(RoutingError):
+        router.chat([{"role": "user", "content": "deploy with AKIAIOSFODNN7EXAMPLE please"}])
+    assert sent_out(openai_server) == 0
+    out = router.chat([{"role": "user", "content": "what is the capital of France?"}])  # harmless: may go out
+    assert not out.is_local and sent_out(openai_server) == 1
+
+
+# --- a typo never sends calls out ---------------------------------------------------------------------
+
+
+def test_local_backend_without_its_servers_never_goes_external_silently(
+        openai_server: FakeOpenAIServer, openai_key: str) -> None:
+    """Attack: ``local_backend: openai_compatible`` with the URLs missing (``OPENAI_COMPATIBLE_URL``,
+    a typo, is not read). Before: every call found no local backend and was answered by OpenAI as a
+    fallback (not bound by the share), successfully and silently."""
+    router = Router(RouterConfig.from_mapping({
+        "local_backend": "openai_compatible", "ledger": "memory", "llm_model": "qwen",
+        "openai_api_key": openai_key, "openai_base_url": openai_server.base_url}))
+    with pytest.raises(ConfigError, match="local_backend is 'openai_compatible' but no openai_compatible backend.*"
+                                          "openai_compatible_urls"):
+        router.chat([{"role": "user", "content": "hello, what is 2+2?"}])
+    assert sent_out(openai_server) == 0
