@@ -304,6 +304,7 @@ class _Tries:
                                     has_tool_calls=bool(result.tool_calls))
                 degraded = degenerate  # a text answer cut at max_tokens is usable, but not whole
         except ContractViolation as bad:
+            self.rt.rejected(backend, cand.model)  # fast garbage must not look like a fast host
             self.escalations.append(f"{bad} from {cand.model}")
             self.attempts.append(Attempt(backend.name, cand.model, f"answer rejected: {bad}"
                                          + (f" (stopped after {result.tokens_out or '?'} tokens)"

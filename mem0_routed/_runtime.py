@@ -105,6 +105,10 @@ class Runtime:
     def end(self, backend: Backend, ticket: LoadTicket) -> None:
         LOADS.end(ticket)
 
+    def rejected(self, backend: Backend, model: str) -> None:
+        """``backend`` answered ``model``'s call with garbage: the others go first for a while."""
+        LOADS.reject(backend.name, model)
+
     def breaker(self, backend: Backend) -> CircuitBreaker:
         return BREAKERS.get(backend.name, failures=self.config.breaker_failures,
                             cooldown_s=self.config.breaker_cooldown_s)

@@ -13,7 +13,8 @@ per token" mixes two rates and misleads as much as it helps. Per model keeps the
 calls apart from the chat model's 2 s calls; calls of one model still vary in size, but every host
 sees the same mix (the router spreads them), so the comparison between hosts stays fair.
 
-Order (see :meth:`LoadTracker.order`): hosts with a closed breaker first; then by expected wait,
+Order (see :meth:`LoadTracker.order`): hosts with a closed breaker first; then those whose last answer
+for the model was not garbage (within ``stale_s``; see :meth:`LoadTracker.reject`); then by expected wait,
 ``(in_flight + 1) x latency``. Hosts within ``tolerance`` (x1.5, +25 ms) of the best wait count as
 equally good and take turns (two equal hosts both get calls, whatever the jitter of their measurements); the others
 follow, least wait first. A host never measured, or whose last measurement is older than ``stale_s``
@@ -66,6 +67,7 @@ class _Host:
     started: dict[int, tuple[str | None, float]] = field(default_factory=dict)  # ticket -> (model, begin)
     latency: dict[str, float] = field(default_factory=dict)  # model -> EWMA seconds per call
     seen: dict[str, float] = field(default_factory=dict)  # model -> clock of the last measurement
+    failed: dict[str, float] = field(default_factory=dict)  # model -> clock of its last rejected answer
 
 
 class LoadTracker:
@@ -105,6 +107,8 @@ class LoadTracker:
             state.started.pop(ticket.number, None)
             if ticket.model is None:
                 return
+            if ticket.ok:
+                state.failed.pop(ticket.model, None)
             seconds = max(0.0, now - ticket.started)
             old = state.latency.get(ticket.model)
             stale = old is None or now - state.seen.get(ticket.model, now) > self._stale_s
@@ -114,6 +118,15 @@ class LoadTracker:
                 seconds = max(seconds, old)
             state.latency[ticket.model] = seconds if stale or old is None else old + self._alpha * (seconds - old)
             state.seen[ticket.model] = now
+
+    def reject(self, host: str, model: str) -> None:
+        """``host`` answered a call of ``model`` with something unusable (empty, a loop, bad JSON):
+        it goes behind the hosts whose last answer was good, until ``stale_s`` has passed or it
+        answers well. Fast garbage must not pass for a fast host (its breaker never hears of it:
+        the host answered). Errors are the breaker's business."""
+        now = self._clock()
+        with self._lock:
+            self._hosts.setdefault(host, _Host()).failed[model] = now
 
     def in_flight(self, host: str) -> int:
         with self._lock:
@@ -133,6 +146,7 @@ class LoadTracker:
         now = self._clock()
         with self._lock:
             loads: list[tuple[int, float | None, float]] = []
+            failed: list[int] = []
             for item in items:
                 state = self._hosts.get(name(item)) or _Host()
                 est = state.latency.get(model) if model is not None else None
@@ -140,6 +154,8 @@ class LoadTracker:
                                              or state.in_flight > 0)
                 oldest = max((now - t for m, t in state.started.values() if m == model), default=0.0)
                 loads.append((state.in_flight, est if fresh else None, oldest))
+                when = state.failed.get(model or "")
+                failed.append(int(when is not None and now - when <= self._stale_s))
         known = [est for _, est, _ in loads if est is not None]
         optimistic = min(known) if known else 0.0
         # a call of this model in flight for 1 s says the host takes at least 1 s, before it answers
@@ -148,10 +164,10 @@ class LoadTracker:
         best = {g: min(w for w, gg in zip(waits, groups, strict=True) if gg == g) for g in set(groups)}
         count = len(items)
 
-        def key(i: int) -> tuple[int, int, float, int, int]:
+        def key(i: int) -> tuple[int, int, int, float, int, int]:
             g, w = groups[i], waits[i]
             near = w <= best[g] * self._tolerance + self._slack_s
-            return (g, 0 if near else 1, 0.0 if near else w, loads[i][0], (i - turn) % count)
+            return (g, failed[i], 0 if near else 1, 0.0 if near else w, loads[i][0], (i - turn) % count)
 
         return [items[i] for i in sorted(range(count), key=key)]
 

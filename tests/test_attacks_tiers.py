@@ -115,3 +115,28 @@ def test_local_backend_without_its_servers_never_goes_external_silently(
                                           "openai_compatible_urls"):
         router.chat([{"role": "user", "content": "hello, what is 2+2?"}])
     assert sent_out(openai_server) == 0
+
+
+# --- load spreading ----------------------------------------------------------------------------------
+
+
+def test_a_host_that_answers_garbage_fast_does_not_take_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: one of two servers answers instantly with an empty answer (a broken chat template, a
+    crashed model behind a live HTTP server). Its answers arrive, so its breaker stays closed; before,
+    they were also measured as its latency, so it looked the fastest host and got the first two
+    tries of every call, each rejected, before the call moved on. Now a rejected answer puts it
+    behind the hosts that answered well (for ``stale_s``; then it is tried again)."""
+    from mem0_routed._spread import LOADS
+
+    monkeypatch.setattr(LOADS, "_stale_s", 3600.0)  # no re-measuring during the test, however slow the machine
+    with FakeOpenAIServer(flavor="vllm", api_key=None, models=MODELS) as broken, \
+            FakeOpenAIServer(flavor="vllm", api_key=None, models=MODELS) as good:  # type: ignore[arg-type]
+        broken.set_fault("empty", paths=("/v1/chat/completions",))
+        good.set_fault("slow", delay_s=0.2, paths=("/v1/chat/completions",))
+        router = compat_router(broken.base_url, good.base_url)
+        calls = 8
+        for i in range(calls):
+            out = router.chat([{"role": "user", "content": f"question number {i}: what is {i} + {i}?"}])
+            assert out.is_local and out.host == good.base_url
+        assert sent_out(good) == calls
+        assert sent_out(broken) <= 4, sent_out(broken)  # before: 2 per call (16)
