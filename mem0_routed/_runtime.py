@@ -132,25 +132,31 @@ class Runtime:
             return local_kinds(auto=True)[0]
         if known is None:
             probed = self._probe_local_kind()  # network: never under the process-wide lock
+            if probed is None:  # nothing answers (a server still starting): choose again on the next call
+                return local_kinds(auto=True)[0]
             with SHARED_LOCK:
                 known = LOCAL_KINDS.setdefault(key, probed)  # the first prober's answer wins
         self._local_kind = known
         return known
 
-    def _probe_local_kind(self) -> BackendKind:
-        """The first local kind, in the table's ``auto`` order, with a backend that answers."""
+    def _probe_local_kind(self) -> BackendKind | None:
+        """The first local kind, in the table's ``auto`` order, with a backend that answers; None
+        when none does (kept for the process, a guess would lock out a server still starting)."""
         order = local_kinds(auto=True)
         if self._explicit is not None:
             kinds = {b.kind for b in self._explicit if b.is_local}
             return next((k for k in order if k in kinds), order[0])
+        silent: list[tuple[str, str]] = []  # (kind, name) of each backend that did not answer
         for kind in order:
             for backend in self.backends(kind):
                 if backend.health(timeout_s=self.config.connect_timeout_s).reachable:
-                    if kind != order[0]:
-                        log.warning("mem0-routed: no %s host answered; local calls use the %s backend for this "
-                                    "process", order[0], kind)
+                    if any(k != kind for k, _ in silent):
+                        log.warning("mem0-routed: no answer from %s; local calls use the %s backend for this "
+                                    "process (set local_backend to choose one for good)",
+                                    ", ".join(n for _, n in silent), kind)
                     return kind
-        return order[0]
+                silent.append((kind, backend.name))
+        return None
 
     def policy(self, kind: BackendKind | None = None) -> Policy:
         kind = kind or self.local_kind(probe=False)

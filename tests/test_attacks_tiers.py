@@ -140,3 +140,26 @@ def test_a_host_that_answers_garbage_fast_does_not_take_every_call(monkeypatch: 
             assert out.is_local and out.host == good.base_url
         assert sent_out(good) == calls
         assert sent_out(broken) <= 4, sent_out(broken)  # before: 2 per call (16)
+
+
+def test_auto_is_not_locked_out_of_a_server_that_was_still_starting(
+        monkeypatch: pytest.MonkeyPatch, vllm: FakeOpenAIServer, openai_server: FakeOpenAIServer,
+        openai_key: str) -> None:
+    """Attack: ``local_backend: auto`` with ``openai_compatible_urls`` set, and the app starts before
+    vLLM has loaded its model (minutes). Before: the first call found no local tier answering and
+    chose Ollama *for the life of the process*, so every later call, with vLLM up, went to OpenAI as
+    a fallback (not bound by the share). Now a choice is only kept once some tier answered."""
+    from dataclasses import replace
+
+    from mem0_routed.backends import KINDS
+
+    monkeypatch.setitem(KINDS, "embedded", replace(KINDS["embedded"], factory=lambda cfg: []))  # not installed
+    vllm.set_fault("refused")
+    router = compat_router(vllm.base_url, local_backend="auto", openai_base_url=openai_server.base_url,
+                           openai_api_key=openai_key)
+    first = router.chat([{"role": "user", "content": "what is the capital of France?"}])
+    assert not first.is_local  # nothing local answered: the fallback took it
+    vllm.clear_faults()  # the server is up now
+    later = [router.chat([{"role": "user", "content": f"what is {i} + {i}?"}]) for i in range(3)]
+    assert all(out.is_local and out.backend == "openai_compatible" for out in later), [o.backend for o in later]
+    assert sent_out(openai_server) == 1
