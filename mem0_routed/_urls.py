@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -86,7 +87,10 @@ def is_private_host(url: str) -> bool:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        return host == "localhost" or "." not in host or host.endswith(_PRIVATE_SUFFIXES)
+        try:  # what the resolver reads as an address: "134744072", "0x08080808", "8.8.2056" are 8.8.8.8
+            ip = ipaddress.ip_address(socket.inet_aton(host))
+        except OSError:
+            return host == "localhost" or "." not in host or host.endswith(_PRIVATE_SUFFIXES)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return not ip.is_global  # loopback, RFC 1918, link-local, ULA, 100.64/10 (Tailscale, carrier NAT)

@@ -68,9 +68,12 @@ def test_a_key_in_a_url_query_is_refused_and_never_shown(key: str, tail: str) ->
 
 
 @pytest.mark.parametrize("url", ["https://api.together.xyz/v1", "http://8.8.8.8:8000/v1",
-                                 "http://[2001:4860:4860::8888]:8000/v1", "http://vllm.example.com:8000"])
+                                 "http://[2001:4860:4860::8888]:8000/v1", "http://vllm.example.com:8000",
+                                 "http://[::ffff:8.8.8.8]:8000", "http://134744072:8000", "http://0x08080808:8000",
+                                 "http://localhost.attacker.example:8000"])
 def test_a_public_host_is_not_a_local_tier_unless_the_user_says_so(url: str) -> None:
-    """Attack: a hosted OpenAI-compatible API (Together, Groq, a public IP) as the "local" tier.
+    """Attack: a hosted OpenAI-compatible API (Together, Groq, a public IP, also written as one number
+    or in hex, which the resolver reads as 8.8.8.8) as the "local" tier.
     Before: accepted, so secrets and personal data the keep-local rules hold back were sent to it,
     and its calls counted local at $0 in the share and the budget."""
     with pytest.raises(ConfigError, match="not on a private network.*openai_compatible_allow_public_hosts"):
