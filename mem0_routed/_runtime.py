@@ -328,7 +328,12 @@ class Runtime:
             max_external_share=cfg.max_external_share if primary else None, share_since=self.share_since()))
         if error:  # the budget and the share cannot be checked, so nothing is sent out
             return Refusal("share", f"{error}: external calls need the ledger's budget and share checks")
-        return got  # type: ignore[no-any-return]
+        if not isinstance(got, (Reservation, Refusal)):  # a custom ledger's bug must not open the budget
+            log.error("mem0-routed: ledger %s returned %s from reserve_external, not a Reservation or a Refusal; "
+                      "external calls are refused until it is fixed", type(self.ledger).__name__, type(got).__name__)
+            return Refusal("budget", f"the ledger's reserve_external returned {type(got).__name__}, not a "
+                                     "Reservation or a Refusal: external calls need the budget and share checks")
+        return got
 
     def worst_cost(self, job: ChatJob) -> float:
         """What the call can cost at most: its prompt with the estimate's margin and an answer as

@@ -166,3 +166,28 @@ def test_auto_is_not_locked_out_of_a_server_that_was_still_starting(
     later = [router.chat([{"role": "user", "content": f"what is {i} + {i}?"}]) for i in range(3)]
     assert all(out.is_local and out.backend == "openai_compatible" for out in later), [o.backend for o in later]
     assert sent_out(openai_server) == 1
+
+
+# --- budget ------------------------------------------------------------------------------------------
+
+
+def test_a_ledger_that_answers_nonsense_to_a_reservation_opens_no_budget(
+        openai_server: FakeOpenAIServer, openai_key: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Attack: ``Router(ledger=...)`` with a custom ledger (it passes the protocol check) whose
+    ``reserve_external`` returns None, a stub's default. Before: None read as "nothing to reserve",
+    so the call went out past a $0.00001 budget. Now anything but a Reservation or a Refusal is a
+    refusal, logged at ERROR."""
+    from mem0_routed import BudgetExceeded, MemoryLedger
+
+    class StubLedger(MemoryLedger):
+        def reserve_external(self, *args: Any, **kwargs: Any) -> Any:
+            return None
+
+    router = Router(RouterConfig.from_mapping({
+        "ollama_base_url": "http://127.0.0.1:9", "local_backend": "ollama", "openai_api_key": openai_key,
+        "openai_base_url": openai_server.base_url, "monthly_budget_usd": 0.00001, "local_threshold": 0}),
+        ledger=StubLedger())
+    with pytest.raises(BudgetExceeded, match="reserve_external returned NoneType"):
+        router.chat([{"role": "user", "content": "compare Paxos and Raft in depth, with their failure modes"}])
+    assert sent_out(openai_server) == 0
+    assert any(r.levelname == "ERROR" and "StubLedger" in r.getMessage() for r in caplog.records)
