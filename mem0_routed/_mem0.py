@@ -129,8 +129,19 @@ def _llm_router_options(model: Any, api_key: str | None, options: Mapping[str, A
             key="model",
         )
     if api_key:
-        out.setdefault("openai_api_key", api_key)
+        out.setdefault(_api_key_field(out), api_key)
     return out
+
+
+#: mem0's own providers for these servers: ``vllm`` and ``lmstudio`` (their ``api_key`` is the server's).
+_MEM0_SERVER_URL_KEYS = ("vllm_base_url", "lmstudio_base_url")
+
+
+def _api_key_field(options: Mapping[str, Any]) -> str:
+    """Where mem0's ``api_key`` goes. Next to mem0's ``vllm_base_url``/``lmstudio_base_url`` (a
+    config moved from mem0's ``vllm`` or ``lmstudio`` provider) it is that server's key: read as the
+    OpenAI key, it went to api.openai.com in every fallback's Authorization header."""
+    return "openai_compatible_api_key" if any(options.get(k) for k in _MEM0_SERVER_URL_KEYS) else "openai_api_key"
 
 
 def _embedder_router_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,7 +156,7 @@ def _embedder_router_options(options: Mapping[str, Any]) -> dict[str, Any]:
         out.setdefault("embedder_model", model)
     api_key = out.pop("api_key", None)
     if api_key:
-        out.setdefault("openai_api_key", api_key)
+        out.setdefault(_api_key_field(out), api_key)
     return out
 
 

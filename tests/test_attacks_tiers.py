@@ -191,3 +191,25 @@ def test_a_ledger_that_answers_nonsense_to_a_reservation_opens_no_budget(
         router.chat([{"role": "user", "content": "compare Paxos and Raft in depth, with their failure modes"}])
     assert sent_out(openai_server) == 0
     assert any(r.levelname == "ERROR" and "StubLedger" in r.getMessage() for r in caplog.records)
+
+
+def test_mem0s_vllm_api_key_is_the_servers_key_never_sent_to_openai(
+        openai_server: FakeOpenAIServer, openai_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: a config moved from mem0's ``vllm`` provider to ``routed`` keeps mem0's keys,
+    ``vllm_base_url`` and ``api_key`` (mem0's vLLM key). Before: the router took ``vllm_base_url``
+    for the compatible tier but ``api_key`` for the OpenAI key, so the vLLM key went to
+    api.openai.com in the Authorization header of every fallback, and vLLM got no key (401)."""
+    from mem0.utils.factory import LlmFactory
+
+    vllm_key = "vllm-SECRETkey-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", openai_key)
+    with FakeOpenAIServer(flavor="vllm", api_key=vllm_key, models=MODELS) as server:  # type: ignore[arg-type]
+        llm = LlmFactory.create("routed", {"model": "qwen", "vllm_base_url": server.base_url, "api_key": vllm_key,
+                                           "local_backend": "openai_compatible",
+                                           "openai_base_url": openai_server.base_url, "ledger": "memory"})
+        cfg = llm.router.config
+        assert cfg.openai_compatible_api_key is not None and cfg.openai_compatible_api_key.get_secret_value() == vllm_key
+        assert cfg.openai_api_key is not None and cfg.openai_api_key.get_secret_value() == openai_key
+        answer = llm.generate_response([{"role": "user", "content": "hello there, what is 2+2?"}])
+        assert answer and sent_out(server) == 1
+    assert sent_out(openai_server) == 0
