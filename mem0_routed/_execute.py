@@ -208,8 +208,10 @@ class _Tries:
         for n in range(self.TRIES):
             try:
                 request = self._request(first=n == 0)
-            except BackendError as exc:
+            except BackendError as exc:  # the host's model list or window could not be read, or lacks the model
                 note_failure(self.breaker, exc, self.attempts, self.backend, self.cand, token=self.adm.settle())
+                if not exc.trips_breaker:
+                    self.rt.rejected(self.backend, self.cand.model)
                 return None
             result = yield from self._send(request)
             if result is None:
@@ -265,6 +267,8 @@ class _Tries:
             return None
         except BackendError as exc:
             note_failure(breaker, exc, self.attempts, backend, cand, token=adm.settle())
+            if not exc.trips_breaker:  # e.g. a replica refusing our key: its breaker never opens, so
+                rt.rejected(backend, cand.model)  # spreading must stop giving it the first turn
             return None
         except Exception as exc:  # noqa: BLE001 - a client bug must not escape as a deep traceback
             err = BackendError(f"unexpected {type(exc).__name__}: {short_error(exc)}", backend=backend.name)

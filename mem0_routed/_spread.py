@@ -120,10 +120,10 @@ class LoadTracker:
             state.seen[ticket.model] = now
 
     def reject(self, host: str, model: str) -> None:
-        """``host`` answered a call of ``model`` with something unusable (empty, a loop, bad JSON):
-        it goes behind the hosts whose last answer was good, until ``stale_s`` has passed or it
-        answers well. Fast garbage must not pass for a fast host (its breaker never hears of it:
-        the host answered). Errors are the breaker's business."""
+        """``host`` answered a call of ``model`` with something unusable (empty, a loop, bad JSON)
+        or an error its breaker does not count (a 401 from a replica with another key): it goes
+        behind the hosts whose last answer was good, until ``stale_s`` has passed or it answers
+        well. Fast garbage must not pass for a fast host; errors that trip the breaker are its business."""
         now = self._clock()
         with self._lock:
             self._hosts.setdefault(host, _Host()).failed[model] = now

@@ -244,3 +244,23 @@ def test_one_callers_bad_schema_does_not_change_structured_output_for_everyone()
             pass
         backend = router.runtime.backends("openai_compatible")[0]
         assert getattr(backend, "structured_output") == "auto"
+
+
+def test_a_replica_that_refuses_our_key_does_not_get_a_turn_at_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: one of two vLLM replicas was started with another ``--api-key``. Its 401 comes back
+    at once and (rightly) never trips its breaker, and a failure is never measured as latency, so it
+    stayed "unmeasured" and took its turn first at every other call: a wasted request and a failed
+    attempt each time, for ever. Now a refusal that its breaker does not count puts it behind the
+    hosts that answered (for ``stale_s``), like a garbage answer."""
+    from mem0_routed._spread import LOADS
+
+    monkeypatch.setattr(LOADS, "_stale_s", 3600.0)
+    key = "vllm-KEY-0123456789abcdef"
+    with FakeOpenAIServer(flavor="vllm", api_key="another-key-0123456789", models=MODELS) as wrong, \
+            FakeOpenAIServer(flavor="vllm", api_key=key, models=MODELS) as right:  # type: ignore[arg-type]
+        router = compat_router(wrong.base_url, right.base_url, openai_compatible_api_key=key)
+        calls = 8
+        for i in range(calls):
+            assert router.chat([{"role": "user", "content": f"question {i}: what is {i} + 1?"}]).host == right.base_url
+        assert sent_out(right) == calls
+        assert wrong.auth_failures <= 3, wrong.auth_failures  # before: 8 refused requests in 8 calls
