@@ -24,7 +24,7 @@ from typing import Any, Literal
 from ._breaker import Admission, CircuitBreaker
 from ._compact_prompt import small_talk_only
 from ._drivers import Call, note_failure, short_error
-from ._errors import BackendError, BackendTimeout, BudgetExceeded, ModelNotFound, RoutingError
+from ._errors import AuthenticationError, BackendError, BackendTimeout, BudgetExceeded, ModelNotFound, RoutingError
 from ._job import ChatJob, ChatOutcome, rejected_external_answers
 from ._records import Refusal, Reservation
 from ._request_shape import build_request, estimate_messages, fit_messages
@@ -184,6 +184,10 @@ def _timeout_attempt(rt: Runtime, job: ChatJob, cand: Candidate, backend: Backen
     return Attempt(backend.name, cand.model, text[:400], fix=fix, kind="timeout", is_local=backend.is_local)
 
 
+#: Failures that say "this host cannot serve this model" without tripping its breaker (a replica
+#: started with another key, a model it does not serve). A bad request is the caller's, not the host's.
+_HOST_REFUSALS = (AuthenticationError, ModelNotFound)
+
 #: A pass's verdict: an answer, "retry" (once, with a changed request), or None (this backend failed).
 _Verdict = ChatOutcome | Literal["retry"] | None
 
@@ -210,7 +214,7 @@ class _Tries:
                 request = self._request(first=n == 0)
             except BackendError as exc:  # the host's model list or window could not be read, or lacks the model
                 note_failure(self.breaker, exc, self.attempts, self.backend, self.cand, token=self.adm.settle())
-                if not exc.trips_breaker:
+                if isinstance(exc, _HOST_REFUSALS):
                     self.rt.rejected(self.backend, self.cand.model)
                 return None
             result = yield from self._send(request)
@@ -267,8 +271,8 @@ class _Tries:
             return None
         except BackendError as exc:
             note_failure(breaker, exc, self.attempts, backend, cand, token=adm.settle())
-            if not exc.trips_breaker:  # e.g. a replica refusing our key: its breaker never opens, so
-                rt.rejected(backend, cand.model)  # spreading must stop giving it the first turn
+            if isinstance(exc, _HOST_REFUSALS):  # its breaker never opens: spreading must stop
+                rt.rejected(backend, cand.model)  # giving it the first turn
             return None
         except Exception as exc:  # noqa: BLE001 - a client bug must not escape as a deep traceback
             err = BackendError(f"unexpected {type(exc).__name__}: {short_error(exc)}", backend=backend.name)
