@@ -124,3 +124,21 @@ def run_module_json(module: str, args: Sequence[str], timeout_s: float) -> dict[
             raise RuntimeError(f"{module} exited {proc.returncode} without figures: {tail[0]}")
         data: dict[str, Any] = json.loads(Path(out).read_text(encoding="utf-8"))
         return data
+
+
+def bench_main(argv: list[str] | None, *, doc: str | None, title: str, quick_help: str,
+               measure: Callable[[bool], Any], rows_of: Callable[[Any], list[dict[str, Any]]]) -> int:
+    """The command line every benchmark shares: ``--quick``, ``--json PATH``; exit 1 when a row
+    misses its target."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--json", metavar="PATH", help="also write the raw figures here")
+    args = ap.parse_args(argv)
+    data = measure(args.quick)
+    rows = rows_of(data)
+    print_rows(f"{title} ({machine_info()})", rows)
+    if args.json:
+        write_json(args.json, {"figures": data, "rows": rows})
+    return 1 if any(r["ok"] is False for r in rows) else 0

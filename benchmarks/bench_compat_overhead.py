@@ -13,7 +13,6 @@ Run from the repo root: ``python -m benchmarks.bench_compat_overhead [--quick] [
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
@@ -21,7 +20,7 @@ from typing import Any
 
 os.environ["MEM0_TELEMETRY"] = "False"
 
-from benchmarks._common import machine_info, print_rows, row, write_json
+from benchmarks._common import bench_main, row
 
 TARGET_MS = 0.2
 MODEL = "qwen"
@@ -95,16 +94,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer rounds and calls")
-    ap.add_argument("--json", metavar="PATH", help="also write the raw figures here")
-    args = ap.parse_args(argv)
-    data = measure(args.quick)
-    rows = rows_of(data)
-    print_rows(f"OpenAI-compatible backend overhead ({machine_info()})", rows)
-    if args.json:
-        write_json(args.json, {"figures": data, "rows": rows})
-    return 1 if any(r["ok"] is False for r in rows) else 0
+    return bench_main(argv, doc=__doc__, title="OpenAI-compatible backend overhead", quick_help="fewer rounds and calls", measure=measure, rows_of=rows_of)
 
 
 if __name__ == "__main__":

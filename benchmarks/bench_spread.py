@@ -22,14 +22,13 @@ Run from the repo root: ``python -m benchmarks.bench_spread [--quick] [--json PA
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import threading
 import time
 from typing import Any
 
-from benchmarks._common import machine_info, median, p95, print_rows, row, write_json
+from benchmarks._common import bench_main, median, p95, row
 
 HOSTS = 4
 SLOTS = 2
@@ -187,16 +186,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="one round of fewer calls")
-    ap.add_argument("--json", metavar="PATH", help="also write the raw figures here")
-    args = ap.parse_args(argv)
-    data = measure(args.quick)
-    rows = rows_of(data)
-    print_rows(f"Load spreading ({machine_info()})", rows)
-    if args.json:
-        write_json(args.json, {"figures": data, "rows": rows})
-    return 1 if any(r["ok"] is False for r in rows) else 0
+    return bench_main(argv, doc=__doc__, title="Load spreading", quick_help="one round of fewer calls", measure=measure, rows_of=rows_of)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from ._records import UsageRecord
 from ._runtime import Runtime
 from ._types import Attempt, Candidate, QueryType
 from .backends._base import Backend
+from .backends._deadline import deadline_scope
 from .backends._kinds import kind_spec
 
 _DEADLINE_FIX = "raise deadline_s, or make the embedding host faster (a smaller batch, a warm model: keep_alive)"
@@ -110,7 +111,9 @@ def _fetch(rt: Runtime, model: str, texts: list[str]) -> list[list[float]]:
             continue
         ticket = rt.begin(backend, model)
         try:
-            if backend.has_model(model) is False:
+            with deadline_scope(deadline):  # the model list look-up stays within deadline_s too
+                known = backend.has_model(model)
+            if known is False:
                 raise ModelNotFound(f"model {model!r} not found on {backend.name}", backend=backend.name,
                                     model=model, fix=backend.fix("model_missing", model))
             vectors = call_with_retries(partial(_embed_once, rt, backend, model, texts, deadline),

@@ -30,10 +30,12 @@ from ._records import Refusal, Reservation
 from ._request_shape import build_request, estimate_messages, fit_messages
 from ._runtime import Runtime
 from ._speed import SPEEDS, call_deadline_s, describe
+from ._spread import LOADS
 from ._stream import salvage_extraction
 from ._types import Attempt, CallKind, Candidate
 from ._validate import ContractViolation, check_answer, check_extraction
 from .backends._base import Backend, ChatRequest, ChatResult
+from .backends._deadline import deadline_scope
 from .backends._kinds import kind_spec
 
 __all__ = ["execute_chat"]
@@ -164,7 +166,12 @@ def _budget(rt: Runtime, job: ChatJob, cand: Candidate, backend: Backend, prompt
     cfg = rt.config
     speed = SPEEDS.get(backend.name, cand.model)
     answer = min(job.max_tokens or PLANNED_ANSWER_TOKENS, PLANNED_ANSWER_TOKENS)
-    return call_deadline_s(speed.predict(prompt_tokens, answer), margin=cfg.call_deadline_margin,
+    predicted = speed.predict(prompt_tokens, answer)
+    if predicted is not None:
+        # a busy host queues this call behind the ones already there: it is slow, not broken, and
+        # a deadline for an idle host would trip its breaker for everyone
+        predicted *= 1 + LOADS.in_flight(backend.name)
+    return call_deadline_s(predicted, margin=cfg.call_deadline_margin,
                            floor_s=cfg.call_deadline_floor_s, ceiling_s=cfg.call_deadline_ceiling_s,
                            load_s=speed.load_s)
 
@@ -211,7 +218,8 @@ class _Tries:
     def run(self) -> Generator[Call, ChatResult, ChatOutcome | None]:
         for n in range(self.TRIES):
             try:
-                request = self._request(first=n == 0)
+                with deadline_scope(self.job.deadline):  # the model list and window look-ups too
+                    request = self._request(first=n == 0)
             except BackendError as exc:  # the host's model list or window could not be read, or lacks the model
                 note_failure(self.breaker, exc, self.attempts, self.backend, self.cand, token=self.adm.settle())
                 if isinstance(exc, _HOST_REFUSALS):

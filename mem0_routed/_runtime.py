@@ -114,7 +114,7 @@ class Runtime:
                             cooldown_s=self.config.breaker_cooldown_s)
 
     def local_kind(self, *, probe: bool = True) -> BackendKind:
-        """Which local tier serves this process: decided once per set of Ollama URLs (so the LLM's
+        """Which local tier serves this process: decided once per set of local servers (so the LLM's
         and the embedder's routers agree), because embeddings never switch model."""
         if self._local_kind is not None:
             return self._local_kind
@@ -126,7 +126,9 @@ class Runtime:
                                   f"call would go external; {kind_spec(setting).missing}, or set local_backend: auto")
             self._local_kind = setting
             return setting
-        key = self._hosts_key
+        # every local server the config names: two configs that differ only in their
+        # OpenAI-compatible URLs may well get different tiers
+        key = f"{self._hosts_key}|{','.join(self.config.openai_compatible_urls)}"
         known = LOCAL_KINDS.get(key)
         if known is None and not probe:
             return local_kinds(auto=True)[0]

@@ -80,6 +80,25 @@ def test_a_local_try_gets_a_deadline_from_the_measured_speed(ollama_server) -> N
     assert "~2000 tokens/s reading, ~200 tokens/s writing" in first.error
 
 
+def test_a_busy_host_gets_time_for_the_calls_queued_before_this_one(ollama_server) -> None:
+    """Ollama answers its queue in turn: a try behind nine calls is slow, not broken. Its deadline
+    grows with the calls in flight, so the host's breaker stays closed and nothing escalates."""
+    from mem0_routed._spread import LOADS
+
+    url = f"ollama@{ollama_server.url}"
+    SPEEDS.set(url, "mistral:7b", Speed(prefill_tps=2000.0, gen_tps=200.0))  # ~0.1 s for 20 tokens
+    ollama_server.set_fault("slow", delay_s=0.8, paths=["/api/chat"])
+    router = make_router(ollama_server, call_deadline_floor_s=0.2, call_deadline_margin=2.0, breaker_failures=1)
+    queued = [LOADS.begin(url, "mistral:7b") for _ in range(9)]
+    try:
+        out = router.chat([{"role": "user", "content": "hello there"}], max_tokens=20)
+    finally:
+        for ticket in queued:
+            LOADS.end(ticket)
+    assert out.is_local and out.model == "mistral:7b" and not out.escalations
+    assert router.get_metrics()["breakers"].get(url, "closed") == "closed"
+
+
 def test_without_a_measurement_a_local_try_may_take_the_ceiling(ollama_server) -> None:
     ollama_server.set_fault("slow", delay_s=0.5, times=1, paths=["/api/chat"])
     router = make_router(ollama_server, call_deadline_floor_s=0.1)
@@ -309,3 +328,18 @@ def test_a_server_silent_after_a_late_chunk_is_cut_at_the_deadline(use_async: bo
     finally:
         backend.close()
         server.close()
+
+
+def test_the_model_list_look_up_stays_within_deadline_s(ollama_server) -> None:
+    """``/api/tags`` (is the model pulled?) hanging: before, it could hold an embed for
+    ``connect_timeout_s + 5`` seconds (25 s here) whatever ``deadline_s`` said."""
+    ollama_server.set_fault("hang", paths=["/api/tags"])
+    values = {"ollama_base_url": ollama_server.url, "ledger": "memory", "local_backend": "ollama",
+              "deadline_s": 1.0, "read_timeout_s": 60, "connect_timeout_s": 20}
+    router = Router(RouterConfig.from_mapping(values), ledger=MemoryLedger())
+    err = run_bounded(lambda: router.embed(["hello"]), limit_s=10.0)
+    chat = run_bounded(lambda: router.chat([{"role": "user", "content": "hi"}], max_tokens=5), limit_s=10.0)
+    ollama_server.release()
+    assert isinstance(err, RoutingError) and "within deadline_s=1s" in str(err), err
+    assert isinstance(chat, RoutingError), chat
+    assert ollama_server.requests_to("/api/embed") == []  # the deadline passed while asking for the list

@@ -27,7 +27,13 @@ _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("mem0_r
 
 @contextmanager
 def deadline_scope(deadline: float | None) -> Iterator[None]:
-    """Calls made inside end by ``deadline`` (a ``time.monotonic()`` instant; None: no bound)."""
+    """Calls made inside end by ``deadline`` (a ``time.monotonic()`` instant; None: no bound).
+
+    A scope inside another never extends it: the earlier deadline wins, so a backend's own bound
+    for a side request (a model list, a model's window) stays within the caller's ``deadline_s``."""
+    outer = _DEADLINE.get()
+    if outer is not None:
+        deadline = outer if deadline is None else min(deadline, outer)
     token = _DEADLINE.set(deadline)
     try:
         yield

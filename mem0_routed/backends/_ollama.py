@@ -24,7 +24,7 @@ from .._errors import (
 from .._num_ctx import looks_truncated
 from .._types import BackendKind
 from ._base import ChatRequest, ChatResult, Health, Problem, normalize_model_name
-from ._deadline import deadline_scope, deadline_transport
+from ._deadline import current_deadline, deadline_scope, deadline_transport
 from ._kinds import shared_backend
 from ._loops import LoopClients, shared_ssl_context
 from ._ollama_wire import (
@@ -159,6 +159,9 @@ class OllamaBackend:
         sends; a chat call ends by its request's deadline (the router always sets one)."""
         if deadline is None and what != "chat":
             deadline = time.monotonic() + (timeout_s or self.read_timeout_s)
+        outer = current_deadline()  # the caller's deadline_s bounds side requests too (/api/tags, /api/show)
+        if outer is not None:
+            deadline = outer if deadline is None else min(deadline, outer)
         state = Call(timeout_s=timeout_s, connect_s=self.connect_timeout_s, deadline=deadline)
         token = CALL.set(state)
         try:
