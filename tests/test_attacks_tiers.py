@@ -91,13 +91,25 @@ def test_private_hosts_stay_a_local_tier(url: str) -> None:
     assert RouterConfig.from_mapping({"openai_compatible_urls": [url]}).openai_compatible_urls == [url]
 
 
-def test_the_compat_tier_down_a_secret_never_goes_to_openai(openai_server: FakeOpenAIServer, openai_key: str) -> None:
+AWS = "AKIAIOSFODNN7EXAMPLE"
+TOOL = {"type": "function", "function": {"name": "deploy", "description": f"deploys with key {AWS}",
+                                         "parameters": {"type": "object", "properties": {}}}}
+
+
+@pytest.mark.parametrize("where", ["user", "system", "tool", "schema"])
+def test_the_compat_tier_down_a_secret_never_goes_to_openai(openai_server: FakeOpenAIServer, openai_key: str,
+                                                            where: str) -> None:
     """Attack: the compatible server refuses connections, OpenAI is configured and the share is wide
-    open: the external fallback must not take a prompt with a secret in it."""
+    open: the external fallback must not take a prompt with a secret in it, wherever it sits."""
     router = compat_router("http://127.0.0.1:9/v1", openai_base_url=openai_server.base_url,
                            openai_api_key=openai_key, local_threshold=0)
+    messages = [{"role": "system", "content": f"ops bot; key {AWS}" if where == "system" else "ops bot"},
+                {"role": "user", "content": f"deploy with {AWS} please" if where == "user" else "deploy please"}]
+    schema = {"type": "json_schema", "json_schema": {"name": "r", "schema": {
+        "type": "object", "description": f"use {AWS}", "properties": {"ok": {"type": "boolean"}}}}}
     with pytest.raises(RoutingError):
-        router.chat([{"role": "user", "content": "deploy with AKIAIOSFODNN7EXAMPLE please"}])
+        router.chat(messages, tools=[TOOL] if where == "tool" else None,
+                    response_format=schema if where == "schema" else None)
     assert sent_out(openai_server) == 0
     out = router.chat([{"role": "user", "content": "what is the capital of France?"}])  # harmless: may go out
     assert not out.is_local and sent_out(openai_server) == 1
@@ -264,3 +276,43 @@ def test_a_replica_that_refuses_our_key_does_not_get_a_turn_at_every_call(monkey
             assert router.chat([{"role": "user", "content": f"question {i}: what is {i} + 1?"}]).host == right.base_url
         assert sent_out(right) == calls
         assert wrong.auth_failures <= 3, wrong.auth_failures  # before: 8 refused requests in 8 calls
+
+
+def test_the_servers_key_is_never_shown_even_when_the_server_echoes_it(caplog: pytest.LogCaptureFixture) -> None:
+    """Attack: a proxy in front of vLLM that puts the ``Authorization`` header it got in its error
+    bodies (500 JSON, 400 FastAPI ``detail``, a 502 HTML page, a 401 on ``/v1/models``). The key
+    must not reach an error, an attempt, health, metrics, a repr or a log line (DEBUG included)."""
+    import json
+    import logging
+
+    from mem0_routed.testing._base import Fault, Reply
+
+    key = "vllm-SECRETkey-0123456789abcdef"
+
+    class Echo(FakeOpenAIServer):
+        mode = "500"
+
+        def _route(self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None) -> Reply:
+            auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+            if self.mode == "500":
+                return Reply(500, {"error": {"message": f"upstream failed for {auth}", "type": "server_error"}})
+            if self.mode == "400":
+                return Reply(400, {"detail": [{"msg": f"bad header {auth}", "loc": ["header"]}]})
+            if self.mode == "models401" and path == "/v1/models":
+                return Reply(401, {"error": f"key {auth} refused"})
+            return Reply(502, f"<html>proxy error {auth}</html>".encode())
+
+    caplog.set_level(logging.DEBUG)
+    with Echo(flavor="vllm", api_key=key, models=MODELS) as server:  # type: ignore[arg-type]
+        for mode in ("500", "400", "models401", "html"):
+            server.mode = mode
+            router = compat_router(server.base_url, openai_compatible_api_key=key)
+            shown: list[str] = []
+            for call in (lambda: router.chat([{"role": "user", "content": "hi"}]), lambda: router.embed(["x"])):
+                with pytest.raises(RoutingError) as info:
+                    call()
+                shown += [str(info.value), repr(info.value.attempts), str(info.value.fixes)]
+            shown += [json.dumps(router.health(), default=str), json.dumps(router.get_metrics("process"), default=str),
+                      repr(router), repr(router.runtime.backends("openai_compatible"))]
+            assert key not in "\n".join(shown), mode
+    assert key not in caplog.text
