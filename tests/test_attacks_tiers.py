@@ -316,3 +316,29 @@ def test_the_servers_key_is_never_shown_even_when_the_server_echoes_it(caplog: p
                       repr(router), repr(router.runtime.backends("openai_compatible"))]
             assert key not in "\n".join(shown), mode
     assert key not in caplog.text
+
+
+@pytest.mark.parametrize("models_body", [{"object": "list", "data": None}, {"data": "qwen"},
+                                         {"data": [{"id": 5}, "junk", {"id": "qwen"}]}])
+def test_a_server_with_a_broken_model_list_fails_alone(models_body: dict[str, Any]) -> None:
+    """Attack: one of two servers answers ``GET /v1/models`` with ``"data": null`` (a proxy, a
+    half-started server) or junk entries. Before: a bare ``TypeError``/``AttributeError`` escaped
+    from ``chat`` and ``health`` for every caller, instead of the call moving to the other server."""
+    from mem0_routed.testing._base import Fault, Reply
+
+    class BrokenList(FakeOpenAIServer):
+        def _route(self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None) -> Reply:
+            if path == "/v1/models":
+                return Reply(200, models_body)
+            return super()._route(method, path, body, headers, fault)
+
+    with BrokenList(flavor="vllm", api_key=None, models=MODELS) as broken, \
+            FakeOpenAIServer(flavor="vllm", api_key=None, models=MODELS) as good:  # type: ignore[arg-type]
+        router = compat_router(broken.base_url, good.base_url)
+        for i in range(4):
+            assert router.chat([{"role": "user", "content": f"what is {i} + 2?"}]).is_local
+        hosts = {h["name"]: h for h in router.health()["hosts"]}
+        assert hosts[f"openai_compatible@{good.base_url}"]["reachable"]
+        if models_body["data"] != [{"id": 5}, "junk", {"id": "qwen"}]:
+            assert not hosts[f"openai_compatible@{broken.base_url}"]["reachable"]
+            assert "without a list of models" in hosts[f"openai_compatible@{broken.base_url}"]["error"]

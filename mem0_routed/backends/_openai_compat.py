@@ -244,7 +244,13 @@ class OpenAICompatibleBackend(OpenAIBackend):
         client = self._sync("")
         page = self._invoke("", "list models", client.models.list,
                             timeout=timeout_s or min(self.read_timeout_s, self.connect_timeout_s + 5.0))
-        listed = {m.id: {**(m.model_extra or {})} for m in page.data}
+        data = getattr(page, "data", None)
+        if not isinstance(data, list):  # `"data": null` escaped as a bare TypeError from every call
+            raise BackendError(f"{self.name} answered GET /models without a list of models "
+                               f"(data: {type(data).__name__})", backend=self.name,
+                               fix=f"check that {self.shown_url} is an OpenAI-compatible server (GET /v1/models)")
+        listed = {m.id: {**(getattr(m, "model_extra", None) or {})} for m in data
+                  if isinstance(getattr(m, "id", None), str)}
         self._models = (time.monotonic(), listed)
         return listed
 
