@@ -92,6 +92,7 @@ def test_private_hosts_stay_a_local_tier(url: str) -> None:
 
 
 AWS = "AKIAIOSFODNN7EXAMPLE"
+PASSWORD = "correct-horse-battery"
 TOOL = {"type": "function", "function": {"name": "deploy", "description": f"deploys with key {AWS}",
                                          "parameters": {"type": "object", "properties": {}}}}
 
@@ -342,3 +343,33 @@ def test_a_server_with_a_broken_model_list_fails_alone(models_body: dict[str, An
         if models_body["data"] != [{"id": 5}, "junk", {"id": "qwen"}]:
             assert not hosts[f"openai_compatible@{broken.base_url}"]["reachable"]
             assert "without a list of models" in hosts[f"openai_compatible@{broken.base_url}"]["error"]
+
+
+def test_a_validation_error_echoing_the_prompt_keeps_the_secret_out_of_log_and_ledger(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Attack: vLLM and llama-cpp-python answer a refused request with FastAPI's 422, whose
+    ``detail[].input`` echoes the refused value: here the message, with a secret in it. Before, the
+    detail was put whole in the error, so the secret reached the log (INFO), the RoutingError and
+    the ledger's ``error`` field (a Redis on another host, with ``log_prompts`` off)."""
+    import logging
+
+    from mem0_routed.testing._base import Fault, Reply
+
+    class Refusing(FakeOpenAIServer):
+        def _route(self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None) -> Reply:
+            if path == "/v1/chat/completions":
+                return Reply(422, {"detail": [{"type": "string_too_long", "loc": ["body"], "msg": "too long",
+                                               "input": body["messages"][0]["content"], "ctx": {"max_length": 10}}]})
+            return super()._route(method, path, body, headers, fault)
+
+    caplog.set_level(logging.DEBUG, logger="mem0_routed")
+    with Refusing(flavor="vllm", api_key=None, models=MODELS) as server:  # type: ignore[arg-type]
+        router = compat_router(server.base_url)
+        with pytest.raises(RoutingError) as info:
+            router.chat([{"role": "user", "content": f"{PASSWORD} is my password, call +44 20 7946 0958"}])
+    assert "string_too_long" in str(info.value) and "too long" in str(info.value)  # where and why stay
+    errors = [r.error or "" for r in router.runtime.ledger.records()]
+    assert any("string_too_long" in e for e in errors)
+    for private in (PASSWORD[:8], "7946"):
+        assert private not in str(info.value) and not any(private in e for e in errors)
+        assert private not in caplog.text

@@ -122,9 +122,11 @@ class OpenAICompatibleBackend(OpenAIBackend):
         err = super()._translate(exc, model, what)
         body = getattr(exc, "body", None)
         if isinstance(err, BadRequest) and isinstance(body, dict) and "detail" in body:
-            # FastAPI's validation error (vLLM, llama-cpp-python) says which field it refused
-            err = BadRequest(f"{err}: {self._scrub(json.dumps(body['detail'])[:400])}", backend=self.name,
-                             model=model)
+            # FastAPI's validation error (vLLM, llama-cpp-python) says which field it refused; its
+            # "input" echoes the refused value (a message: the prompt, maybe a secret), which would
+            # reach the log and the ledger's error field, so only where and why are kept
+            err = BadRequest(f"{err}: {self._scrub(json.dumps(_where_and_why(body['detail']))[:400])}",
+                             backend=self.name, model=model)
         text = str(err)
         if isinstance(err, BadRequest) and _TOO_LONG_RE.search(text):
             return ContextOverflow(text, backend=self.name, model=model, fix=self._overflow_fix(model))
@@ -317,6 +319,14 @@ class OpenAICompatibleBackend(OpenAIBackend):
         windows.update({m: int(e["max_model_len"]) for m, e in listed.items() if _positive(e.get("max_model_len"))})
         return Health(self.name, self.kind, reachable=True, models=sorted(listed),
                       latency_s=time.perf_counter() - t0, context_windows=windows)
+
+
+def _where_and_why(detail: Any) -> Any:
+    """A FastAPI/pydantic ``detail`` without the values it echoes (``input``, ``ctx``)."""
+    if isinstance(detail, list):
+        return [{k: v for k, v in d.items() if k in ("loc", "msg", "type")} if isinstance(d, dict) else "?"
+                for d in detail]
+    return detail if isinstance(detail, str) and len(detail) <= 200 else "?"
 
 
 def _positive(value: Any) -> bool:
