@@ -159,11 +159,8 @@ def _try_backend(rt: Runtime, job: ChatJob, cand: Candidate, backend: Backend, a
         breaker.release(tries.adm.token)  # no-op unless a probe that has had no verdict yet
 
 
-def _budget(rt: Runtime, job: ChatJob, cand: Candidate, backend: Backend, prompt_tokens: int) -> float | None:
-    """Seconds one try may take: from the measured speed for a local backend (None: no own bound)."""
-    if not backend.is_local:
-        return None
-    cfg = rt.config
+def _predicted(job: ChatJob, cand: Candidate, backend: Backend, prompt_tokens: int) -> float | None:
+    """Seconds the try should take at the measured speed, queued behind the host's calls in flight."""
     speed = SPEEDS.get(backend.name, cand.model)
     answer = min(job.max_tokens or PLANNED_ANSWER_TOKENS, PLANNED_ANSWER_TOKENS)
     predicted = speed.predict(prompt_tokens, answer)
@@ -171,9 +168,24 @@ def _budget(rt: Runtime, job: ChatJob, cand: Candidate, backend: Backend, prompt
         # a busy host queues this call behind the ones already there: it is slow, not broken, and
         # a deadline for an idle host would trip its breaker for everyone
         predicted *= 1 + LOADS.in_flight(backend.name)
-    return call_deadline_s(predicted, margin=cfg.call_deadline_margin,
+    return predicted
+
+
+def _budget(rt: Runtime, job: ChatJob, cand: Candidate, backend: Backend, prompt_tokens: int) -> float | None:
+    """Seconds one try may take: from the measured speed for a local backend (None: no own bound)."""
+    if not backend.is_local:
+        return None
+    cfg = rt.config
+    return call_deadline_s(_predicted(job, cand, backend, prompt_tokens), margin=cfg.call_deadline_margin,
                            floor_s=cfg.call_deadline_floor_s, ceiling_s=cfg.call_deadline_ceiling_s,
-                           load_s=speed.load_s)
+                           load_s=SPEEDS.get(backend.name, cand.model).load_s)
+
+
+def _beyond_ceiling(rt: Runtime, job: ChatJob, cand: Candidate, backend: Backend, prompt_tokens: int) -> bool:
+    """The try was known to need more than ``call_deadline_ceiling_s`` (a huge prompt at a measured
+    speed): its timeout is the request's size, not the host's health, so no breaker verdict."""
+    predicted = _predicted(job, cand, backend, prompt_tokens) if backend.is_local else None
+    return predicted is not None and predicted > rt.config.call_deadline_ceiling_s
 
 
 def _timeout_attempt(rt: Runtime, job: ChatJob, cand: Candidate, backend: Backend, exc: BackendTimeout,
@@ -268,8 +280,9 @@ class _Tries:
         except BackendTimeout as exc:
             attempt = _timeout_attempt(rt, job, cand, backend, exc, time.monotonic() - t0, budget,
                                        self.prompt_tokens)
-            if job.deadline is not None and time.monotonic() >= job.deadline:
-                breaker.release(adm.settle())  # our own deadline ran out: no verdict on the host
+            if (job.deadline is not None and time.monotonic() >= job.deadline) or \
+                    _beyond_ceiling(rt, job, cand, backend, self.prompt_tokens):
+                breaker.release(adm.settle())  # our own deadline ran out, or one request's size: no verdict
             else:
                 adm.settle()
                 breaker.failure(attempt.error, fix=attempt.fix)

@@ -373,3 +373,29 @@ def test_a_validation_error_echoing_the_prompt_keeps_the_secret_out_of_log_and_l
     for private in (PASSWORD[:8], "7946"):
         assert private not in str(info.value) and not any(private in e for e in errors)
         assert private not in caplog.text
+
+
+# --- breakers ----------------------------------------------------------------------------------------
+
+
+def test_one_huge_prompt_timing_out_does_not_open_a_healthy_hosts_breaker(ollama_server: Any) -> None:
+    """Attack: one caller sends a prompt that fits the window but, at the host's measured speed,
+    needs longer than ``call_deadline_ceiling_s``. Its try is cut at the ceiling, as it must be;
+    before, that timeout also counted against the host, so one such request (``breaker_failures:
+    1`` here; three with the default) opened a healthy host's breaker for everyone."""
+    from mem0_routed._speed import SPEEDS
+
+    router = Router(RouterConfig.from_mapping({
+        "ollama_base_url": ollama_server.url, "local_backend": "ollama", "ledger": "memory", "breaker_failures": 1,
+        "call_deadline_floor_s": 0.3, "call_deadline_ceiling_s": 0.5, "max_retries": 0}))
+    backend = router.runtime.backends("ollama")[0]
+    # measured: 1,000 tokens/s reading, 100 writing; ~3,000 prompt tokens then take ~3 s > the 0.5 s ceiling
+    SPEEDS.observe(backend.name, "mistral:7b", prompt_tokens=1000, prompt_s=1.0, answer_tokens=100, answer_s=1.0)
+    ollama_server.set_fault("slow", delay_s=1.0, paths=("/api/chat",), times=1)
+    out = router.chat([{"role": "user", "content": "summarise: " + "word " * 3000}], query_type="simple",
+                      max_tokens=5)
+    assert [(a.kind, a.model) for a in out.attempts][:1] == [("timeout", "mistral:7b")]
+    # the chain's next local model, on the same host: before, its breaker was open and it was skipped
+    assert out.is_local and out.model != "mistral:7b", out.attempts
+    assert router.runtime.breaker(backend).state == "closed"
+    assert router.chat([{"role": "user", "content": "and now a short one?"}], query_type="simple").is_local
