@@ -182,9 +182,11 @@ def _budget(rt: Runtime, job: ChatJob, cand: Candidate, backend: Backend, prompt
 
 
 def _beyond_ceiling(rt: Runtime, job: ChatJob, cand: Candidate, backend: Backend, prompt_tokens: int) -> bool:
-    """The try was known to need more than ``call_deadline_ceiling_s`` (a huge prompt at a measured
-    speed): its timeout is the request's size, not the host's health, so no breaker verdict."""
-    predicted = _predicted(job, cand, backend, prompt_tokens) if backend.is_local else None
+    """The try alone was known to need more than ``call_deadline_ceiling_s`` (a huge prompt at the
+    measured speed): its timeout is the request's size, not the host's health, so no breaker
+    verdict. The queue is left out: a hung host piles calls up, and must still trip its breaker."""
+    answer = min(job.max_tokens or PLANNED_ANSWER_TOKENS, PLANNED_ANSWER_TOKENS)
+    predicted = SPEEDS.get(backend.name, cand.model).predict(prompt_tokens, answer) if backend.is_local else None
     return predicted is not None and predicted > rt.config.call_deadline_ceiling_s
 
 
