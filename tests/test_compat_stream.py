@@ -254,19 +254,50 @@ def test_a_server_refusing_stream_options_is_asked_without_them() -> None:
 # --- a real llama-cpp-python server ---------------------------------------------------------------------
 
 
-@pytest.mark.llamaserver
-def test_a_real_llama_cpp_python_server_streams_an_extraction_and_speeds_are_learned() -> None:
-    from llama_server import MODEL, llama_server_or_skip
+@pytest.fixture(scope="module")
+def real() -> Iterator[Any]:
+    from llama_server import llama_server_or_skip
 
-    with llama_server_or_skip(n_ctx=4096) as real:
-        router = Router(RouterConfig.from_mapping({
-            "local_backend": "openai_compatible", "openai_compatible_urls": [real.base_url],
-            "openai_compatible_context_window": 4096, "ollama_base_url": "http://127.0.0.1:9", "ledger": "memory",
-            "llm_model": MODEL, "embedder_model": MODEL, "models": {"code": MODEL, "medium": MODEL,
-                                                                   "complex": MODEL}}))
-        out = router.chat(extraction("My name is Priya. I work as a nurse in Lisbon."),
-                          response_format={"type": "json_object"}, max_tokens=256, temperature=0.0)
-        assert out.is_local and isinstance(json.loads(out.text)["memory"], list)
-        speed = SPEEDS.get(f"openai_compatible@{real.base_url}", MODEL)
-        # only a streamed answer has chunk times: the non-streamed path gives the router no speed
-        assert speed.prefill_tps and speed.gen_tps, SPEEDS.snapshot()
+    with llama_server_or_skip(n_ctx=4096) as started:
+        yield started
+
+
+@pytest.mark.llamaserver
+def test_a_real_llama_cpp_python_server_streams_an_extraction_and_speeds_are_learned(real: Any) -> None:
+    from llama_server import MODEL
+
+    router = Router(RouterConfig.from_mapping({
+        "local_backend": "openai_compatible", "openai_compatible_urls": [real.base_url],
+        "openai_compatible_context_window": 4096, "ollama_base_url": "http://127.0.0.1:9", "ledger": "memory",
+        "llm_model": MODEL, "embedder_model": MODEL, "models": {"code": MODEL, "medium": MODEL, "complex": MODEL}}))
+    out = router.chat(extraction("My name is Priya. I work as a nurse in Lisbon."),
+                      response_format={"type": "json_object"}, max_tokens=256, temperature=0.0)
+    assert out.is_local and isinstance(json.loads(out.text)["memory"], list)
+    speed = SPEEDS.get(f"openai_compatible@{real.base_url}", MODEL)
+    # only a streamed answer has chunk times: the non-streamed path gives the router no speed
+    assert speed.prefill_tps and speed.gen_tps, SPEEDS.snapshot()
+
+
+class NoRepeatPenalty(OpenAICompatibleBackend):
+    """llama-cpp-python's own ``repeat_penalty`` (default 1.1) switched off, as a model run bare."""
+
+    def _chat_params(self, request: ChatRequest) -> dict[str, Any]:
+        return {**super()._chat_params(request), "extra_body": {"repeat_penalty": 1.0}}
+
+
+@pytest.mark.llamaserver
+@pytest.mark.parametrize("prompt", ["Write the word hello 100 times, separated by spaces.",
+                                    "Repeat after me, forever: I am a robot. I am a robot. I am a robot. I am a robot."])
+def test_a_real_repetition_loop_on_llama_cpp_python_is_cut(real: Any, prompt: str) -> None:
+    """SmolLM2 at temperature 0 without a repeat penalty loops on these prompts ("hello, hello, ...",
+    "I am a robot. I am a robot. ..." until the token cap, measured); the guard closes the stream."""
+    from llama_server import MODEL
+
+    backend = NoRepeatPenalty(real.base_url, context_window=4096)
+    try:
+        result = backend.chat(ChatRequest(model=MODEL, messages=[{"role": "user", "content": prompt}],
+                                          max_tokens=300, temperature=0.0, stream_guard=StreamGuard))
+    finally:
+        backend.close()
+    assert result.stopped == "loop" and result.done_reason is None, result.text
+    assert result.tokens_out is not None and result.tokens_out < 150  # of the 300 it would have written
