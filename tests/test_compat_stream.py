@@ -251,6 +251,41 @@ def test_a_server_refusing_stream_options_is_asked_without_them() -> None:
         assert all(c["stream"] is True for c in chats(server))
 
 
+class CutStreams(FakeOpenAIServer):
+    """Every stream ends without a ``finish_reason``: after ``words`` (a server killed mid-answer), or
+    before any chunk (llama-cpp-python 0.3 with a prompt over its window: its unstreamed answer is
+    the 400 that says so)."""
+
+    words: tuple[str, ...] = ()
+
+    def _route(self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None) -> Reply:
+        if isinstance(body, dict) and body.get("stream") is True:
+            events = [b"data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1,
+                                              "model": "qwen", "choices": [{"index": 0, "delta": {"content": w},
+                                                                            "finish_reason": None}]}).encode()
+                      + b"\n\n" for w in self.words]
+            return Reply(200, iter(events), {"Content-Type": "text/event-stream"})
+        return super()._route(method, path, body, headers, fault)
+
+
+def test_a_stream_ended_before_its_first_word_is_asked_again_unstreamed() -> None:
+    with CutStreams(flavor="vllm", api_key=None, models={"qwen": (512, None)}) as server:
+        backend = OpenAICompatibleBackend(server.base_url, context_window=100_000)
+        with pytest.raises(Exception) as info:
+            backend.chat(ChatRequest(model="qwen", messages=LONG, max_tokens=50, stream_guard=StreamGuard))
+        assert type(info.value).__name__ == "ContextOverflow"  # the server's own reason, not "empty answer"
+        assert [c.get("stream") for c in chats(server)] == [True, None]
+
+
+def test_a_stream_cut_mid_answer_is_an_unreachable_server_not_an_answer() -> None:
+    with CutStreams(flavor="vllm", api_key=None, models=MODELS) as server:
+        server.words = ("The ans", "wer is")
+        backend = OpenAICompatibleBackend(server.base_url)
+        with pytest.raises(Exception) as info:
+            backend.chat(request(30.0))
+        assert type(info.value).__name__ == "BackendUnavailable" and "before the answer was complete" in str(info.value)
+
+
 # --- a real llama-cpp-python server ---------------------------------------------------------------------
 
 

@@ -203,17 +203,32 @@ class OpenAICompatibleBackend(OpenAIBackend):
         return request.stream_guard is not None and not request.tools
 
     def _chat_once(self, request: ChatRequest) -> ChatResult:
+        """Streamed when guarded. A stream that ended before its first word is asked once more
+        unstreamed (the server then says why, e.g. a prompt over its window); that server may have
+        reset the stream's connection, which the client finds only on reuse: so once more then."""
         if self._streams(request):
             from ._openai_stream import stream_chat
 
-            return stream_chat(self, request)
+            streamed = stream_chat(self, request)
+            if streamed is not None:
+                return streamed
+            try:
+                return super().chat(request)
+            except BackendUnavailable:
+                pass
         return super().chat(request)
 
     async def _achat_once(self, request: ChatRequest) -> ChatResult:
         if self._streams(request):
             from ._openai_stream import astream_chat
 
-            return await astream_chat(self, request)
+            streamed = await astream_chat(self, request)
+            if streamed is not None:
+                return streamed
+            try:
+                return await super().achat(request)
+            except BackendUnavailable:
+                pass
         return await super().achat(request)
 
     def _adapt(self, request: ChatRequest, exc: BackendError) -> bool:

@@ -18,7 +18,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from .._errors import ServerError
+from .._errors import BackendUnavailable
 from ._base import AnswerGuard, ChatRequest, ChatResult
 from ._billing import billable_tokens
 from ._deadline import deadline_scope
@@ -102,9 +102,10 @@ async def _adrain(stream: Any, state: StreamRead, guard: AnswerGuard) -> None:
     state.ended = True
 
 
-def stream_chat(backend: OpenAICompatibleBackend, request: ChatRequest) -> ChatResult:
+def stream_chat(backend: OpenAICompatibleBackend, request: ChatRequest) -> ChatResult | None:
     """One streamed call, read until the server ends it or the guard stops it; bounded by
-    ``request.deadline`` (the transport cuts the body at that instant)."""
+    ``request.deadline`` (the transport cuts the body at that instant). None when the server ended
+    the stream before its first word (see ``result``)."""
     assert request.stream_guard is not None
     params = _params(backend, request)
     client = backend._sync(request.model)
@@ -120,7 +121,7 @@ def stream_chat(backend: OpenAICompatibleBackend, request: ChatRequest) -> ChatR
     return result(backend, state, request, t0)
 
 
-async def astream_chat(backend: OpenAICompatibleBackend, request: ChatRequest) -> ChatResult:
+async def astream_chat(backend: OpenAICompatibleBackend, request: ChatRequest) -> ChatResult | None:
     assert request.stream_guard is not None
     params = _params(backend, request)
     client = backend._async(request.model)
@@ -146,14 +147,23 @@ def _close(close: Any) -> None:
         log.debug("mem0-routed: closing a stream failed", exc_info=True)
 
 
-def result(backend: OpenAICompatibleBackend, state: StreamRead, request: ChatRequest, t0: float) -> ChatResult:
+def result(backend: OpenAICompatibleBackend, state: StreamRead, request: ChatRequest,
+           t0: float) -> ChatResult | None:
     """The ``ChatResult`` of a read stream. ``stopped`` only when we closed it: a model that ended
     by itself right after its object gave a whole answer, with its finish and usage. Token counts
     are the server's when its usage is sane, else our own (no warning: a local server bills
-    nothing); ``tokens_in`` is then our estimate, which can never look like a cut prompt."""
-    if state.model is None and not state.parts:
-        raise ServerError(f"{backend.name} closed the stream without an answer (model {request.model})",
-                          backend=backend.name, model=request.model)
+    nothing); ``tokens_in`` is then our estimate, which can never look like a cut prompt.
+
+    A stream the server ended without a ``finish_reason`` is not an answer: cut after some words
+    (a server killed mid-answer) it is ``BackendUnavailable``, so the router fails over; with no
+    word at all it is None, and the caller asks once without streaming (llama-cpp-python 0.3 ends
+    the stream that way when the prompt exceeds its window, and only its unstreamed answer says so)."""
+    if state.ended and state.finish is None:
+        if not state.parts:
+            return None
+        raise BackendUnavailable(
+            f"{backend.name} ended the stream before the answer was complete (model {request.model}, "
+            f"{state.chunks} chunks read)", backend=backend.name, model=request.model, fix=backend.fix("unreachable"))
     text = "".join(state.parts)
     usage = state.usage
     counts = (getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
