@@ -275,6 +275,10 @@ def test_a_stream_ended_before_its_first_word_is_asked_again_unstreamed() -> Non
             backend.chat(ChatRequest(model="qwen", messages=LONG, max_tokens=50, stream_guard=StreamGuard))
         assert type(info.value).__name__ == "ContextOverflow"  # the server's own reason, not "empty answer"
         assert [c.get("stream") for c in chats(server)] == [True, None]
+        with pytest.raises(Exception) as info:
+            asyncio.run(backend.achat(ChatRequest(model="qwen", messages=LONG, max_tokens=50, stream_guard=StreamGuard)))
+        assert type(info.value).__name__ == "ContextOverflow"
+        assert [c.get("stream") for c in chats(server)] == [True, None, True, None]
 
 
 def test_a_stream_cut_mid_answer_is_an_unreachable_server_not_an_answer() -> None:
@@ -284,6 +288,31 @@ def test_a_stream_cut_mid_answer_is_an_unreachable_server_not_an_answer() -> Non
         with pytest.raises(Exception) as info:
             backend.chat(request(30.0))
         assert type(info.value).__name__ == "BackendUnavailable" and "before the answer was complete" in str(info.value)
+
+
+class EchoingKeyInStream(FakeOpenAIServer):
+    """A proxy in front of the server that reports a key error as an event inside the stream."""
+
+    def _route(self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None) -> Reply:
+        if isinstance(body, dict) and body.get("stream") is True:
+            event = {"error": {"message": f"upstream refused key {SECRET} (sk-live-abcdef123456)", "code": 401}}
+            return Reply(200, iter([b"data: " + json.dumps(event).encode() + b"\n\n"]),
+                         {"Content-Type": "text/event-stream"})
+        return super()._route(method, path, body, headers, fault)
+
+
+SECRET = "vllm-SECRETkey-0123456789abcdef"
+
+
+async def test_a_key_echoed_inside_a_stream_never_reaches_the_error() -> None:
+    with EchoingKeyInStream(flavor="vllm", api_key=SECRET, models=MODELS) as server:
+        backend = OpenAICompatibleBackend(server.base_url, api_key=SECRET)
+        for call in (lambda: asyncio.to_thread(backend.chat, request(30.0)), lambda: backend.achat(request(30.0))):
+            with pytest.raises(Exception) as info:
+                await call()
+            text = f"{info.value} {info.value!r} {getattr(info.value, 'fix', '')}"
+            assert "upstream refused key" in text and SECRET not in text and "abcdef123456" not in text
+            assert info.value.__cause__ is None and info.value.__context__ is None
 
 
 # --- a real llama-cpp-python server ---------------------------------------------------------------------

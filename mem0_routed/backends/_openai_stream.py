@@ -135,7 +135,7 @@ async def astream_chat(backend: OpenAICompatibleBackend, request: ChatRequest) -
         finally:
             try:
                 await stream.close()
-            except Exception:  # noqa: BLE001 - the answer (or the error being raised) matters, not the close
+            except Exception:  # the answer (or the error being raised) matters, not the close
                 log.debug("mem0-routed: closing a stream from %s failed", backend.name, exc_info=True)
     return result(backend, state, request, t0)
 
@@ -143,7 +143,7 @@ async def astream_chat(backend: OpenAICompatibleBackend, request: ChatRequest) -
 def _close(close: Any) -> None:
     try:
         close()
-    except Exception:  # noqa: BLE001 - the answer (or the error being raised) matters, not the close
+    except Exception:  # the answer (or the error being raised) matters, not the close
         log.debug("mem0-routed: closing a stream failed", exc_info=True)
 
 
