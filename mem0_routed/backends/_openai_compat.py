@@ -6,7 +6,8 @@ needs on top: it costs $0 and counts as local (keep-local rules may send calls h
 model's context window from the server (vLLM/SGLang ``/v1/models`` ``max_model_len``, llama-server
 ``/props`` ``n_ctx``, else the configured ``openai_compatible_context_window``) so a prompt that
 cannot fit is refused before it is sent; it asks for mem0's extraction schema in the dialect the
-server speaks; it names the server in every fix.
+server speaks; it streams guarded answers so a looping model is cut (``_openai_stream``); it names
+the server in every fix.
 """
 
 from __future__ import annotations

@@ -179,9 +179,9 @@ def result(backend: OpenAICompatibleBackend, state: StreamRead, request: ChatReq
         host=backend.shown_url or "",
         tokens_in=tokens_in,
         tokens_out=tokens_out,
-        done_reason=state.finish if state.ended else None,
+        done_reason=state.finish,
         latency_s=time.perf_counter() - t0,
-        stopped=None if state.ended else state.stopped,
+        stopped=None if state.ended or state.finish else state.stopped,  # the model ended by itself
         prompt_eval_s=(state.first - state.sent_at) if state.first else None,
         eval_s=(state.last - state.first) if timed else None,
     )
