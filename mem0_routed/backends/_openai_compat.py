@@ -6,7 +6,8 @@ needs on top: it costs $0 and counts as local (keep-local rules may send calls h
 model's context window from the server (vLLM/SGLang ``/v1/models`` ``max_model_len``, llama-server
 ``/props`` ``n_ctx``, else the configured ``openai_compatible_context_window``) so a prompt that
 cannot fit is refused before it is sent; it asks for mem0's extraction schema in the dialect the
-server speaks; it names the server in every fix.
+server speaks; it streams guarded answers so a looping model is cut (``_openai_stream``); it names
+the server in every fix.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class OpenAICompatibleBackend(OpenAIBackend):
         self._props: dict[str, Any] | None = None
         self._meta_lock = threading.Lock()
         self._pooled = False
+        #: ask for ``usage`` at the end of a stream (``stream_options``) until the server refuses it
+        self.stream_usage = True
 
     def __repr__(self) -> str:
         return f"OpenAICompatibleBackend(base_url={self.shown_url!r}, key={'set' if self._real_key else 'none'})"
@@ -182,20 +185,66 @@ class OpenAICompatibleBackend(OpenAIBackend):
         return result
 
     def chat(self, request: ChatRequest) -> ChatResult:
-        try:
-            return super().chat(request)
-        except (BadRequest, ServerError) as exc:
-            if not self._fall_back_to_json_object(request, exc):
-                raise
-        return super().chat(request)
+        """Streamed through the router's guard when the request has one (a loop is cut, not read
+        to ``max_tokens``: ``_openai_stream``); sent once more in a form the server takes when it
+        refuses ours (``json_schema``, ``stream_options``)."""
+        for _ in range(2):
+            try:
+                return self._chat_once(request)
+            except (BadRequest, ServerError) as exc:
+                if not self._adapt(request, exc):
+                    raise
+        return self._chat_once(request)
 
     async def achat(self, request: ChatRequest) -> ChatResult:
-        try:
-            return await super().achat(request)
-        except (BadRequest, ServerError) as exc:
-            if not self._fall_back_to_json_object(request, exc):
-                raise
+        for _ in range(2):
+            try:
+                return await self._achat_once(request)
+            except (BadRequest, ServerError) as exc:
+                if not self._adapt(request, exc):
+                    raise
+        return await self._achat_once(request)
+
+    def _streams(self, request: ChatRequest) -> bool:
+        return request.stream_guard is not None and not request.tools
+
+    def _chat_once(self, request: ChatRequest) -> ChatResult:
+        """Streamed when guarded. A stream that ended before its first word is asked once more
+        unstreamed (the server then says why, e.g. a prompt over its window); that server may have
+        reset the stream's connection, which the client finds only on reuse: so once more then."""
+        if self._streams(request):
+            from ._openai_stream import stream_chat
+
+            streamed = stream_chat(self, request)
+            if streamed is not None:
+                return streamed
+            try:
+                return super().chat(request)
+            except BackendUnavailable:
+                pass
+        return super().chat(request)
+
+    async def _achat_once(self, request: ChatRequest) -> ChatResult:
+        if self._streams(request):
+            from ._openai_stream import astream_chat
+
+            streamed = await astream_chat(self, request)
+            if streamed is not None:
+                return streamed
+            try:
+                return await super().achat(request)
+            except BackendUnavailable:
+                pass
         return await super().achat(request)
+
+    def _adapt(self, request: ChatRequest, exc: BackendError) -> bool:
+        """True when the call should be sent again in a form the server takes."""
+        if self._fall_back_to_json_object(request, exc):
+            return True
+        if self._streams(request) and self.stream_usage and "stream_options" in str(exc):
+            self.stream_usage = False  # counted by us from then on, as when a server sends no usage
+            return True
+        return False
 
     def _fall_back_to_json_object(self, request: ChatRequest, exc: BackendError) -> bool:
         """``auto``: a server that refuses ``json_schema`` (llama-cpp-python 0.3 answers 500 "Input

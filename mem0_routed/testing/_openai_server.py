@@ -18,6 +18,14 @@ error bodies (including the 401 that echoes a partly masked key) and the shared 
 
 ``overflow="truncate"`` makes any flavor keep only the end of a prompt that does not fit (as Ollama
 does) and report the kept size in ``usage.prompt_tokens``: what truncation detection is tested with.
+
+``"stream": true`` chat requests get server-sent events (``_sse``: one chunk per ~4-character token,
+``usage`` at the end when ``stream_options.include_usage`` asks, or as llama-server sends it);
+``token_delay_s`` paces them and ``stream_log`` records (chunks sent, whether the client hung up
+first) per streamed answer. Fault modes of its own besides the shared ones: ``"repeat_loop"`` --
+the answer repeats its last memory item (or sentence) up to ``max_tokens``, a small model stuck in
+a loop; ``"trailing_whitespace"`` -- a complete answer followed by newlines up to ``max_tokens``
+(what a JSON grammar lets a small model do). The shared ``"trickle"`` trickles streams too.
 """
 
 from __future__ import annotations
@@ -28,12 +36,14 @@ import struct
 import threading
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from . import _fakemodel as fm
-from ._base import FakeServerBase, Fault, Reply
+from ._base import Fault, Reply
+from ._ollama_server import LOOP_TOKENS, _looping
+from ._sse import OPENAI_FAULT_MODES, StreamingServer, sse_chat
 
-__all__ = ["DEFAULT_OPENAI_MODELS", "FLAVORS", "FakeOpenAIServer", "Flavor", "mask_key"]
+__all__ = ["DEFAULT_OPENAI_MODELS", "FLAVORS", "OPENAI_FAULT_MODES", "FakeOpenAIServer", "Flavor", "mask_key"]
 
 Flavor = Literal["openai", "vllm", "llamacpp"]
 FLAVORS: tuple[str, ...] = ("openai", "vllm", "llamacpp")
@@ -60,7 +70,7 @@ def _error(status: int, message: str, typ: str, code: str | None, param: str | N
     return Reply(status, {"error": {"message": message, "type": typ, "param": param, "code": code}})
 
 
-class FakeOpenAIServer(FakeServerBase):
+class FakeOpenAIServer(StreamingServer):
     """Fake OpenAI API under ``/v1``. ``api_key`` is the one key accepted (``None`` accepts any).
 
     ``base_url`` (``url + "/v1"``) is what ``openai.OpenAI(base_url=...)`` wants.
@@ -102,6 +112,7 @@ class FakeOpenAIServer(FakeServerBase):
         self.models = dict(models)
         with self._count_lock:
             self.auth_failures = 0
+        self._reset_streams()
 
     # --- routing ---------------------------------------------------------------------------------
 
@@ -282,6 +293,11 @@ class FakeOpenAIServer(FakeServerBase):
                 text = ""
             elif fault.mode == "truncate_output":
                 text, finish = text[: max(1, len(text) // 2)], "length"
+            elif cast(str, fault.mode) == "repeat_loop":
+                text, finish = _looping(text, (limit or LOOP_TOKENS) * fm.CHARS_PER_TOKEN), "length"
+            elif cast(str, fault.mode) == "trailing_whitespace":
+                pad = max(0, (limit or LOOP_TOKENS) * fm.CHARS_PER_TOKEN - len(text))
+                text, finish = text + "\n" * pad, "length"
         completion_tokens = max(1, fm.estimate_tokens(text))
         usage: dict[str, int] | None = {
             "prompt_tokens": prompt_tokens,
@@ -313,6 +329,12 @@ class FakeOpenAIServer(FakeServerBase):
         }
         if usage is not None:
             payload["usage"] = usage
+        if body.get("stream") is True:
+            options = body.get("stream_options")
+            wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+            return Reply(200, sse_chat(payload, flavor=self.flavor, include_usage=wants_usage,
+                                       token_delay_s=self.token_delay_s, stopping=self._stopping,
+                                       on_end=self._streamed), {"Content-Type": "text/event-stream"})
         return Reply(200, payload)
 
     def _too_long(self, window: int, prompt_tokens: int, limit: int | None) -> Reply | None:

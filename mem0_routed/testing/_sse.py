@@ -1,0 +1,121 @@
+"""A chat completion streamed as server-sent events, the way OpenAI-compatible servers send it.
+
+Kept apart from ``_openai_server`` (which builds the answer) so each stays readable. What differs
+between servers, and is what a client must cope with:
+
+* OpenAI and vLLM send ``usage`` only when asked (``stream_options.include_usage``), in one last
+  chunk whose ``choices`` is empty;
+* llama.cpp's ``llama-server`` puts ``usage`` (and its ``timings``) on the chunk that carries
+  ``finish_reason``;
+* llama-cpp-python sends no ``usage`` in a stream at all (the fake's ``omit_usage`` fault).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, cast
+
+from . import _fakemodel as fm
+from ._base import FakeServerBase, Fault, FaultMode
+from ._ollama_server import _StreamingHTTPServer
+
+__all__ = ["OPENAI_FAULT_MODES", "StreamingServer", "sse_chat"]
+
+#: Fault modes only the fake OpenAI server has (on top of ``FAULT_MODES``).
+OPENAI_FAULT_MODES = ("repeat_loop", "trailing_whitespace")
+
+
+class StreamingServer(FakeServerBase):
+    """A fake server whose iterator bodies are written as they are produced, with ``token_delay_s``
+    pacing them, ``stream_log`` (content chunks sent, client hung up first) per streamed answer,
+    and the stream fault modes of ``OPENAI_FAULT_MODES``."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._stream_lock = threading.Lock()
+        self.token_delay_s = 0.0
+        self.stream_log: list[tuple[int, bool]] = []
+
+    def _reset_streams(self) -> None:
+        with self._stream_lock:
+            self.stream_log.clear()
+        self.token_delay_s = 0.0
+
+    def set_fault(self, mode: str, **kw: Any) -> Fault:
+        """As ``FakeServerBase.set_fault``, plus ``"repeat_loop"`` and ``"trailing_whitespace"``."""
+        if mode not in OPENAI_FAULT_MODES:
+            return super().set_fault(cast(FaultMode, mode), **kw)
+        times, paths = kw.get("times"), kw.get("paths")
+        if times is not None and times < 1:
+            raise ValueError(f"times must be >= 1 or None (until cleared), got {times}")
+        fault = Fault(cast(FaultMode, mode), model=kw.get("model"), times=times, delay_s=kw.get("delay_s", 1.0),
+                      paths=tuple(paths) if paths is not None else None)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def _listen(self) -> None:
+        httpd = _StreamingHTTPServer((self._host, self._port), self)
+        self._port = httpd.server_address[1]
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name=type(self).__name__, daemon=True)
+        self._httpd, self._thread = httpd, thread
+        thread.start()
+
+    def _trickle(self, data: bytes | Iterator[bytes], delay_s: float) -> Iterator[bytes]:
+        """One byte every ``delay_s`` (the shared "trickle" fault, streams included): each read is
+        quick, the whole answer is not."""
+        for chunk in [data] if isinstance(data, bytes) else data:
+            for i in range(len(chunk)):
+                if self._stopping.wait(delay_s):
+                    return
+                yield chunk[i:i + 1]
+
+    def _streamed(self, sent: int, hung_up: bool) -> None:
+        with self._stream_lock:
+            self.stream_log.append((sent, hung_up))
+
+
+def sse_chat(payload: dict[str, Any], *, flavor: str, include_usage: bool, token_delay_s: float,
+             stopping: threading.Event, on_end: Callable[[int, bool], None]) -> Iterator[bytes]:
+    """``payload`` (a whole ``chat.completion``) as ``chat.completion.chunk`` events: one per
+    ~4-character token, ``token_delay_s`` apart, then the finish, the usage and ``[DONE]``.
+    ``on_end(content chunks sent, client hung up first)`` is called once the body ends."""
+    base = {"id": payload["id"], "object": "chat.completion.chunk", "created": payload["created"],
+            "model": payload["model"], "system_fingerprint": payload.get("system_fingerprint")}
+    choice = payload["choices"][0]
+    message = choice["message"]
+    text: str = message.get("content") or ""
+    usage = payload.get("usage")
+
+    def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return b"data: " + json.dumps({**base, "choices": choices, **extra}).encode() + b"\n\n"
+
+    def delta(content: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": content, "logprobs": None, "finish_reason": finish}]
+
+    sent, finished = 0, False
+    try:
+        yield event(delta({"role": "assistant", "content": ""}))
+        for i in range(0, len(text), fm.CHARS_PER_TOKEN):
+            if token_delay_s and stopping.wait(token_delay_s):
+                return
+            sent += 1
+            yield event(delta({"content": text[i:i + fm.CHARS_PER_TOKEN]}))
+        if message.get("tool_calls"):
+            calls = [{"index": n, **call} for n, call in enumerate(message["tool_calls"])]
+            yield event(delta({"tool_calls": calls}))
+        last = delta({}, choice["finish_reason"])
+        if flavor == "llamacpp" and usage is not None:
+            yield event(last, usage=usage, timings={"predicted_n": usage["completion_tokens"],
+                                                    "prompt_n": usage["prompt_tokens"]})
+        else:
+            yield event(last)
+            if include_usage and usage is not None:
+                yield event([], usage=usage)
+        yield b"data: [DONE]\n\n"
+        finished = True
+    finally:
+        on_end(sent, not finished)
