@@ -231,8 +231,6 @@ def test_mem0s_vllm_api_key_is_the_servers_key_never_sent_to_openai(
 # --- one caller's bad request is that caller's problem ------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="open: _openai_compat._fall_back_to_json_object (chat path, being reworked "
-                                      "for streaming) switches for good on any refusal that mentions response_format")
 def test_one_callers_bad_schema_does_not_change_structured_output_for_everyone() -> None:
     """Attack: one caller sends a ``json_schema`` the server refuses (vLLM/FastAPI: 400 with
     ``loc: [body, response_format, json_schema, ...]``). The backend is shared by the process, and

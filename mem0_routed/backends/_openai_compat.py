@@ -54,6 +54,12 @@ _TOO_LONG_RE = re.compile(r"maximum context length|exceeds? (the )?(available )?
                           r".{0,40}exceed|prompt is too long|too many tokens", re.IGNORECASE)
 _KEY_FIX = ("set openai_compatible_api_key (env OPENAI_COMPATIBLE_API_KEY) to the key the server was started "
             "with (vLLM --api-key, llama-server --api-key)")
+#: A server refusing the ``json_schema`` response_format *type* (not one caller's schema): the switch
+#: to ``json_object`` is then right for every caller of that server.
+_REFUSES_SCHEMA_TYPE = re.compile(
+    r"response_format\W{1,4}type|should be 'text' or 'json_object'"
+    r"|json_schema\W.{0,40}(not supported|unsupported)|(not supported|unsupported).{0,40}\Wjson_schema", re.I | re.S)
+
 log = logging.getLogger("mem0_routed")
 _NO_KEY = "no-key"  # the openai client needs some key; most local servers accept any
 
@@ -250,9 +256,8 @@ class OpenAICompatibleBackend(OpenAIBackend):
         """``auto``: a server that refuses ``json_schema`` (llama-cpp-python 0.3 answers 500 "Input
         should be 'text' or 'json_object'"; a stricter FastAPI server 422) is asked
         with ``json_object`` + schema from then on; True when the call should be sent again."""
-        if request.json_schema is None or self.structured_output != "auto" \
-                or not re.search(r"response_format|json_schema|'json_object'", str(exc)):
-            return False
+        if request.json_schema is None or self.structured_output != "auto" or not _REFUSES_SCHEMA_TYPE.search(str(exc)):
+            return False  # a refusal of one caller's schema says nothing of the server: it is that call's error
         self.structured_output = "json_object"
         return True
 
