@@ -111,15 +111,24 @@ def real_loops() -> list[dict[str, Any]]:
     return rows
 
 
+def _overhead_row(calls: int) -> dict[str, Any]:
+    data = overhead(calls)
+    return row("guarded streamed call vs bare streamed openai client (median of paired differences)",
+               round(data["overhead_ms"], 3), "ms", None, None,
+               f"fake vLLM on 127.0.0.1, ~12-chunk answer; bare call {data['bare_ms']:.2f} ms")
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    """The default run's part (``benchmarks.run_all``): the fake server only."""
+    return [_overhead_row(200 if quick else 2000)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer calls")
     ap.add_argument("--with-llama-server", action="store_true", help="also the real llama-cpp-python loops")
     args = ap.parse_args(argv)
-    data = overhead(200 if args.quick else 2000)
-    rows = [row("guarded streamed call vs bare streamed openai client (median of paired differences)",
-                round(data["overhead_ms"], 3), "ms", None, None,
-                f"fake vLLM on 127.0.0.1, ~12-chunk answer; bare call {data['bare_ms']:.2f} ms")]
+    rows = [_overhead_row(200 if args.quick else 2000)]
     if args.with_llama_server:
         rows += real_loops()
     print_rows(f"OpenAI-compatible streaming ({machine_info()})", rows)

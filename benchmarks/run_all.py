@@ -248,6 +248,7 @@ BENCHMARKS: list[tuple[str, str, Callable[..., list[dict[str, Any]]]]] = [
     ("3", "failover", _ours("bench_failover")),
     ("13", "spread", _ours("bench_spread")),
     ("14", "compat_overhead", _ours("bench_compat_overhead")),
+    ("15", "compat_stream", _ours("bench_compat_stream")),
     ("10", "fds", fds_rows),
     ("-", "compact_extraction", compact_rows),
     ("11", "extraction_quality", extraction_quality_rows),
