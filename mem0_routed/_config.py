@@ -20,12 +20,19 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from ._config_checks import MIN_CTX, check_private_tier, check_together, is_external_model_name
 from ._config_env import DocumentedEnvSource, env_names
 from ._config_errors import friendly_error, settings_error
 from ._ledger._url import parse_ledger_url
 from ._types import CallKind, QueryType
 from ._urls import (
-    URL_RE, check_no_credentials, check_url_list, has_credentials, is_private_host, mask_url, mask_urls, masked,
+    URL_RE,
+    check_no_credentials,
+    check_url_list,
+    has_credentials,
+    mask_url,
+    mask_urls,
+    masked,
 )
 
 __all__ = [
@@ -53,15 +60,6 @@ GENERAL_ROUTES = (QueryType.SIMPLE.value, QueryType.SUMMARIZATION.value, QueryTy
 
 _ROUTE_NAMES = tuple(q.value for q in QueryType)
 _CALL_KINDS = tuple(c.value for c in CallKind)
-# Names that are OpenAI's, not a local model's: mem0's llm_reranker injects model="gpt-5-mini".
-# gpt-oss is an open-weight model that Ollama serves, so it is local (vLLM names it openai/gpt-oss-20b).
-_EXTERNAL_MODEL_RE = re.compile(r"^(gpt-(?!oss)|o\d|chatgpt-|text-|davinci|openai/(?!gpt-oss))", re.IGNORECASE)
-_MIN_CTX = 256  # tokens: no useful prompt fits in less
-
-
-def is_external_model_name(name: str) -> bool:
-    """True for names like ``gpt-5-mini`` that can never be an Ollama model."""
-    return bool(_EXTERNAL_MODEL_RE.match(name))
 
 
 class RouterConfig(BaseSettings):
@@ -336,40 +334,14 @@ class RouterConfig(BaseSettings):
     @field_validator("num_ctx_min", "num_ctx_max")
     @classmethod
     def _check_ctx(cls, v: int | None) -> int | None:
-        if v is not None and v < _MIN_CTX:
-            raise ValueError(f"{v} is below {_MIN_CTX} tokens, too small for any prompt; the default is "
+        if v is not None and v < MIN_CTX:
+            raise ValueError(f"{v} is below {MIN_CTX} tokens, too small for any prompt; the default is "
                              "4096 for num_ctx_min and the model's window for num_ctx_max")
         return v
 
-    def _check_together(self) -> RouterConfig:
-        """Settings that are each valid but together make every local call fail."""
-        top = self.num_ctx_max
-        if top is not None and top < self.num_ctx_min:
-            raise ValueError(f"num_ctx_max {top} is below num_ctx_min {self.num_ctx_min}; "
-                             f"raise num_ctx_max or lower num_ctx_min to at most {top}")
-        if top is not None and top < self.default_max_tokens + _MIN_CTX:
-            raise ValueError(f"num_ctx_max {top} leaves no room for a prompt next to default_max_tokens "
-                             f"{self.default_max_tokens}; raise num_ctx_max to at least "
-                             f"{self.default_max_tokens + _MIN_CTX} or lower default_max_tokens")
-        for route, model in self.models.items():
-            if is_external_model_name(model):  # Ollama never has it: every call of the route would fail
-                raise ValueError(f"models[{route!r}] = {model!r} is an OpenAI model, but routes name local "
-                                 "(Ollama) models (MEM0_LLM_MODEL/llm_model fill the general routes); give e.g. "
-                                 "'mistral:7b' and set fallback_model for OpenAI")
-        return self
-
     @model_validator(mode="after")
     def _check_private_tier(self) -> RouterConfig:
-        """This tier counts as local: keep-local calls (secrets, personal data) may go there and its
-        calls cost $0 in the share and the budget. A hosted API on the internet must not pass for it."""
-        public = [u for u in self.openai_compatible_urls if not is_private_host(u)]
-        if public and not self.openai_compatible_allow_public_hosts:
-            raise ValueError(
-                f"openai_compatible_urls: {mask_url(public[0])!r} is not on a private network (loopback, 10/8, "
-                "172.16/12, 192.168/16, fc00::/7, or a name like 'gpu-0', '*.internal', '*.local', '*.lan', '*.svc'), "
-                "but this tier counts as local: calls the keep-local rules hold back (secrets, personal data) would "
-                "go there, at $0 in the share and the budget. If the server is yours, set "
-                "openai_compatible_allow_public_hosts: true; a hosted API belongs in openai_base_url (external)")
+        check_private_tier(self.openai_compatible_urls, allow_public=self.openai_compatible_allow_public_hosts)
         return self
 
     @model_validator(mode="after")
@@ -383,7 +355,9 @@ class RouterConfig(BaseSettings):
             routes[QueryType.EMBEDDING.value] = self.embedder_model
         routes.update(self.models)
         self.models = routes
-        return self._check_together()
+        check_together(num_ctx_min=self.num_ctx_min, num_ctx_max=self.num_ctx_max,
+                       default_max_tokens=self.default_max_tokens, models=self.models)
+        return self
 
     # --- helpers -----------------------------------------------------------------------------------
     @property
