@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -162,3 +163,20 @@ def real_ollama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+
+
+def run_bounded(fn: Any, limit_s: float = 30.0) -> BaseException | Any:
+    """Run ``fn`` in a thread; fail the test if it is still running after ``limit_s`` (a hang)."""
+    box: list[Any] = []
+
+    def target() -> None:
+        try:
+            box.append(fn())
+        except BaseException as exc:  # noqa: BLE001
+            box.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    assert not thread.is_alive(), f"the call was still running after {limit_s}s: no deadline held it"
+    return box[0]

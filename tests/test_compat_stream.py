@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import stamina
+from conftest import run_bounded
 from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
 
 from mem0_routed import Router, RouterConfig, RoutingError
@@ -86,23 +86,6 @@ def stream_log(server: FakeOpenAIServer, n: int = 1) -> list[tuple[int, bool]]:
 
 def memory_texts(text: str) -> list[str]:
     return [m["text"] for m in json.loads(text)["memory"]]
-
-
-def run_bounded(fn: Any, limit_s: float = 30.0) -> Any:
-    """Run ``fn`` in a thread; fail the test if it is still running after ``limit_s`` (a hang)."""
-    box: list[Any] = []
-
-    def target() -> None:
-        try:
-            box.append(fn())
-        except BaseException as exc:  # noqa: BLE001
-            box.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(limit_s)
-    assert not thread.is_alive(), f"the call was still running after {limit_s}s: no deadline held it"
-    return box[0]
 
 
 # --- streamed and read to the end ------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import stamina
-from conftest import make_router
+from conftest import make_router, run_bounded
 
 from mem0_routed import ConfigError, Router, RouterConfig, RoutingError
 from mem0_routed._ledger import MemoryLedger
@@ -17,23 +17,6 @@ from mem0_routed._speed import SPEEDS, Speed
 from mem0_routed._types import Candidate
 
 pytestmark = pytest.mark.usefixtures("fresh", "no_backoff")
-
-
-def run_bounded(fn: Any, limit_s: float = 30.0) -> BaseException | Any:
-    """Run ``fn`` in a thread; fail the test if it is still running after ``limit_s`` (a hang)."""
-    box: list[Any] = []
-
-    def target() -> None:
-        try:
-            box.append(fn())
-        except BaseException as exc:  # noqa: BLE001
-            box.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(limit_s)
-    assert not thread.is_alive(), f"the call was still running after {limit_s}s: no deadline held it"
-    return box[0]
 
 
 def test_a_server_trickling_bytes_cannot_outlive_the_call_deadline(ollama_server) -> None:
