@@ -159,11 +159,15 @@ def _try_backend(rt: Runtime, job: ChatJob, cand: Candidate, backend: Backend, a
         breaker.release(tries.adm.token)  # no-op unless a probe that has had no verdict yet
 
 
+def _idle_prediction(job: ChatJob, cand: Candidate, backend: Backend, prompt_tokens: int) -> float | None:
+    """Seconds the try should take at the measured speed on an idle host (None: nothing measured)."""
+    answer = min(job.max_tokens or PLANNED_ANSWER_TOKENS, PLANNED_ANSWER_TOKENS)
+    return SPEEDS.get(backend.name, cand.model).predict(prompt_tokens, answer)
+
+
 def _predicted(job: ChatJob, cand: Candidate, backend: Backend, prompt_tokens: int) -> float | None:
     """Seconds the try should take at the measured speed, queued behind the host's calls in flight."""
-    speed = SPEEDS.get(backend.name, cand.model)
-    answer = min(job.max_tokens or PLANNED_ANSWER_TOKENS, PLANNED_ANSWER_TOKENS)
-    predicted = speed.predict(prompt_tokens, answer)
+    predicted = _idle_prediction(job, cand, backend, prompt_tokens)
     if predicted is not None:
         # a busy host queues this call behind the ones already there: it is slow, not broken, and
         # a deadline for an idle host would trip its breaker for everyone
@@ -185,8 +189,7 @@ def _beyond_ceiling(rt: Runtime, job: ChatJob, cand: Candidate, backend: Backend
     """The try alone was known to need more than ``call_deadline_ceiling_s`` (a huge prompt at the
     measured speed): its timeout is the request's size, not the host's health, so no breaker
     verdict. The queue is left out: a hung host piles calls up, and must still trip its breaker."""
-    answer = min(job.max_tokens or PLANNED_ANSWER_TOKENS, PLANNED_ANSWER_TOKENS)
-    predicted = SPEEDS.get(backend.name, cand.model).predict(prompt_tokens, answer) if backend.is_local else None
+    predicted = _idle_prediction(job, cand, backend, prompt_tokens) if backend.is_local else None
     return predicted is not None and predicted > rt.config.call_deadline_ceiling_s
 
 
