@@ -224,6 +224,14 @@ def short_error(exc: BaseException) -> str:
     return text[:240]
 
 
+def require_model(backend: Backend, model: str) -> None:
+    """Raise ``ModelNotFound`` when ``backend`` knows it does not serve ``model`` (None, "cannot
+    tell", lets the call go ahead): a clear fix instead of the server's own 404."""
+    if backend.has_model(model) is False:
+        raise ModelNotFound(f"model {model!r} not found on {backend.name}", backend=backend.name, model=model,
+                            fix=backend.fix("model_missing", model))
+
+
 def note_failure(breaker: CircuitBreaker, exc: BackendError, attempts: list[Attempt], backend: Backend,
                  cand: Candidate, *, token: Token = "probe") -> None:
     """Tell the breaker and the attempts about a failure. ``token`` is what ``breaker.allow()`` gave

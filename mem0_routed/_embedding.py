@@ -10,13 +10,12 @@ import time
 from functools import partial
 
 from ._classify import check_encodable
-from ._drivers import call_with_retries, note_failure
+from ._drivers import call_with_retries, note_failure, require_model
 from ._errors import (
     BackendError,
     BackendTimeout,
     EmbeddingDimensionMismatch,
     InvalidInput,
-    ModelNotFound,
     RoutingError,
 )
 from ._records import UsageRecord
@@ -112,10 +111,7 @@ def _fetch(rt: Runtime, model: str, texts: list[str]) -> list[list[float]]:
         ticket = rt.begin(backend, model)
         try:
             with deadline_scope(deadline):  # the model list look-up stays within deadline_s too
-                known = backend.has_model(model)
-            if known is False:
-                raise ModelNotFound(f"model {model!r} not found on {backend.name}", backend=backend.name,
-                                    model=model, fix=backend.fix("model_missing", model))
+                require_model(backend, model)
             vectors = call_with_retries(partial(_embed_once, rt, backend, model, texts, deadline),
                                         rt.config.max_retries, deadline=deadline)
             ticket.ok = True

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from ._breaker import Admission, CircuitBreaker
 from ._compact_prompt import small_talk_only
-from ._drivers import Call, note_failure, short_error
+from ._drivers import Call, note_failure, require_model, short_error
 from ._errors import AuthenticationError, BackendError, BackendTimeout, BudgetExceeded, ModelNotFound, RoutingError
 from ._job import ChatJob, ChatOutcome, rejected_external_answers
 from ._records import Refusal, Reservation
@@ -253,9 +253,8 @@ class _Tries:
     def _request(self, *, first: bool) -> ChatRequest:
         rt, job, cand, backend = self.rt, self.job, self.cand, self.backend
         if first:
-            if backend.is_local and backend.has_model(cand.model) is False:
-                raise ModelNotFound(f"model {cand.model!r} not found on {backend.name}", backend=backend.name,
-                                    model=cand.model, fix=backend.fix("model_missing", cand.model))
+            if backend.is_local:
+                require_model(backend, cand.model)
             self.messages, self.compact = fit_messages(
                 rt.config, job, cand, backend, prefer_compact=rt.prompt_choice(backend, cand.model) == "compact")
             self.prompt_tokens = estimate_messages(self.messages)  # the same for both tries
