@@ -27,7 +27,7 @@ from ._embedding import embed, probe_dims
 from ._errors import InvalidInput, Mem0RoutedError
 from ._execute import execute_chat
 from ._health import collect_health
-from ._job import ChatOutcome
+from ._job import ChatJob, ChatOutcome
 from ._ledger import Ledger
 from ._metrics import query_metrics
 from ._process import BREAKERS, PROCESS_RECORDS, SHARED_LOCK, reset_shared
@@ -114,11 +114,13 @@ class Router:
                     temperature: float | None = None, max_tokens: int | None = None, top_p: float | None = None,
                     force_local: bool = False, query_type: QueryType | str | None = None) -> ChatOutcome:
         """``chat`` for asyncio: the backend calls run on the event loop, the rest in a worker thread."""
-        await asyncio.to_thread(self.runtime.local_kind)
-        job = await asyncio.to_thread(
-            lambda: self.runtime.prepare(messages, response_format=response_format, tools=tools,
-                                         tool_choice=tool_choice, temperature=temperature, max_tokens=max_tokens,
-                                         top_p=top_p, force_local=force_local, query_type=query_type))
+        def prepare() -> ChatJob:  # one worker-thread hop for the local tier's probe and the decision
+            self.runtime.local_kind()
+            return self.runtime.prepare(messages, response_format=response_format, tools=tools,
+                                        tool_choice=tool_choice, temperature=temperature, max_tokens=max_tokens,
+                                        top_p=top_p, force_local=force_local, query_type=query_type)
+
+        job = await asyncio.to_thread(prepare)
         return await run_async(execute_chat(self.runtime, job))
 
     def query(self, text: str, force_local: bool = False, query_type: QueryType | str | None = None, *,
