@@ -26,8 +26,7 @@ from ._config_errors import friendly_error, settings_error
 from ._ledger._url import parse_ledger_url
 from ._types import CallKind, QueryType
 from ._urls import (
-    URL_RE,
-    check_no_credentials,
+    check_url,
     check_url_list,
     has_credentials,
     mask_url,
@@ -187,10 +186,7 @@ class RouterConfig(BaseSettings):
         if not urls:
             raise ValueError("needs at least one URL, e.g. 'http://localhost:11434'")
         for url in urls:
-            check_no_credentials(url)
-            if not URL_RE.match(url):
-                raise ValueError(
-                    f"{mask_url(url)!r} is not an http(s) URL; write it with a scheme, e.g. 'http://{mask_url(url)}'")
+            check_url(url, f"; write it with a scheme, e.g. 'http://{mask_url(url)}'")
         return [u.rstrip("/") for u in v] if isinstance(v, list) else v.rstrip("/")
 
     @field_validator("openai_compatible_urls", mode="before")
@@ -212,9 +208,7 @@ class RouterConfig(BaseSettings):
     @classmethod
     def _check_openai_url(cls, v: str | None) -> str | None:
         if v is not None:
-            check_no_credentials(v)
-            if not URL_RE.match(v):
-                raise ValueError(f"{mask_url(v)!r} is not an http(s) URL, e.g. 'https://api.openai.com/v1'")
+            check_url(v, ", e.g. 'https://api.openai.com/v1'")
         return v
 
     @field_validator("models")

@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["URL_RE", "check_no_credentials", "has_credentials", "is_private_host", "mask_url", "mask_urls", "masked"]
+__all__ = [
+    "URL_RE", "check_no_credentials", "check_url", "check_url_list", "has_credentials", "is_private_host",
+    "mask_url", "mask_urls", "masked",
+]
 
 URL_RE = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[^\s/:@\[\]]+)(:\d{1,5})?(/[^\s]*)?$")  # [::1] too
 
@@ -107,6 +110,13 @@ def masked(value: Any) -> Any:
     return value
 
 
+def check_url(url: str, hint: str) -> None:
+    """``url`` is an http(s) URL without credentials; else a ``ValueError`` that ends with ``hint``."""
+    check_no_credentials(url)
+    if not URL_RE.match(url):
+        raise ValueError(f"{mask_url(url)!r} is not an http(s) URL{hint}")
+
+
 def check_url_list(value: Any, example: str) -> Any:
     """A comma-separated string or a list of http(s) URLs without credentials, as a list;
     anything else is left for pydantic to refuse with its own message."""
@@ -114,7 +124,5 @@ def check_url_list(value: Any, example: str) -> Any:
     if isinstance(urls, list):
         for url in urls:
             if isinstance(url, str):
-                check_no_credentials(url)
-                if not URL_RE.match(url):
-                    raise ValueError(f"{mask_url(url)!r} is not an http(s) URL; {example}")
+                check_url(url, f"; {example}")
     return urls
