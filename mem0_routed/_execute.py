@@ -111,7 +111,8 @@ def _walk_chain(rt: Runtime, job: ChatJob, started: float, attempts: list[Attemp
             reservation = got
         backends = rt.backends_for(cand)
         if not backends:
-            attempts.append(Attempt(cand.backend, cand.model, "no backend configured", fix=_fix_for_missing(cand)))
+            attempts.append(Attempt(cand.backend, cand.model, "no backend configured",
+                                    fix=kind_spec(cand.backend).missing))
         tried_from = len(attempts)
         try:
             for backend in backends:
@@ -134,10 +135,6 @@ def _walk_chain(rt: Runtime, job: ChatJob, started: float, attempts: list[Attemp
     raise RoutingError(
         f"every candidate failed for this {cls.call_kind} call ({cls.query_type})", attempts, blocked_by=blocked
     )
-
-
-def _fix_for_missing(cand: Candidate) -> str:
-    return kind_spec(cand.backend).missing
 
 
 def _try_backend(rt: Runtime, job: ChatJob, cand: Candidate, backend: Backend, attempts: list[Attempt],
