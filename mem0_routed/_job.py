@@ -7,6 +7,7 @@ executor that runs it can both speak of them without importing each other.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -81,7 +82,7 @@ class ChatJob:
 BILLED_KINDS = ("invalid", "truncated", "timeout", "cancelled")
 
 
-def rejected_external_answers(attempts: list[Attempt]) -> int:
+def rejected_external_answers(attempts: Iterable[Attempt]) -> int:
     """External requests that were sent and may be billed though no answer was kept: answers that
     were rejected (invalid JSON, cut, a truncated prompt), and requests that timed out or that the
     caller cancelled in flight (the provider usually finishes and bills them). A timeout before

@@ -355,7 +355,7 @@ class Runtime:
         """What external answers that were then rejected (invalid JSON, cut, a truncated prompt)
         cost: the provider bills them all the same. Their token counts are not kept, so each is
         charged at the call's worst case (see ``worst_cost``): over, never under."""
-        answered = rejected_external_answers(list(attempts))
+        answered = rejected_external_answers(attempts)
         return answered * self.worst_cost(job) if answered else 0.0
 
     def release(self, reservation: Reservation) -> None:
