@@ -72,7 +72,7 @@ def execute_chat(rt: Runtime, job: ChatJob) -> Generator[Call, ChatResult, ChatO
     # until the call's record (which charges it) is written, never given back to other calls before
     held: list[Reservation] = []
     try:
-        return (yield from _walk_chain(rt, job, started, attempts, escalations, held))
+        return (yield from _walk_chain(rt, job, job.deadline, started, attempts, escalations, held))
     except GeneratorExit:
         # the caller cancelled (task cancel, wait_for) with an external request in flight: the
         # provider bills it, so it is recorded at the worst case before its claim is given back
@@ -84,10 +84,9 @@ def execute_chat(rt: Runtime, job: ChatJob) -> Generator[Call, ChatResult, ChatO
             rt.release(claim)
 
 
-def _walk_chain(rt: Runtime, job: ChatJob, started: float, attempts: list[Attempt], escalations: list[str],
-                held: list[Reservation]) -> Generator[Call, ChatResult, ChatOutcome]:
+def _walk_chain(rt: Runtime, job: ChatJob, deadline: float, started: float, attempts: list[Attempt],
+                escalations: list[str], held: list[Reservation]) -> Generator[Call, ChatResult, ChatOutcome]:
     cls = job.cls
-    deadline = job.deadline if job.deadline is not None else time.monotonic() + rt.config.deadline_s
     for cand in job.decision.chain:
         if time.monotonic() >= deadline:
             attempts.append(Attempt(cand.backend, cand.model, f"not tried: the call's deadline_s "
