@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -139,6 +140,11 @@ class FakeServerBase:
     a "hang" fault holds a request when nobody releases it.
     """
 
+    #: Fault modes a subclass answers in its own ``_route``, on top of ``FAULT_MODES``.
+    EXTRA_FAULT_MODES: tuple[str, ...] = ()
+    #: The listener class; a streaming subclass swaps in one that writes bodies as produced.
+    _http_server: type[_HTTPServer] = _HTTPServer
+
     def __init__(
         self,
         *,
@@ -193,7 +199,7 @@ class FakeServerBase:
         self.stop()
 
     def _listen(self) -> None:
-        httpd = _HTTPServer((self._host, self._port), self)
+        httpd = self._http_server((self._host, self._port), self)
         self._port = httpd.server_address[1]
         thread = threading.Thread(
             target=httpd.serve_forever,
@@ -217,7 +223,7 @@ class FakeServerBase:
 
     def set_fault(
         self,
-        mode: FaultMode,
+        mode: FaultMode | str,
         *,
         model: str | None = None,
         times: int | None = None,
@@ -230,8 +236,9 @@ class FakeServerBase:
         "refused" closes the listening socket (connection refused) until :meth:`clear_faults` or
         :meth:`reset`; it is server-wide, so ``model``/``times``/``paths`` are not allowed with it.
         """
-        if mode not in FAULT_MODES:
-            raise ValueError(f"unknown fault mode {mode!r}; choose one of {', '.join(FAULT_MODES)}")
+        modes = FAULT_MODES + self.EXTRA_FAULT_MODES
+        if mode not in modes:
+            raise ValueError(f"unknown fault mode {mode!r}; choose one of {', '.join(modes)}")
         if times is not None and times < 1:
             raise ValueError(f"times must be >= 1 or None (until cleared), got {times}")
         if mode == "refused":
@@ -242,9 +249,9 @@ class FakeServerBase:
             with self._lock:
                 self._refusing = True
                 self._close_listener()
-            return Fault(mode)
+            return Fault(cast(FaultMode, mode))
         fault = Fault(
-            mode,
+            cast(FaultMode, mode),
             model=self._norm(model) if model else None,
             times=times,
             delay_s=delay_s,
@@ -280,6 +287,15 @@ class FakeServerBase:
 
     def _reset_state(self) -> None:
         """Subclasses clear their own counters here."""
+
+    def _trickle(self, data: bytes | Iterator[bytes], delay_s: float) -> Iterator[bytes]:
+        """One byte every ``delay_s`` (the "trickle" fault, streamed bodies included): each read is
+        quick, the whole answer is not."""
+        for chunk in [data] if isinstance(data, bytes) else data:
+            for i in range(len(chunk)):
+                if self._stopping.wait(delay_s):
+                    return
+                yield chunk[i:i + 1]
 
     def _take_fault(self, path: str, model: str | None) -> Fault | None:
         with self._lock:

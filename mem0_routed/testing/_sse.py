@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 from . import _fakemodel as fm
-from ._base import FakeServerBase, Fault, FaultMode
+from ._base import FakeServerBase
 from ._ollama_server import _StreamingHTTPServer
 
 __all__ = ["OPENAI_FAULT_MODES", "StreamingServer", "sse_chat"]
@@ -32,6 +32,9 @@ class StreamingServer(FakeServerBase):
     pacing them, ``stream_log`` (content chunks sent, client hung up first) per streamed answer,
     and the stream fault modes of ``OPENAI_FAULT_MODES``."""
 
+    EXTRA_FAULT_MODES = OPENAI_FAULT_MODES
+    _http_server = _StreamingHTTPServer
+
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self._stream_lock = threading.Lock()
@@ -42,36 +45,6 @@ class StreamingServer(FakeServerBase):
         with self._stream_lock:
             self.stream_log.clear()
         self.token_delay_s = 0.0
-
-    def set_fault(self, mode: str, **kw: Any) -> Fault:
-        """As ``FakeServerBase.set_fault``, plus ``"repeat_loop"`` and ``"trailing_whitespace"``."""
-        if mode not in OPENAI_FAULT_MODES:
-            return super().set_fault(cast(FaultMode, mode), **kw)
-        times, paths = kw.get("times"), kw.get("paths")
-        if times is not None and times < 1:
-            raise ValueError(f"times must be >= 1 or None (until cleared), got {times}")
-        fault = Fault(cast(FaultMode, mode), model=kw.get("model"), times=times, delay_s=kw.get("delay_s", 1.0),
-                      paths=tuple(paths) if paths is not None else None)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
-    def _listen(self) -> None:
-        httpd = _StreamingHTTPServer((self._host, self._port), self)
-        self._port = httpd.server_address[1]
-        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                  name=type(self).__name__, daemon=True)
-        self._httpd, self._thread = httpd, thread
-        thread.start()
-
-    def _trickle(self, data: bytes | Iterator[bytes], delay_s: float) -> Iterator[bytes]:
-        """One byte every ``delay_s`` (the shared "trickle" fault, streams included): each read is
-        quick, the whole answer is not."""
-        for chunk in [data] if isinstance(data, bytes) else data:
-            for i in range(len(chunk)):
-                if self._stopping.wait(delay_s):
-                    return
-                yield chunk[i:i + 1]
 
     def _streamed(self, sent: int, hung_up: bool) -> None:
         with self._stream_lock:
