@@ -53,6 +53,32 @@ class AnswerGuard(Protocol):
     def feed(self, chunk: str) -> str | None: ...
 
 
+class GuardedRead:
+    """What both streamed reads (Ollama's NDJSON, OpenAI-compatible SSE) share: the text so far
+    and the guard's verdict. After "complete", up to ``GRACE_CHUNKS`` more chunks are read as long
+    as they carry no text: the model usually ends right after the closing brace, and the chunks
+    that follow carry the finish and the token counts."""
+
+    GRACE_CHUNKS = 8
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.stopped: str | None = None
+        self.grace = 0
+
+    def _guarded(self, content: str, guard: AnswerGuard) -> bool:
+        """Feed one chunk's text to ``guard``; True when reading should stop."""
+        if self.stopped == "complete":  # only whitespace may follow a complete object
+            self.grace += 1
+            return bool(content.strip()) or self.grace >= self.GRACE_CHUNKS
+        self.parts.append(content)
+        verdict = guard.feed(content)
+        if verdict is not None:
+            self.stopped = verdict
+            return verdict != "complete"
+        return False
+
+
 @dataclass(slots=True)
 class ChatResult:
     """One model answer. ``tokens_in``/``tokens_out`` come from the server's usage / eval counts.
