@@ -34,6 +34,7 @@ from .._errors import (
 from .._num_ctx import looks_truncated
 from .._types import BackendKind
 from ._base import ChatRequest, ChatResult, Health, Problem
+from ._billing import served_counts
 from ._kinds import shared_backend
 from ._openai import OpenAIBackend
 
@@ -280,11 +281,7 @@ class OpenAICompatibleBackend(OpenAIBackend):
                ) -> tuple[int, int]:
         """The server's own counts when sane: nothing is billed here, and a ``prompt_tokens`` far
         below our estimate is the sign of a cut prompt (see ``truncated``), not a count to correct."""
-        usage = getattr(resp, "usage", None)
-        counts = (getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
-        if all(isinstance(n, int) and 0 < n < 10**9 for n in counts):
-            return counts  # type: ignore[return-value]
-        return super()._usage(resp, request, text, calls)
+        return served_counts(getattr(resp, "usage", None)) or super()._usage(resp, request, text, calls)
 
     def truncated(self, request: ChatRequest, result: ChatResult, estimated_tokens: int) -> bool:
         """A server that keeps only the end of a long prompt (vLLM ``truncate_prompt_tokens``,

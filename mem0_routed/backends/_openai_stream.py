@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import BackendUnavailable
 from ._base import AnswerGuard, ChatRequest, ChatResult, GuardedRead
-from ._billing import billable_tokens
+from ._billing import billable_tokens, served_counts
 from ._deadline import deadline_scope
 
 if TYPE_CHECKING:
@@ -149,12 +149,7 @@ def result(backend: OpenAICompatibleBackend, state: StreamRead, request: ChatReq
             f"{backend.name} ended the stream before the answer was complete (model {request.model}, "
             f"{state.chunks} chunks read)", backend=backend.name, model=request.model, fix=backend.fix("unreachable"))
     text = "".join(state.parts)
-    usage = state.usage
-    counts = (getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
-    if all(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 10**9 for n in counts):
-        tokens_in, tokens_out = int(counts[0]), int(counts[1])  # type: ignore[arg-type]
-    else:
-        tokens_in, tokens_out, _ = billable_tokens(None, request, text, None)
+    tokens_in, tokens_out = served_counts(state.usage) or billable_tokens(None, request, text, None)[:2]
     timed = state.chunks > 1
     return ChatResult(
         text=text,
