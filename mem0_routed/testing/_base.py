@@ -128,9 +128,11 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128  # real Ollama listens with the OS maximum; 5 resets 32 eager threads
 
+    handler_class: type[_Handler] = _Handler
+
     def __init__(self, addr: tuple[str, int], owner: FakeServerBase) -> None:
         self.owner = owner
-        super().__init__(addr, _Handler)
+        super().__init__(addr, self.handler_class)
 
 
 class FakeServerBase:

@@ -24,7 +24,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import ThreadingHTTPServer
 from typing import Any, cast
 
 from . import _fakemodel as fm
@@ -116,9 +115,7 @@ class _StreamingHandler(_Handler):
 
 
 class _StreamingHTTPServer(_HTTPServer):
-    def __init__(self, addr: tuple[str, int], owner: FakeServerBase) -> None:
-        self.owner = owner
-        ThreadingHTTPServer.__init__(self, addr, _StreamingHandler)
+    handler_class = _StreamingHandler
 
 
 class FakeOllamaServer(FakeServerBase):
