@@ -27,7 +27,8 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 from . import _fakemodel as fm
-from ._base import FakeServerBase, Fault, Reply, _Handler, _HTTPServer
+from ._base import Fault, Reply
+from ._sse import StreamingServer
 
 __all__ = ["DEFAULT_OLLAMA_MODELS", "OLLAMA_FAULT_MODES", "FakeOllamaServer", "ModelSpec"]
 
@@ -72,53 +73,7 @@ def _err(status: int, message: str, headers: dict[str, str] | None = None) -> Re
     return Reply(status, {"error": message}, headers)
 
 
-def _body_bytes(reply: Reply) -> bytes | Iterator[bytes]:
-    if isinstance(reply.payload, bytes):
-        return reply.payload
-    if isinstance(reply.payload, (dict, list)):
-        return json.dumps(reply.payload).encode()
-    return cast("Iterator[bytes]", reply.payload)
-
-
-class _StreamingHandler(_Handler):
-    """The shared handler, plus bodies that are written as they are produced (no length: the
-    connection's end closes the body, as an HTTP/1.0 server does)."""
-
-    def _dispatch(self, method: str) -> None:
-        reply = self._reply(method)
-        if reply is None:
-            self.close_connection = True
-            return
-        if reply.trickle_s is not None:  # the base's "trickle" fault, for whole and streamed bodies alike
-            trickled = self.server.owner._trickle(_body_bytes(reply), reply.trickle_s)
-            reply = Reply(reply.status, trickled, reply.headers)
-        if isinstance(reply.payload, (bytes, dict, list, str, int, float)) or reply.payload is None:
-            self._write_whole(reply)
-            return
-        chunks = cast("Iterator[bytes]", reply.payload)
-        try:
-            self.send_response(reply.status)
-            headers = {"Content-Type": "application/json; charset=utf-8", **(reply.headers or {})}
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            for chunk in chunks:
-                self.wfile.write(chunk)
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):  # the client hung up: stop producing
-            pass
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-        self.close_connection = True
-
-
-class _StreamingHTTPServer(_HTTPServer):
-    handler_class = _StreamingHandler
-
-
-class FakeOllamaServer(FakeServerBase):
+class FakeOllamaServer(StreamingServer):
     """Fake Ollama. ``models`` maps names (``"mistral"`` means ``"mistral:latest"``) to specs.
 
     Besides ``requests`` it records ``num_ctx_log`` (model, effective num_ctx) per chat/embed and
@@ -126,7 +81,6 @@ class FakeOllamaServer(FakeServerBase):
     """
 
     EXTRA_FAULT_MODES = OLLAMA_FAULT_MODES
-    _http_server = _StreamingHTTPServer
 
     def __init__(self, models: dict[str, ModelSpec] | None = None, **kw: Any) -> None:
         super().__init__(**kw)
@@ -137,8 +91,6 @@ class FakeOllamaServer(FakeServerBase):
         self.reloads: Counter[str] = Counter()
         self._loaded: dict[str, int] = {}
         self._state_lock = threading.Lock()
-        self.token_delay_s = 0.0
-        self.stream_log: list[tuple[int, bool]] = []
         self.keep_alive_log: list[Any] = []
 
     def _reset_state(self) -> None:
@@ -147,9 +99,8 @@ class FakeOllamaServer(FakeServerBase):
             self.num_ctx_log.clear()
             self.reloads.clear()
             self._loaded.clear()
-            self.stream_log.clear()
             self.keep_alive_log.clear()
-        self.token_delay_s = 0.0
+        self._reset_streams()
 
     @staticmethod
     def _norm(model: str) -> str:
@@ -387,8 +338,7 @@ class FakeOllamaServer(FakeServerBase):
             yield json.dumps(last).encode() + b"\n"
             finished = True
         finally:
-            with self._state_lock:
-                self.stream_log.append((sent, not finished))
+            self._streamed(sent, not finished)
 
 
 def _looping(answer: str, chars: int) -> str:

@@ -1,7 +1,8 @@
 """A chat completion streamed as server-sent events, the way OpenAI-compatible servers send it.
 
-Kept apart from ``_openai_server`` (which builds the answer) so each stays readable. What differs
-between servers, and is what a client must cope with:
+Kept apart from ``_openai_server`` (which builds the answer) so each stays readable; the streaming
+server base (``StreamingServer``) both fakes stand on lives here too. What differs between servers,
+and is what a client must cope with:
 
 * OpenAI and vLLM send ``usage`` only when asked (``stream_options.include_usage``), in one last
   chunk whose ``choices`` is empty;
@@ -15,11 +16,10 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from . import _fakemodel as fm
-from ._base import FakeServerBase
-from ._ollama_server import _StreamingHTTPServer
+from ._base import FakeServerBase, Reply, _Handler, _HTTPServer
 
 __all__ = ["OPENAI_FAULT_MODES", "StreamingServer", "sse_chat"]
 
@@ -27,12 +27,58 @@ __all__ = ["OPENAI_FAULT_MODES", "StreamingServer", "sse_chat"]
 OPENAI_FAULT_MODES = ("repeat_loop", "trailing_whitespace")
 
 
+def _body_bytes(reply: Reply) -> bytes | Iterator[bytes]:
+    if isinstance(reply.payload, bytes):
+        return reply.payload
+    if isinstance(reply.payload, (dict, list)):
+        return json.dumps(reply.payload).encode()
+    return cast("Iterator[bytes]", reply.payload)
+
+
+class _StreamingHandler(_Handler):
+    """The shared handler, plus bodies that are written as they are produced (no length: the
+    connection's end closes the body, as an HTTP/1.0 server does)."""
+
+    def _dispatch(self, method: str) -> None:
+        reply = self._reply(method)
+        if reply is None:
+            self.close_connection = True
+            return
+        if reply.trickle_s is not None:  # the base's "trickle" fault, for whole and streamed bodies alike
+            trickled = self.server.owner._trickle(_body_bytes(reply), reply.trickle_s)
+            reply = Reply(reply.status, trickled, reply.headers)
+        if isinstance(reply.payload, (bytes, dict, list, str, int, float)) or reply.payload is None:
+            self._write_whole(reply)
+            return
+        chunks = cast("Iterator[bytes]", reply.payload)
+        try:
+            self.send_response(reply.status)
+            headers = {"Content-Type": "application/json; charset=utf-8", **(reply.headers or {})}
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            for chunk in chunks:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client hung up: stop producing
+            pass
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        self.close_connection = True
+
+
+class _StreamingHTTPServer(_HTTPServer):
+    handler_class = _StreamingHandler
+
+
 class StreamingServer(FakeServerBase):
     """A fake server whose iterator bodies are written as they are produced, with ``token_delay_s``
-    pacing them, ``stream_log`` (content chunks sent, client hung up first) per streamed answer,
-    and the stream fault modes of ``OPENAI_FAULT_MODES``."""
+    pacing them and ``stream_log`` (content chunks sent, client hung up first) per streamed answer
+    (both fakes); by default with the fault modes of ``OPENAI_FAULT_MODES``."""
 
-    EXTRA_FAULT_MODES = OPENAI_FAULT_MODES
+    EXTRA_FAULT_MODES: tuple[str, ...] = OPENAI_FAULT_MODES
     _http_server = _StreamingHTTPServer
 
     def __init__(self, **kw: Any) -> None:
