@@ -7,10 +7,12 @@ retries, breakers, fallback and validation belong to the router, not here.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
+from .._errors import BackendError, BackendTimeout
 from .._types import BackendKind
 
 
@@ -51,6 +53,32 @@ class AnswerGuard(Protocol):
     def stopped(self) -> str | None: ...
 
     def feed(self, chunk: str) -> str | None: ...
+
+
+class GuardedRead:
+    """What both streamed reads (Ollama's NDJSON, OpenAI-compatible SSE) share: the text so far
+    and the guard's verdict. After "complete", up to ``GRACE_CHUNKS`` more chunks are read as long
+    as they carry no text: the model usually ends right after the closing brace, and the chunks
+    that follow carry the finish and the token counts."""
+
+    GRACE_CHUNKS = 8
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.stopped: str | None = None
+        self.grace = 0
+
+    def _guarded(self, content: str, guard: AnswerGuard) -> bool:
+        """Feed one chunk's text to ``guard``; True when reading should stop."""
+        if self.stopped == "complete":  # only whitespace may follow a complete object
+            self.grace += 1
+            return bool(content.strip()) or self.grace >= self.GRACE_CHUNKS
+        self.parts.append(content)
+        verdict = guard.feed(content)
+        if verdict is not None:
+            self.stopped = verdict
+            return verdict != "complete"
+        return False
 
 
 @dataclass(slots=True)
@@ -146,3 +174,20 @@ class Backend(Protocol):
 def normalize_model_name(name: str) -> str:
     """Ollama treats ``mistral`` and ``mistral:latest`` as the same model."""
     return name if ":" in name else f"{name}:latest"
+
+
+L = TypeVar("L")
+
+
+def cached_listing(cached: tuple[float, L] | None, ttl_s: float, fetch: Callable[[], L]) -> L | None:
+    """A server's model list: ``cached`` (``(monotonic time, list)``) while younger than ``ttl_s``,
+    else ``fetch()``; None when the server cannot be asked. A timeout is raised, not swallowed: a
+    hanging host must trip its breaker after one wait, not cost a second one on the chat call."""
+    if cached is not None and time.monotonic() - cached[0] <= ttl_s:
+        return cached[1]
+    try:
+        return fetch()
+    except BackendTimeout:
+        raise
+    except BackendError:
+        return None

@@ -23,7 +23,7 @@ from .._classify import estimate_tokens
 from .._request_shape import estimate_messages
 from ._base import ChatRequest
 
-__all__ = ["IMAGE_TOKENS_MAX", "MAX_TOKENS", "billable_tokens", "prompt_tokens_max"]
+__all__ = ["IMAGE_TOKENS_MAX", "MAX_TOKENS", "billable_tokens", "prompt_tokens_max", "served_counts"]
 
 #: No single call bills more tokens than this (the largest windows are ~1M tokens).
 MAX_TOKENS = 4_000_000
@@ -83,6 +83,16 @@ def billable_tokens(
         problem = "missing" if usage is None else (
             f"prompt_tokens={reported_in!r}, completion_tokens={reported_out!r}"[:120])
     return (own_in if got_in is None else got_in), (own_out if got_out is None else got_out), problem
+
+
+def served_counts(usage: Any) -> tuple[int, int] | None:
+    """A local server's own ``(prompt_tokens, completion_tokens)`` when both are sane counts, else
+    None. Not checked against our estimate: nothing is billed, and a ``prompt_tokens`` far below it
+    is the sign of a cut prompt, not a count to correct."""
+    counts = (getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
+    if all(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 10**9 for n in counts):
+        return int(counts[0]), int(counts[1])  # type: ignore[arg-type]
+    return None
 
 
 def _plausible(value: object, own: int, cap: int) -> int | None:

@@ -90,8 +90,9 @@ class _Watchdog:
                         self._cv.wait()
                         continue
                     left = self._heap[0][0] - time.monotonic()
-                    if left <= 0:
-                        fire = heapq.heappop(self._heap)[2]
+                    if left <= 0:  # fired: a later cancel() is a no-op, not a heap entry counted as cancelled
+                        entry = heapq.heappop(self._heap)
+                        fire, entry[2] = entry[2], None
                         break
                     self._cv.wait(left)
             try:

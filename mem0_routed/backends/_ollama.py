@@ -16,14 +16,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .._config import mask_url
-from .._errors import (
-    BackendError,
-    BackendTimeout,
-    ServerError,
-)
+from .._errors import BackendError, ServerError
 from .._num_ctx import looks_truncated
 from .._types import BackendKind
-from ._base import ChatRequest, ChatResult, Health, Problem, normalize_model_name
+from ._base import ChatRequest, ChatResult, Health, Problem, cached_listing, normalize_model_name
 from ._deadline import current_deadline, deadline_scope, deadline_transport
 from ._kinds import shared_backend
 from ._loops import LoopClients, shared_ssl_context
@@ -349,17 +345,8 @@ class OllamaBackend:
 
         A timeout is raised, not swallowed: a hanging host must trip its breaker after one wait,
         not cost a second timeout on the chat call that would follow."""
-        cached = self._models
-        if cached is None or time.monotonic() - cached[0] > self.models_ttl_s:
-            try:
-                names = self._model_names()
-            except BackendTimeout:
-                raise
-            except BackendError:
-                return None
-        else:
-            names = cached[1]
-        return normalize_model_name(model) in names
+        names = cached_listing(self._models, self.models_ttl_s, self._model_names)
+        return None if names is None else normalize_model_name(model) in names
 
     def health(self, *, timeout_s: float | None = None) -> Health:
         t0 = time.perf_counter()

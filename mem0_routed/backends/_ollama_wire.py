@@ -22,6 +22,7 @@ from .._errors import (
     RateLimited,
     ServerError,
 )
+from ._base import AnswerGuard, GuardedRead
 
 if TYPE_CHECKING:
     import httpx
@@ -102,23 +103,17 @@ def request_error(exc: Exception) -> str:
     return type(exc).__name__
 
 
-class Streamed:
-    """A streamed answer being read: its text, chunk timing, and the final (or last) chunk.
-
-    After the guard says "complete", a few more chunks are read: the model usually ends right
-    after the closing brace, and that last chunk carries Ollama's token counts and timings."""
-
-    GRACE_CHUNKS = 8
+class Streamed(GuardedRead):
+    """A streamed Ollama answer being read: its text, chunk timing, and the final (or last) chunk,
+    which carries Ollama's token counts and timings."""
 
     def __init__(self) -> None:
-        self.parts: list[str] = []
+        super().__init__()
         self.chunks = 0
         self.first = self.last = 0.0
         self.last_part: Any = None
-        self.stopped: str | None = None
-        self.grace = 0
 
-    def take(self, part: Any, guard: Any) -> bool:
+    def take(self, part: Any, guard: AnswerGuard) -> bool:
         """Record one chunk; True when reading should stop."""
         now = time.perf_counter()
         self.first = self.first or now
@@ -130,16 +125,7 @@ class Streamed:
                 self.parts.append(content)
             return True
         self.chunks += 1
-        if self.stopped == "complete":  # only whitespace may follow a complete object
-            self.grace += 1
-            return bool(content.strip()) or self.grace >= self.GRACE_CHUNKS
-        self.parts.append(content)
-        verdict: str | None = guard.feed(content)
-        if verdict is not None:
-            self.stopped = verdict
-            return verdict != "complete"
-        return False
-
+        return self._guarded(content, guard)
 
 
 def seconds(ns: int | None) -> float | None:

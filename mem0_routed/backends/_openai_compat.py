@@ -33,7 +33,8 @@ from .._errors import (
 )
 from .._num_ctx import looks_truncated
 from .._types import BackendKind
-from ._base import ChatRequest, ChatResult, Health, Problem
+from ._base import ChatRequest, ChatResult, Health, Problem, cached_listing
+from ._billing import served_counts
 from ._kinds import shared_backend
 from ._openai import OpenAIBackend
 
@@ -280,11 +281,7 @@ class OpenAICompatibleBackend(OpenAIBackend):
                ) -> tuple[int, int]:
         """The server's own counts when sane: nothing is billed here, and a ``prompt_tokens`` far
         below our estimate is the sign of a cut prompt (see ``truncated``), not a count to correct."""
-        usage = getattr(resp, "usage", None)
-        counts = (getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
-        if all(isinstance(n, int) and 0 < n < 10**9 for n in counts):
-            return counts  # type: ignore[return-value]
-        return super()._usage(resp, request, text, calls)
+        return served_counts(getattr(resp, "usage", None)) or super()._usage(resp, request, text, calls)
 
     def truncated(self, request: ChatRequest, result: ChatResult, estimated_tokens: int) -> bool:
         """A server that keeps only the end of a long prompt (vLLM ``truncate_prompt_tokens``,
@@ -313,17 +310,8 @@ class OpenAICompatibleBackend(OpenAIBackend):
     def has_model(self, model: str) -> bool | None:
         """From the model list cached for ``models_ttl_s``; None when the server cannot be asked
         (a timeout is raised: a hanging server must trip its breaker after one wait)."""
-        cached = self._models
-        if cached is None or time.monotonic() - cached[0] > self.models_ttl_s:
-            try:
-                listed = self._listed()
-            except BackendTimeout:
-                raise
-            except BackendError:
-                return None
-        else:
-            listed = cached[1]
-        return model in listed
+        listed = cached_listing(self._models, self.models_ttl_s, self._listed)
+        return None if listed is None else model in listed
 
     def context_window(self, model: str) -> int | None:
         """The server's window for ``model`` (read once), else ``openai_compatible_context_window``."""

@@ -19,8 +19,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._errors import BackendUnavailable
-from ._base import AnswerGuard, ChatRequest, ChatResult
-from ._billing import billable_tokens
+from ._base import AnswerGuard, ChatRequest, ChatResult, GuardedRead
+from ._billing import billable_tokens, served_counts
 from ._deadline import deadline_scope
 
 if TYPE_CHECKING:
@@ -31,25 +31,17 @@ __all__ = ["StreamRead", "astream_chat", "stream_chat"]
 log = logging.getLogger("mem0_routed")
 
 
-class StreamRead:
-    """A streamed answer being read: its text, content-chunk timing, the finish and the usage.
-
-    After the guard says "complete", up to ``GRACE_CHUNKS`` more chunks are read, as long as they
-    carry no text: the model usually ends right after the closing brace, and the chunks that follow
-    carry ``finish_reason`` and ``usage``."""
-
-    GRACE_CHUNKS = 8
+class StreamRead(GuardedRead):
+    """A streamed answer being read: its text, content-chunk timing, the finish and the usage."""
 
     def __init__(self, sent_at: float) -> None:
+        super().__init__()
         self.sent_at = sent_at
-        self.parts: list[str] = []
         self.chunks = 0
         self.first = self.last = 0.0
         self.usage: Any = None
         self.finish: str | None = None
         self.model: str | None = None
-        self.stopped: str | None = None
-        self.grace = 0
         self.ended = False  # the server ended the stream (else we closed it)
 
     def take(self, chunk: Any, guard: AnswerGuard) -> bool:
@@ -67,17 +59,9 @@ class StreamRead:
             self.first = self.first or now
             self.last = now
             self.chunks += 1
-        if self.stopped == "complete":  # only whitespace may follow a complete object
-            self.grace += 1
-            return bool(content.strip()) or self.grace >= self.GRACE_CHUNKS
-        if not content:
+        if not content and self.stopped != "complete":
             return False
-        self.parts.append(content)
-        verdict = guard.feed(content)
-        if verdict is not None:
-            self.stopped = verdict
-            return verdict != "complete"
-        return False
+        return self._guarded(content, guard)
 
 
 def _params(backend: OpenAICompatibleBackend, request: ChatRequest) -> dict[str, Any]:
@@ -165,12 +149,7 @@ def result(backend: OpenAICompatibleBackend, state: StreamRead, request: ChatReq
             f"{backend.name} ended the stream before the answer was complete (model {request.model}, "
             f"{state.chunks} chunks read)", backend=backend.name, model=request.model, fix=backend.fix("unreachable"))
     text = "".join(state.parts)
-    usage = state.usage
-    counts = (getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
-    if all(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 10**9 for n in counts):
-        tokens_in, tokens_out = int(counts[0]), int(counts[1])  # type: ignore[arg-type]
-    else:
-        tokens_in, tokens_out, _ = billable_tokens(None, request, text, None)
+    tokens_in, tokens_out = served_counts(state.usage) or billable_tokens(None, request, text, None)[:2]
     timed = state.chunks > 1
     return ChatResult(
         text=text,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -127,9 +128,11 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128  # real Ollama listens with the OS maximum; 5 resets 32 eager threads
 
+    handler_class: type[_Handler] = _Handler
+
     def __init__(self, addr: tuple[str, int], owner: FakeServerBase) -> None:
         self.owner = owner
-        super().__init__(addr, _Handler)
+        super().__init__(addr, self.handler_class)
 
 
 class FakeServerBase:
@@ -138,6 +141,11 @@ class FakeServerBase:
     Use as a context manager or call :meth:`start` / :meth:`stop`. ``hang_limit_s`` bounds how long
     a "hang" fault holds a request when nobody releases it.
     """
+
+    #: Fault modes a subclass answers in its own ``_route``, on top of ``FAULT_MODES``.
+    EXTRA_FAULT_MODES: tuple[str, ...] = ()
+    #: The listener class; a streaming subclass swaps in one that writes bodies as produced.
+    _http_server: type[_HTTPServer] = _HTTPServer
 
     def __init__(
         self,
@@ -193,7 +201,7 @@ class FakeServerBase:
         self.stop()
 
     def _listen(self) -> None:
-        httpd = _HTTPServer((self._host, self._port), self)
+        httpd = self._http_server((self._host, self._port), self)
         self._port = httpd.server_address[1]
         thread = threading.Thread(
             target=httpd.serve_forever,
@@ -217,7 +225,7 @@ class FakeServerBase:
 
     def set_fault(
         self,
-        mode: FaultMode,
+        mode: FaultMode | str,
         *,
         model: str | None = None,
         times: int | None = None,
@@ -230,8 +238,9 @@ class FakeServerBase:
         "refused" closes the listening socket (connection refused) until :meth:`clear_faults` or
         :meth:`reset`; it is server-wide, so ``model``/``times``/``paths`` are not allowed with it.
         """
-        if mode not in FAULT_MODES:
-            raise ValueError(f"unknown fault mode {mode!r}; choose one of {', '.join(FAULT_MODES)}")
+        modes = FAULT_MODES + self.EXTRA_FAULT_MODES
+        if mode not in modes:
+            raise ValueError(f"unknown fault mode {mode!r}; choose one of {', '.join(modes)}")
         if times is not None and times < 1:
             raise ValueError(f"times must be >= 1 or None (until cleared), got {times}")
         if mode == "refused":
@@ -242,9 +251,9 @@ class FakeServerBase:
             with self._lock:
                 self._refusing = True
                 self._close_listener()
-            return Fault(mode)
+            return Fault(cast(FaultMode, mode))
         fault = Fault(
-            mode,
+            cast(FaultMode, mode),
             model=self._norm(model) if model else None,
             times=times,
             delay_s=delay_s,
@@ -280,6 +289,15 @@ class FakeServerBase:
 
     def _reset_state(self) -> None:
         """Subclasses clear their own counters here."""
+
+    def _trickle(self, data: bytes | Iterator[bytes], delay_s: float) -> Iterator[bytes]:
+        """One byte every ``delay_s`` (the "trickle" fault, streamed bodies included): each read is
+        quick, the whole answer is not."""
+        for chunk in [data] if isinstance(data, bytes) else data:
+            for i in range(len(chunk)):
+                if self._stopping.wait(delay_s):
+                    return
+                yield chunk[i:i + 1]
 
     def _take_fault(self, path: str, model: str | None) -> Fault | None:
         with self._lock:

@@ -24,11 +24,11 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import ThreadingHTTPServer
 from typing import Any, cast
 
 from . import _fakemodel as fm
-from ._base import FakeServerBase, Fault, FaultMode, Reply, _Handler, _HTTPServer
+from ._base import Fault, Reply
+from ._sse import StreamingServer
 
 __all__ = ["DEFAULT_OLLAMA_MODELS", "OLLAMA_FAULT_MODES", "FakeOllamaServer", "ModelSpec"]
 
@@ -73,12 +73,14 @@ def _err(status: int, message: str, headers: dict[str, str] | None = None) -> Re
     return Reply(status, {"error": message}, headers)
 
 
-class FakeOllamaServer(FakeServerBase):
+class FakeOllamaServer(StreamingServer):
     """Fake Ollama. ``models`` maps names (``"mistral"`` means ``"mistral:latest"``) to specs.
 
     Besides ``requests`` it records ``num_ctx_log`` (model, effective num_ctx) per chat/embed and
     ``reloads`` (per model, how often a change of num_ctx made Ollama reload it).
     """
+
+    EXTRA_FAULT_MODES = OLLAMA_FAULT_MODES
 
     def __init__(self, models: dict[str, ModelSpec] | None = None, **kw: Any) -> None:
         super().__init__(**kw)
@@ -89,31 +91,7 @@ class FakeOllamaServer(FakeServerBase):
         self.reloads: Counter[str] = Counter()
         self._loaded: dict[str, int] = {}
         self._state_lock = threading.Lock()
-        self.token_delay_s = 0.0
-        self.stream_log: list[tuple[int, bool]] = []
         self.keep_alive_log: list[Any] = []
-
-    def set_fault(self, mode: str, **kw: Any) -> Fault:
-        """As ``FakeServerBase.set_fault``, plus ``"repeat_loop"``."""
-        if mode not in OLLAMA_FAULT_MODES:
-            return super().set_fault(cast(FaultMode, mode), **kw)
-        times = kw.get("times")
-        if times is not None and times < 1:
-            raise ValueError(f"times must be >= 1 or None (until cleared), got {times}")
-        model, paths = kw.get("model"), kw.get("paths")
-        fault = Fault(cast(FaultMode, mode), model=self._norm(model) if model else None, times=times,
-                      delay_s=kw.get("delay_s", 1.0), paths=tuple(paths) if paths is not None else None)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
-    def _listen(self) -> None:
-        httpd = _StreamingHTTPServer((self._host, self._port), self)
-        self._port = httpd.server_address[1]
-        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                  name=type(self).__name__, daemon=True)
-        self._httpd, self._thread = httpd, thread
-        thread.start()
 
     def _reset_state(self) -> None:
         self.models = dict(self._initial_models)
@@ -121,9 +99,8 @@ class FakeOllamaServer(FakeServerBase):
             self.num_ctx_log.clear()
             self.reloads.clear()
             self._loaded.clear()
-            self.stream_log.clear()
             self.keep_alive_log.clear()
-        self.token_delay_s = 0.0
+        self._reset_streams()
 
     @staticmethod
     def _norm(model: str) -> str:
@@ -142,15 +119,6 @@ class FakeOllamaServer(FakeServerBase):
         self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None
     ) -> Reply:
         return self._route_inner(method, path, body, headers, fault)
-
-    def _trickle(self, data: bytes | Iterator[bytes], delay_s: float) -> Iterator[bytes]:
-        """One byte every ``delay_s``: each read is quick, the whole answer is not."""
-        chunks = [data] if isinstance(data, bytes) else data
-        for chunk in chunks:
-            for i in range(len(chunk)):
-                if self._stopping.wait(delay_s):
-                    return
-                yield chunk[i:i + 1]
 
     def _route_inner(
         self, method: str, path: str, body: Any, headers: dict[str, str], fault: Fault | None
@@ -370,8 +338,7 @@ class FakeOllamaServer(FakeServerBase):
             yield json.dumps(last).encode() + b"\n"
             finished = True
         finally:
-            with self._state_lock:
-                self.stream_log.append((sent, not finished))
+            self._streamed(sent, not finished)
 
 
 def _looping(answer: str, chars: int) -> str:
@@ -387,54 +354,6 @@ def _looping(answer: str, chars: int) -> str:
         return (head + unit * (chars // len(unit) + 1))[:chars]
     unit = " " + (answer.strip() or "and so on.")
     return (answer + unit * (chars // len(unit) + 1))[:chars]
-
-
-def _body_bytes(reply: Reply) -> bytes | Iterator[bytes]:
-    if isinstance(reply.payload, bytes):
-        return reply.payload
-    if isinstance(reply.payload, (dict, list)):
-        return json.dumps(reply.payload).encode()
-    return cast("Iterator[bytes]", reply.payload)
-
-
-class _StreamingHandler(_Handler):
-    """The shared handler, plus bodies that are written as they are produced (no length: the
-    connection's end closes the body, as an HTTP/1.0 server does)."""
-
-    def _dispatch(self, method: str) -> None:
-        reply = self._reply(method)
-        if reply is None:
-            self.close_connection = True
-            return
-        if reply.trickle_s is not None:  # the base's "trickle" fault, for whole and streamed bodies alike
-            owner = cast("FakeOllamaServer", self.server.owner)
-            reply = Reply(reply.status, owner._trickle(_body_bytes(reply), reply.trickle_s), reply.headers)
-        if isinstance(reply.payload, (bytes, dict, list, str, int, float)) or reply.payload is None:
-            self._write_whole(reply)
-            return
-        chunks = cast("Iterator[bytes]", reply.payload)
-        try:
-            self.send_response(reply.status)
-            headers = {"Content-Type": "application/json; charset=utf-8", **(reply.headers or {})}
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            for chunk in chunks:
-                self.wfile.write(chunk)
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):  # the client hung up: stop producing
-            pass
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-        self.close_connection = True
-
-
-class _StreamingHTTPServer(_HTTPServer):
-    def __init__(self, addr: tuple[str, int], owner: FakeServerBase) -> None:
-        self.owner = owner
-        ThreadingHTTPServer.__init__(self, addr, _StreamingHandler)
 
 
 def _digest(name: str) -> str:

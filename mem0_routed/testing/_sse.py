@@ -1,7 +1,8 @@
 """A chat completion streamed as server-sent events, the way OpenAI-compatible servers send it.
 
-Kept apart from ``_openai_server`` (which builds the answer) so each stays readable. What differs
-between servers, and is what a client must cope with:
+Kept apart from ``_openai_server`` (which builds the answer) so each stays readable; the streaming
+server base (``StreamingServer``) both fakes stand on lives here too. What differs between servers,
+and is what a client must cope with:
 
 * OpenAI and vLLM send ``usage`` only when asked (``stream_options.include_usage``), in one last
   chunk whose ``choices`` is empty;
@@ -18,8 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from . import _fakemodel as fm
-from ._base import FakeServerBase, Fault, FaultMode
-from ._ollama_server import _StreamingHTTPServer
+from ._base import FakeServerBase, Reply, _Handler, _HTTPServer
 
 __all__ = ["OPENAI_FAULT_MODES", "StreamingServer", "sse_chat"]
 
@@ -27,10 +27,59 @@ __all__ = ["OPENAI_FAULT_MODES", "StreamingServer", "sse_chat"]
 OPENAI_FAULT_MODES = ("repeat_loop", "trailing_whitespace")
 
 
+def _body_bytes(reply: Reply) -> bytes | Iterator[bytes]:
+    if isinstance(reply.payload, bytes):
+        return reply.payload
+    if isinstance(reply.payload, (dict, list)):
+        return json.dumps(reply.payload).encode()
+    return cast("Iterator[bytes]", reply.payload)
+
+
+class _StreamingHandler(_Handler):
+    """The shared handler, plus bodies that are written as they are produced (no length: the
+    connection's end closes the body, as an HTTP/1.0 server does)."""
+
+    def _dispatch(self, method: str) -> None:
+        reply = self._reply(method)
+        if reply is None:
+            self.close_connection = True
+            return
+        if reply.trickle_s is not None:  # the base's "trickle" fault, for whole and streamed bodies alike
+            trickled = self.server.owner._trickle(_body_bytes(reply), reply.trickle_s)
+            reply = Reply(reply.status, trickled, reply.headers)
+        if isinstance(reply.payload, (bytes, dict, list, str, int, float)) or reply.payload is None:
+            self._write_whole(reply)
+            return
+        chunks = cast("Iterator[bytes]", reply.payload)
+        try:
+            self.send_response(reply.status)
+            headers = {"Content-Type": "application/json; charset=utf-8", **(reply.headers or {})}
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            for chunk in chunks:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client hung up: stop producing
+            pass
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        self.close_connection = True
+
+
+class _StreamingHTTPServer(_HTTPServer):
+    handler_class = _StreamingHandler
+
+
 class StreamingServer(FakeServerBase):
     """A fake server whose iterator bodies are written as they are produced, with ``token_delay_s``
-    pacing them, ``stream_log`` (content chunks sent, client hung up first) per streamed answer,
-    and the stream fault modes of ``OPENAI_FAULT_MODES``."""
+    pacing them and ``stream_log`` (content chunks sent, client hung up first) per streamed answer
+    (both fakes); by default with the fault modes of ``OPENAI_FAULT_MODES``."""
+
+    EXTRA_FAULT_MODES: tuple[str, ...] = OPENAI_FAULT_MODES
+    _http_server = _StreamingHTTPServer
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -42,36 +91,6 @@ class StreamingServer(FakeServerBase):
         with self._stream_lock:
             self.stream_log.clear()
         self.token_delay_s = 0.0
-
-    def set_fault(self, mode: str, **kw: Any) -> Fault:
-        """As ``FakeServerBase.set_fault``, plus ``"repeat_loop"`` and ``"trailing_whitespace"``."""
-        if mode not in OPENAI_FAULT_MODES:
-            return super().set_fault(cast(FaultMode, mode), **kw)
-        times, paths = kw.get("times"), kw.get("paths")
-        if times is not None and times < 1:
-            raise ValueError(f"times must be >= 1 or None (until cleared), got {times}")
-        fault = Fault(cast(FaultMode, mode), model=kw.get("model"), times=times, delay_s=kw.get("delay_s", 1.0),
-                      paths=tuple(paths) if paths is not None else None)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
-    def _listen(self) -> None:
-        httpd = _StreamingHTTPServer((self._host, self._port), self)
-        self._port = httpd.server_address[1]
-        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                  name=type(self).__name__, daemon=True)
-        self._httpd, self._thread = httpd, thread
-        thread.start()
-
-    def _trickle(self, data: bytes | Iterator[bytes], delay_s: float) -> Iterator[bytes]:
-        """One byte every ``delay_s`` (the shared "trickle" fault, streams included): each read is
-        quick, the whole answer is not."""
-        for chunk in [data] if isinstance(data, bytes) else data:
-            for i in range(len(chunk)):
-                if self._stopping.wait(delay_s):
-                    return
-                yield chunk[i:i + 1]
 
     def _streamed(self, sent: int, hung_up: bool) -> None:
         with self._stream_lock:
