@@ -11,14 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import stamina
 from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
 
 from mem0_routed import ConfigError, Router, RouterConfig, RoutingError
 from mem0_routed.backends import KINDS, OpenAICompatibleBackend
 from mem0_routed.backends._openai_compat import normalize_base_url
 from mem0_routed.testing import FakeOpenAIServer
-from mem0_routed.testing import reset as reset_routers
 from mem0_routed.testing._base import Fault, Reply
 
 MODELS = {"qwen": (4096, None), "emb": (512, 64)}
@@ -48,16 +46,7 @@ class LlamaCppPythonServer(FakeOpenAIServer):
         return super()._route(method, path, body, headers, fault)
 
 
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("OLLAMA_URL", "OPENAI_API_KEY", "OPENAI_COMPATIBLE_URLS", "OPENAI_COMPATIBLE_API_KEY",
-                 "VLLM_BASE_URL", "LMSTUDIO_BASE_URL", "MEM0_LLM_MODEL", "MEM0_EMBEDDER_MODEL",
-                 "MEM0_ROUTED_LOCAL_BACKEND"):
-        monkeypatch.delenv(name, raising=False)
-    reset_routers()
-    with stamina.set_testing(True, attempts=3, cap=True):
-        yield
-    reset_routers()
+pytestmark = pytest.mark.usefixtures("fresh", "no_backoff")  # env vars cleared, a fresh process, no retry waits
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import stamina
 from conftest import run_bounded
 from mem0.configs.prompts import ADDITIVE_EXTRACTION_PROMPT, generate_additive_extraction_prompt
 
@@ -26,7 +25,6 @@ from mem0_routed.backends import OpenAICompatibleBackend
 from mem0_routed.backends._base import ChatRequest
 from mem0_routed.testing import FakeOpenAIServer
 from mem0_routed.testing import _fakemodel as fm
-from mem0_routed.testing import reset as reset_routers
 from mem0_routed.testing._base import Fault, Reply
 
 MODELS = {"qwen": (8192, None), "emb": (512, 64)}
@@ -34,18 +32,7 @@ CHAT = "/v1/chat/completions"
 ITEMS = ["My name is Alice.", "I live in Paris and I love hiking."]
 
 
-@pytest.fixture(autouse=True)
-def _fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("OLLAMA_URL", "OPENAI_API_KEY", "OPENAI_COMPATIBLE_URLS", "OPENAI_COMPATIBLE_API_KEY",
-                 "VLLM_BASE_URL", "LMSTUDIO_BASE_URL", "MEM0_LLM_MODEL", "MEM0_EMBEDDER_MODEL",
-                 "MEM0_ROUTED_LOCAL_BACKEND"):
-        monkeypatch.delenv(name, raising=False)
-    reset_routers()
-    SPEEDS.clear()
-    with stamina.set_testing(True, attempts=3, cap=True):
-        yield
-    reset_routers()
-    SPEEDS.clear()
+pytestmark = pytest.mark.usefixtures("fresh", "no_backoff")  # env vars cleared, a fresh process, no retry waits
 
 
 @pytest.fixture(params=["vllm", "llamacpp"])
